@@ -1,0 +1,69 @@
+"""Shared fixtures: a tiny random Llama and an in-code byte-level tokenizer (no network, seconds)."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+import pytest  # noqa: E402
+
+
+def build_byte_tokenizer():  # type: ignore[no-untyped-def]
+    """A byte-level BPE tokenizer with no merges: one token per byte, offsets exact, chat template included."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    byte_chars = pre_tokenizers.ByteLevel.alphabet()
+    vocab = {ch: i for i, ch in enumerate(sorted(byte_chars))}
+    for special in ("<pad>", "<s>", "</s>", "<|im_start|>", "<|im_end|>"):
+        vocab[special] = len(vocab)
+    core = Tokenizer(models.BPE(vocab=vocab, merges=[]))
+    core.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
+    core.decoder = decoders.ByteLevel()
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=core,
+        pad_token="<pad>",
+        bos_token="<s>",
+        eos_token="</s>",
+        additional_special_tokens=["<|im_start|>", "<|im_end|>"],
+    )
+    tokenizer.chat_template = (
+        "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
+        "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+    )
+    tokenizer.padding_side = "left"
+    return tokenizer
+
+
+def build_tiny_llama(vocab_size: int, seed: int = 0):  # type: ignore[no-untyped-def]
+    """A 2-layer random Llama in float32 (GQA, so cache shapes are realistic)."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(seed)
+    config = LlamaConfig(
+        vocab_size=vocab_size,
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=512,
+        pad_token_id=vocab_size - 5,
+        bos_token_id=vocab_size - 4,
+        eos_token_id=vocab_size - 3,
+    )
+    model = LlamaForCausalLM(config).to(torch.float32).eval()
+    return model
+
+
+@pytest.fixture(scope="session")
+def byte_tokenizer():  # type: ignore[no-untyped-def]
+    return build_byte_tokenizer()
+
+
+@pytest.fixture(scope="session")
+def tiny_model(byte_tokenizer):  # type: ignore[no-untyped-def]
+    return build_tiny_llama(len(byte_tokenizer))
