@@ -1,0 +1,699 @@
+"""The two-branch steered decoding engine.
+
+Every decode step runs ONE forward over ``2B`` rows that share one KV cache: rows ``0..B-1`` see the prompt as it
+is (the *original* branch), rows ``B..2B-1`` see it with the anchor tokens hidden by the attention mask (the
+*masked* branch). Their last-position logits are combined in float32 as ``ω·l_orig + (1−ω)·l_masked``
+(Selective Prompt Anchoring); ``ω > 1`` amplifies what the anchors contribute.
+
+Unlike SPA's reference ``LogitsProcessor`` the anchors stay hidden at every step (not only during the masked
+prefill), positions never shift (explicit ``position_ids``; anchors are hidden, not replaced), prompts are batched,
+and both branches share one forward, which on a CPU in bfloat16 costs about the same as one branch.
+
+When no active row needs steering (``ω == 1`` or no anchors) only the original rows run; the masked rows fall
+behind and are brought up to date in one prefill when steering is next needed. A row's anchors may change
+mid-generation (:meth:`DecodeSession.set_anchors`): only its masked row is recomputed, from the first position
+whose visibility changed.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+__all__ = [
+    "DecodeSession",
+    "DecodingInputError",
+    "DecodingStats",
+    "RowRequest",
+    "RowResult",
+    "SamplingConfig",
+    "SteeredDecoder",
+    "TokenEvent",
+    "combine_logits",
+]
+
+_LOGIT_BOUND = 1e4  # real logits are far inside this; it keeps ω-scaled infinities from becoming NaN
+
+
+class DecodingInputError(ValueError):
+    """A request to the engine is malformed; raised before any forward pass."""
+
+
+@dataclass(frozen=True)
+class SamplingConfig:
+    """How the next token is chosen from the combined logits.
+
+    Args:
+        do_sample: Sample instead of taking the argmax.
+        temperature: Softmax temperature (> 0), used when sampling.
+        top_p: Nucleus mass in (0, 1]; 1 disables it.
+        top_k: Keep the k most likely tokens; 0 disables it.
+        seed: Seed of the sampling generator, for reproducible samples.
+    """
+
+    do_sample: bool = False
+    temperature: float = 1.0
+    top_p: float = 1.0
+    top_k: int = 0
+    seed: int | None = None
+
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.temperature) and self.temperature > 0):
+            raise DecodingInputError(f"temperature must be a finite number > 0, got {self.temperature!r}")
+        if not (0 < self.top_p <= 1):
+            raise DecodingInputError(f"top_p must be in (0, 1], got {self.top_p!r}")
+        if self.top_k < 0:
+            raise DecodingInputError(f"top_k must be >= 0, got {self.top_k!r}")
+
+
+@dataclass
+class RowRequest:
+    """One prompt to decode.
+
+    Args:
+        prompt_ids: The prompt's token ids (no padding).
+        anchor_spans: Token index spans ``[start, end)`` into the prompt to hide from the masked branch.
+        omega: Steering strength; 1 is plain decoding, > 1 amplifies the anchors.
+    """
+
+    prompt_ids: Sequence[int]
+    anchor_spans: Sequence[tuple[int, int]] = ()
+    omega: float = 1.0
+
+
+@dataclass(frozen=True)
+class TokenEvent:
+    """One decoded token of one row.
+
+    ``text`` is the new text that is safe to show: it never contains (a prefix of) a stop string nor half of a
+    multi-byte character; the final event of a row flushes whatever was held back.
+    """
+
+    row: int
+    token_id: int
+    index: int
+    text: str
+    confidence: float
+    omega: float
+    finish_reason: str | None = None
+
+
+@dataclass
+class RowResult:
+    """What one row produced."""
+
+    token_ids: list[int]
+    text: str
+    finish_reason: str
+    confidences: list[float]
+    omegas: list[float]
+    prompt_tokens: int
+
+    @property
+    def mean_confidence(self) -> float:
+        """Harmonic mean of the per-token max probabilities of the original branch (Self-Anchor's signal)."""
+        return harmonic_mean(self.confidences)
+
+
+@dataclass
+class DecodingStats:
+    """Work done by a session, for tests and benchmarks."""
+
+    forwards: int = 0
+    steered_forwards: int = 0
+    prefill_tokens: int = 0  # tokens pushed through the model outside single-token decode steps
+    resync_tokens: int = 0  # masked-branch tokens recomputed after an anchor change or a catch-up
+    decode_steps: int = 0
+
+
+def harmonic_mean(values: Sequence[float]) -> float:
+    """Harmonic mean ``n / Σ 1/p``; 0 for an empty sequence or any zero value."""
+    if not values or min(values) <= 0:
+        return 0.0
+    return len(values) / sum(1.0 / v for v in values)
+
+
+def combine_logits(original: torch.Tensor, masked: torch.Tensor, omega: torch.Tensor) -> torch.Tensor:
+    """SPA's combination ``ω·l_o + (1−ω)·l_m`` in float32, guarded against NaN and infinities.
+
+    Args:
+        original: ``(B, V)`` logits of the original branch.
+        masked: ``(B, V)`` logits of the anchor-masked branch.
+        omega: ``(B,)`` steering strengths.
+
+    Returns:
+        ``(B, V)`` float32 logits; rows with ``ω == 1`` are exactly the original logits.
+    """
+    orig = torch.nan_to_num(original.float(), nan=-_LOGIT_BOUND).clamp(-_LOGIT_BOUND, _LOGIT_BOUND)
+    mask = torch.nan_to_num(masked.float(), nan=-_LOGIT_BOUND).clamp(-_LOGIT_BOUND, _LOGIT_BOUND)
+    w = omega.float().unsqueeze(-1)
+    combined = w * orig + (1.0 - w) * mask
+    return torch.where(w == 1.0, orig, combined)
+
+
+class _RowText:
+    """Incremental detokenisation with text-level stop strings for one row."""
+
+    def __init__(self, tokenizer: Any, stop: Sequence[str]) -> None:
+        self._tokenizer = tokenizer
+        self._stop = [s for s in stop if s]
+        self._max_stop = max((len(s) for s in self._stop), default=0)
+        self.emitted = ""
+        self.text = ""
+
+    def push(self, token_ids: list[int]) -> tuple[str, bool]:
+        """Decode the row so far; returns (new safe text, hit a stop string)."""
+        if self._tokenizer is None:
+            return "", False
+        text = self._tokenizer.decode(token_ids, skip_special_tokens=True, clean_up_tokenization_spaces=False)
+        search_from = max(0, len(self.text) - self._max_stop)
+        self.text = text
+        cut = min((i for s in self._stop if (i := text.find(s, search_from)) >= 0), default=-1)
+        if cut >= 0:
+            self.text = text[:cut]
+            return self._advance(self.text), True
+        safe = text.rstrip("\ufffd")  # an incomplete multi-byte character decodes to U+FFFD until it completes
+        safe = safe[: len(safe) - self._held_back(safe)]
+        return self._advance(safe), False
+
+    def flush(self) -> str:
+        return self._advance(self.text)
+
+    def _held_back(self, text: str) -> int:
+        # Keep back the longest tail that could still grow into a stop string, so none of it leaks to a stream.
+        for n in range(min(self._max_stop, len(text)), 0, -1):
+            if any(s.startswith(text[-n:]) for s in self._stop):
+                return n
+        return 0
+
+    def _advance(self, safe: str) -> str:
+        if not safe.startswith(self.emitted):
+            return ""  # never rewrite what a stream consumer already has
+        delta = safe[len(self.emitted) :]
+        self.emitted = safe
+        return delta
+
+
+@dataclass
+class _Row:
+    request_index: int
+    prompt_len: int
+    omega: float
+    anchors: list[tuple[int, int]]
+    text: _RowText
+    generated: list[int] = field(default_factory=list)
+    confidences: list[float] = field(default_factory=list)
+    omegas: list[float] = field(default_factory=list)
+    finish_reason: str | None = None
+    pending_anchors: list[tuple[int, int]] | None = None
+
+    @property
+    def length(self) -> int:
+        return self.prompt_len + len(self.generated)
+
+    @property
+    def steered(self) -> bool:
+        return self.omega != 1.0 and bool(self.anchors)
+
+
+class SteeredDecoder:
+    """Batched two-branch decoding over a Hugging Face causal LM.
+
+    Args:
+        model: A ``transformers`` causal LM whose cache is a plain ``DynamicCache`` (full attention layers).
+        tokenizer: Used to decode text for stop strings and streaming; optional for id-only use.
+        eos_token_ids: Tokens that end a row; defaults to the model's and tokenizer's EOS ids.
+        pad_token_id: Id used for left padding; defaults to the tokenizer's pad, else the first EOS id.
+    """
+
+    def __init__(
+        self,
+        model: Any,
+        tokenizer: Any = None,
+        *,
+        eos_token_ids: Sequence[int] | None = None,
+        pad_token_id: int | None = None,
+    ) -> None:
+        self.model = model
+        self.tokenizer = tokenizer
+        self.eos_token_ids = frozenset(eos_token_ids if eos_token_ids is not None else self._default_eos())
+        if pad_token_id is None:
+            pad_token_id = getattr(tokenizer, "pad_token_id", None)
+        if pad_token_id is None:
+            pad_token_id = min(self.eos_token_ids) if self.eos_token_ids else 0
+        self.pad_token_id = int(pad_token_id)
+        params = inspect.signature(model.forward).parameters
+        # transformers 5.24 renamed the cache keyword; older 5.x releases only know the old one.
+        self._cache_kw = "cache" if "cache" in params else "past_key_values"
+        self._logits_to_keep = "logits_to_keep" in params or any(
+            p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()
+        )
+        self.context_length: int | None = getattr(model.config, "max_position_embeddings", None)
+
+    def _default_eos(self) -> set[int]:
+        ids: set[int] = set()
+        for source in (getattr(self.model, "generation_config", None), self.model.config, self.tokenizer):
+            value = getattr(source, "eos_token_id", None) if source is not None else None
+            if isinstance(value, int):
+                ids.add(value)
+            elif isinstance(value, (list, tuple)):
+                ids.update(int(v) for v in value)
+        return ids
+
+    def start(
+        self,
+        rows: Sequence[RowRequest],
+        *,
+        max_new_tokens: int,
+        sampling: SamplingConfig | None = None,
+        stop: Sequence[str] = (),
+    ) -> DecodeSession:
+        """Validate the requests and open a decode session (nothing runs until it is iterated)."""
+        return DecodeSession(
+            self, rows, max_new_tokens=max_new_tokens, sampling=sampling or SamplingConfig(), stop=stop
+        )
+
+    def generate(
+        self,
+        rows: Sequence[RowRequest],
+        *,
+        max_new_tokens: int,
+        sampling: SamplingConfig | None = None,
+        stop: Sequence[str] = (),
+    ) -> list[RowResult]:
+        """Decode every row to the end and return the results in request order."""
+        session = self.start(rows, max_new_tokens=max_new_tokens, sampling=sampling, stop=stop)
+        for _ in session:
+            pass
+        return session.results()
+
+    # -- model plumbing ------------------------------------------------------------------------------------------
+
+    def new_cache(self) -> Any:
+        from transformers import DynamicCache
+
+        return DynamicCache(config=self.model.config)
+
+    def forward(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, position_ids: torch.Tensor, cache: Any
+    ) -> torch.Tensor:
+        """One cached forward; returns float32 logits of the last position, ``(rows, vocab)``."""
+        kwargs: dict[str, Any] = {self._cache_kw: cache, "use_cache": True}
+        if self._logits_to_keep:
+            kwargs["logits_to_keep"] = 1  # the LM head over a long prompt is costly and only the last row is used
+        with torch.no_grad():
+            out = self.model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, **kwargs)
+        return out.logits[:, -1, :].float()
+
+
+def _cache_from_tensors(layers: list[tuple[torch.Tensor, torch.Tensor]]) -> Any:
+    from transformers import DynamicCache
+
+    return DynamicCache(ddp_cache_data=layers)
+
+
+def _layer_tensors(cache: Any) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    for layer in cache.layers:
+        if type(layer).__name__ != "DynamicLayer":
+            raise NotImplementedError(f"steered decoding needs full-attention cache layers, got {type(layer).__name__}")
+    return [(layer.keys, layer.values) for layer in cache.layers]
+
+
+class DecodeSession:
+    """One batched decode; iterate it to get a list of :class:`TokenEvent` per step.
+
+    Between steps a caller may change a row's anchors (:meth:`set_anchors`) or steering strength
+    (:meth:`set_omega`), or cancel a row (:meth:`cancel`). Closing the iterator early stops decoding.
+    """
+
+    def __init__(
+        self,
+        decoder: SteeredDecoder,
+        rows: Sequence[RowRequest],
+        *,
+        max_new_tokens: int,
+        sampling: SamplingConfig,
+        stop: Sequence[str],
+    ) -> None:
+        self._decoder = decoder
+        self._validate(rows, max_new_tokens, stop)
+        self.max_new_tokens = max_new_tokens
+        self.sampling = sampling
+        self.stats = DecodingStats()
+        self._rows = [
+            _Row(
+                request_index=i,
+                prompt_len=len(r.prompt_ids),
+                omega=float(r.omega),
+                anchors=sorted((int(a), int(b)) for a, b in r.anchor_spans),
+                text=_RowText(decoder.tokenizer, stop),
+            )
+            for i, r in enumerate(rows)
+        ]
+        self._prompts = [list(map(int, r.prompt_ids)) for r in rows]
+        self._generator: torch.Generator | None = None
+        if sampling.do_sample:
+            self._generator = torch.Generator()
+            if sampling.seed is not None:
+                self._generator.manual_seed(sampling.seed)
+        self._started = False
+        self.last_logits: torch.Tensor | None = None  # combined logits of the latest step, rows in batch order
+        self.last_rows: list[int] = []  # request indices of those rows
+
+    # -- validation ------------------------------------------------------------------------------------------------
+
+    def _validate(self, rows: Sequence[RowRequest], max_new_tokens: int, stop: Sequence[str]) -> None:
+        if not rows:
+            raise DecodingInputError("no rows to decode")
+        if max_new_tokens < 1:
+            raise DecodingInputError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
+        if stop and self._decoder.tokenizer is None:
+            raise DecodingInputError("stop strings need a tokenizer to decode text")
+        ctx = self._decoder.context_length
+        for i, row in enumerate(rows):
+            n = len(row.prompt_ids)
+            if n == 0:
+                raise DecodingInputError(f"row {i}: empty prompt")
+            if ctx is not None and n >= ctx:
+                raise DecodingInputError(f"row {i}: prompt of {n} tokens does not fit the model's context of {ctx}")
+            if not (isinstance(row.omega, (int, float)) and math.isfinite(row.omega) and row.omega >= 0):
+                raise DecodingInputError(f"row {i}: omega must be a finite number >= 0, got {row.omega!r}")
+            self._check_spans(i, row.anchor_spans, n)
+
+    @staticmethod
+    def _check_spans(row: int, spans: Sequence[tuple[int, int]], length: int) -> None:
+        for span in spans:
+            if len(span) != 2:
+                raise DecodingInputError(f"row {row}: anchor span {span!r} is not a (start, end) pair")
+            start, end = span
+            if not (0 <= start < end <= length):
+                raise DecodingInputError(
+                    f"row {row}: anchor span {span!r} is empty or outside the row's {length} tokens"
+                )
+
+    # -- public controls -----------------------------------------------------------------------------------------
+
+    def set_anchors(self, row: int, spans: Sequence[tuple[int, int]]) -> None:
+        """Replace a row's anchor spans (token indices over prompt + generated tokens) from the next step on."""
+        state = self._rows[row]
+        self._check_spans(row, spans, state.length)
+        state.pending_anchors = sorted((int(a), int(b)) for a, b in spans)
+
+    def set_omega(self, row: int, omega: float) -> None:
+        """Change a row's steering strength from the next step on."""
+        if not (math.isfinite(omega) and omega >= 0):
+            raise DecodingInputError(f"row {row}: omega must be a finite number >= 0, got {omega!r}")
+        self._rows[row].omega = float(omega)
+
+    def cancel(self, row: int) -> None:
+        """Stop decoding one row; the others go on."""
+        if self._rows[row].finish_reason is None:
+            self._rows[row].finish_reason = "cancelled"
+
+    def anchors(self, row: int) -> list[tuple[int, int]]:
+        state = self._rows[row]
+        return list(state.pending_anchors if state.pending_anchors is not None else state.anchors)
+
+    def generated_ids(self, row: int) -> list[int]:
+        return list(self._rows[row].generated)
+
+    def results(self) -> list[RowResult]:
+        return [
+            RowResult(
+                token_ids=list(r.generated),
+                text=r.text.text if self._decoder.tokenizer is not None else "",
+                finish_reason=r.finish_reason or "cancelled",
+                confidences=list(r.confidences),
+                omegas=list(r.omegas),
+                prompt_tokens=r.prompt_len,
+            )
+            for r in self._rows
+        ]
+
+    # -- the loop --------------------------------------------------------------------------------------------------
+
+    def __iter__(self) -> Iterator[list[TokenEvent]]:
+        if self._started:
+            raise RuntimeError("a DecodeSession can be iterated only once")
+        self._started = True
+        self._setup_batch()
+        # 1. Prefill the prompts: both branches together if any row steers, else the original rows only.
+        if any(r.steered for r in self._rows):
+            self._fuse()
+        logits_o, logits_m = self._step_forward(self._ids.clone())
+        while True:
+            # 2. Combine the branches and choose each active row's next token.
+            tokens, confidences, omegas = self._choose(logits_o, logits_m)
+            # 3. Append the tokens; detokenise, check EOS, stop strings and length.
+            events = self._append(tokens, confidences, omegas)
+            yield events
+            # 4. Drop rows that finished (or were cancelled while the caller held the events).
+            self._compact()
+            if not self._active:
+                return
+            # 5. Apply anchor changes made between steps, then bring the masked rows up to date if steering.
+            stale = self._apply_anchor_changes()
+            if any(self._rows[i].steered for i in self._active):
+                if self._fused:
+                    for k in stale:
+                        self._resync_fused_row(k)
+                else:
+                    self._fuse()
+            elif self._fused:
+                self._split()
+            # 6. One forward over the newest token of every row (2B rows when steering).
+            logits_o, logits_m = self._step_forward(self._ids[:, -1:])
+
+    # Batch state: ``_ids``/``_real`` are (B, W) over left-padded columns; ``_hidden`` marks anchor columns.
+    # Cache layout: fused → one cache of 2B rows (original rows first); split → ``_orig_cache`` (B rows) plus
+    # ``_mask_cache`` (B rows, maybe shorter); ``_mask_valid[k]`` = columns of batch row k's masked cache that are
+    # still correct for its current anchors.
+
+    def _setup_batch(self) -> None:
+        width = max(r.prompt_len for r in self._rows)
+        pad = self._decoder.pad_token_id
+        self._active = list(range(len(self._rows)))
+        self._ids = torch.full((len(self._rows), width), pad, dtype=torch.long)
+        self._real = torch.zeros((len(self._rows), width), dtype=torch.bool)
+        self._hidden = torch.zeros_like(self._real)
+        for k, (row, prompt) in enumerate(zip(self._rows, self._prompts, strict=True)):
+            offset = width - row.prompt_len
+            self._ids[k, offset:] = torch.tensor(prompt, dtype=torch.long)
+            self._real[k, offset:] = True
+            for start, end in row.anchors:
+                self._hidden[k, offset + start : offset + end] = True
+        self._cache: Any = self._decoder.new_cache()  # fused (2B) when ``_fused``, else the original rows
+        self._mask_cache: Any = None
+        self._fused = False
+        self._mask_valid = [0] * len(self._rows)
+        self._cached = 0  # columns held by the original rows' cache
+
+    def _positions(self) -> torch.Tensor:
+        return (self._real.long().cumsum(-1) - 1).clamp(min=0)
+
+    def _masked_attention(self) -> torch.Tensor:
+        return (self._real & ~self._hidden).long()
+
+    def _step_forward(self, input_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        width = self._ids.shape[1]
+        start = width - input_ids.shape[1]
+        positions = self._positions()[:, start:]
+        if input_ids.shape[1] > 1:
+            self.stats.prefill_tokens += int(self._real[:, start:].sum()) * (2 if self._fused else 1)
+        self.stats.forwards += 1
+        if self._fused:
+            self.stats.steered_forwards += 1
+            logits = self._decoder.forward(
+                torch.cat([input_ids, input_ids]),
+                torch.cat([self._real.long(), self._masked_attention()]),
+                torch.cat([positions, positions]),
+                self._cache,
+            )
+            b = len(self._active)
+            self._cached = width
+            self._mask_valid = [width] * b
+            return logits[:b], logits[b:]
+        logits = self._decoder.forward(input_ids, self._real.long(), positions, self._cache)
+        self._cached = width
+        return logits, None
+
+    def _choose(
+        self, logits_o: torch.Tensor, logits_m: torch.Tensor | None
+    ) -> tuple[list[int], list[float], list[float]]:
+        omegas = [self._rows[i].omega if self._rows[i].steered else 1.0 for i in self._active]
+        if logits_m is None:
+            combined = combine_logits(logits_o, logits_o, torch.ones(len(omegas)))
+        else:
+            combined = combine_logits(logits_o, logits_m, torch.tensor(omegas, dtype=torch.float32))
+        # Self-Anchor's confidence is the original branch's own certainty, not the steered one's.
+        confidences = torch.softmax(logits_o.float(), dim=-1).amax(dim=-1)
+        self.last_logits, self.last_rows = combined, list(self._active)
+        if self.sampling.do_sample:
+            scores = self._warp(combined)
+            tokens = torch.multinomial(torch.softmax(scores, dim=-1), 1, generator=self._generator).squeeze(-1)
+        else:
+            tokens = combined.argmax(dim=-1)
+        return tokens.tolist(), confidences.tolist(), omegas
+
+    def _warp(self, scores: torch.Tensor) -> torch.Tensor:
+        from transformers import TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper
+
+        s = self.sampling
+        dummy_ids = self._ids  # the warpers ignore input ids
+        if s.temperature != 1.0:
+            scores = TemperatureLogitsWarper(s.temperature)(dummy_ids, scores)
+        if s.top_k > 0:
+            scores = TopKLogitsWarper(top_k=s.top_k)(dummy_ids, scores)
+        if s.top_p < 1.0:
+            scores = TopPLogitsWarper(top_p=s.top_p)(dummy_ids, scores)
+        return scores
+
+    def _append(self, tokens: list[int], confidences: list[float], omegas: list[float]) -> list[TokenEvent]:
+        self.stats.decode_steps += 1
+        column = torch.tensor(tokens, dtype=torch.long).unsqueeze(-1)
+        self._ids = torch.cat([self._ids, column], dim=1)
+        self._real = torch.cat([self._real, torch.ones_like(column, dtype=torch.bool)], dim=1)
+        self._hidden = torch.cat([self._hidden, torch.zeros_like(column, dtype=torch.bool)], dim=1)
+        ctx = self._decoder.context_length
+        events = []
+        for i, token, conf, omega in zip(self._active, tokens, confidences, omegas, strict=True):
+            row = self._rows[i]
+            if row.finish_reason is not None:  # cancelled between steps: its token is discarded
+                continue
+            finish: str | None = None
+            if token in self._decoder.eos_token_ids:
+                finish, text = "eos", row.text.flush()
+            else:
+                row.generated.append(token)
+                text, hit_stop = row.text.push(row.generated)
+                if hit_stop:
+                    finish = "stop"
+                elif len(row.generated) >= self.max_new_tokens or (ctx is not None and row.length >= ctx):
+                    finish = "length"
+                    text += row.text.flush()
+            row.confidences.append(conf)
+            row.omegas.append(omega)
+            row.finish_reason = finish
+            events.append(TokenEvent(i, token, len(row.confidences) - 1, text, conf, omega, finish))
+        return events
+
+    def _compact(self) -> None:
+        keep = [k for k, i in enumerate(self._active) if self._rows[i].finish_reason is None]
+        if len(keep) == len(self._active):
+            return
+        self._active = [self._active[k] for k in keep]
+        if not keep:
+            return
+        index = torch.tensor(keep, dtype=torch.long)
+        self._ids, self._real, self._hidden = self._ids[index], self._real[index], self._hidden[index]
+        self._mask_valid = [self._mask_valid[k] for k in keep]
+        if self._fused:
+            rows_before = self._cache.layers[0].keys.shape[0] // 2
+            self._cache.batch_select_indices(torch.tensor(keep + [rows_before + k for k in keep]))
+        else:
+            self._cache.batch_select_indices(index)
+            if self._mask_cache is not None:
+                self._mask_cache.batch_select_indices(index)
+        # Columns where every remaining row is padding carry no information; trimming them keeps masks short.
+        first_real = int(self._real.any(dim=0).long().argmax())
+        if first_real > 0:
+            self._trim_columns(first_real)
+
+    def _trim_columns(self, n: int) -> None:
+        self._ids, self._real, self._hidden = self._ids[:, n:], self._real[:, n:], self._hidden[:, n:]
+        self._cached -= n
+        self._mask_valid = [max(0, v - n) for v in self._mask_valid]
+        caches = [self._cache] + ([self._mask_cache] if self._mask_cache is not None else [])
+        for cache in caches:
+            for layer in cache.layers:
+                layer.keys = layer.keys[:, :, n:, :]
+                layer.values = layer.values[:, :, n:, :]
+
+    def _apply_anchor_changes(self) -> list[int]:
+        """Take pending anchor changes; returns the batch rows whose cached masked columns went stale."""
+        stale = []
+        for k, i in enumerate(self._active):
+            row = self._rows[i]
+            if row.pending_anchors is None:
+                continue
+            offset = int((~self._real[k]).sum())  # left padding of this row
+            new_hidden = torch.zeros_like(self._hidden[k])
+            for start, end in row.pending_anchors:
+                new_hidden[offset + start : offset + end] = True
+            changed = (new_hidden != self._hidden[k]).nonzero()
+            row.anchors, row.pending_anchors = row.pending_anchors, None
+            self._hidden[k] = new_hidden
+            if len(changed) == 0:
+                continue
+            first = int(changed[0])
+            self._mask_valid[k] = min(self._mask_valid[k], first)
+            if self._mask_valid[k] < self._cached:
+                stale.append(k)
+        return stale
+
+    def _resync_fused_row(self, k: int) -> None:
+        """Recompute one masked row of the fused cache from its first stale column, in place."""
+        b = len(self._active)
+        start, end = self._mask_valid[k], self._cached
+        layers = _layer_tensors(self._cache)
+        prefix = [(keys[b + k : b + k + 1, :, :start], values[b + k : b + k + 1, :, :start]) for keys, values in layers]
+        scratch = _cache_from_tensors(prefix) if start > 0 else self._decoder.new_cache()
+        self._decoder.forward(
+            self._ids[k : k + 1, start:end],
+            self._masked_attention()[k : k + 1, :end],
+            self._positions()[k : k + 1, start:end],
+            scratch,
+        )
+        self.stats.forwards += 1
+        self.stats.resync_tokens += end - start
+        for (keys, values), (new_keys, new_values) in zip(layers, _layer_tensors(scratch), strict=True):
+            keys[b + k, :, start:end] = new_keys[0, :, start:end]
+            values[b + k, :, start:end] = new_values[0, :, start:end]
+        self._mask_valid[k] = end
+
+    def _fuse(self) -> None:
+        """Bring the masked rows up to the original rows' cache and join both into one 2B-row cache."""
+        if self._fused:
+            return
+        end = self._cached
+        if end > 0:
+            start = min(self._mask_valid)
+            if self._mask_cache is None or start == 0:
+                self._mask_cache, start = self._decoder.new_cache(), 0
+            else:
+                # DynamicCache.crop's meaning changed across 5.x releases; slicing views is stable and copies nothing.
+                parked = _layer_tensors(self._mask_cache)
+                self._mask_cache = _cache_from_tensors([(k[:, :, :start], v[:, :, :start]) for k, v in parked])
+            if start < end:
+                # One prefill for every masked row: recomputing a still-valid column gives the same values.
+                self._decoder.forward(
+                    self._ids[:, start:end],
+                    self._masked_attention()[:, :end],
+                    self._positions()[:, start:end],
+                    self._mask_cache,
+                )
+                self.stats.forwards += 1
+                self.stats.resync_tokens += int(self._real[:, start:end].sum())
+            joined = [
+                (torch.cat([ko, km]), torch.cat([vo, vm]))
+                for (ko, vo), (km, vm) in zip(
+                    _layer_tensors(self._cache), _layer_tensors(self._mask_cache), strict=True
+                )
+            ]
+            self._cache = _cache_from_tensors(joined)
+        self._mask_cache = None
+        self._fused = True
+        self._mask_valid = [end] * len(self._active)
+
+    def _split(self) -> None:
+        """Stop steering: keep the original rows' cache and park the masked rows (views, no copy)."""
+        b = len(self._active)
+        layers = _layer_tensors(self._cache)
+        self._cache = _cache_from_tensors([(k[:b], v[:b]) for k, v in layers])
+        self._mask_cache = _cache_from_tensors([(k[b:], v[b:]) for k, v in layers])
+        self._fused = False

@@ -1,0 +1,293 @@
+"""Exactness of the two-branch engine against cache-free reference forwards (tiny random Llama, float32)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from selfanchor_chains.decoding import (
+    DecodingInputError,
+    RowRequest,
+    SamplingConfig,
+    SteeredDecoder,
+    combine_logits,
+    harmonic_mean,
+)
+
+PROMPTS = [
+    "Question: Tom has 3 apples and buys 5 more. How many now? Answer:",
+    "Q: 2+2? A:",
+    "Context: the sky is green today. Question: what colour is the sky?",
+]
+
+
+def encode(tokenizer, text: str) -> list[int]:
+    return tokenizer(text, add_special_tokens=False)["input_ids"]
+
+
+def reference_logits(model, seq: list[int], spans, omega: float) -> torch.Tensor:
+    """ω·l_o + (1−ω)·l_m from two full forwards without any cache, anchors hidden by the attention mask."""
+    ids = torch.tensor([seq])
+    full = torch.ones_like(ids)
+    hidden = full.clone()
+    for start, end in spans:
+        hidden[0, start:end] = 0
+    with torch.no_grad():
+        l_o = model(input_ids=ids, attention_mask=full).logits[0, -1].float()
+        l_m = model(input_ids=ids, attention_mask=hidden).logits[0, -1].float()
+    return omega * l_o + (1 - omega) * l_m
+
+
+@pytest.fixture
+def decoder(tiny_model, byte_tokenizer):
+    return SteeredDecoder(tiny_model, byte_tokenizer, eos_token_ids=[])
+
+
+def test_combine_logits_closed_form():
+    l_o = torch.tensor([[1.0, 2.0, -3.0], [0.5, 0.0, 4.0]])
+    l_m = torch.tensor([[0.0, 4.0, 1.0], [2.0, 2.0, 2.0]])
+    omega = torch.tensor([1.5, 1.0])
+    out = combine_logits(l_o, l_m, omega)
+    assert torch.allclose(out[0], torch.tensor([1.5, 1.0, -5.0]))
+    assert torch.equal(out[1], l_o[1])  # ω == 1 is exactly the original branch
+
+
+def test_combine_logits_guards_non_finite():
+    l_o = torch.tensor([[float("nan"), float("inf"), 0.0]])
+    l_m = torch.tensor([[0.0, float("-inf"), float("nan")]])
+    out = combine_logits(l_o, l_m, torch.tensor([2.0]))
+    assert torch.isfinite(out).all()
+
+
+def test_harmonic_mean():
+    assert harmonic_mean([0.5, 1.0]) == pytest.approx(2 / 3)
+    assert harmonic_mean([]) == 0.0
+
+
+def test_every_step_matches_reference_forwards(decoder, tiny_model, byte_tokenizer):
+    rows = [
+        RowRequest(encode(byte_tokenizer, PROMPTS[0]), [(10, 40)], 1.7),
+        RowRequest(encode(byte_tokenizer, PROMPTS[1]), [(0, 5)], 1.0),  # unsteered row beside steered ones
+        RowRequest(encode(byte_tokenizer, PROMPTS[2]), [(9, 31), (42, 60)], 0.6),
+    ]
+    session = decoder.start(rows, max_new_tokens=12)
+    for _ in session:
+        for k, i in enumerate(session.last_rows):
+            seq = list(rows[i].prompt_ids) + session.generated_ids(i)[:-1]
+            expected = reference_logits(tiny_model, seq, rows[i].anchor_spans, rows[i].omega)
+            assert torch.allclose(session.last_logits[k], expected, atol=1e-4), f"row {i}"
+    assert all(len(r.token_ids) == 12 for r in session.results())
+
+
+def test_greedy_matches_transformers_cfg(decoder, tiny_model, byte_tokenizer):
+    ids = encode(byte_tokenizer, PROMPTS[0])
+    spans = [(10, 40)]
+    omega = 1.8
+    ours = decoder.generate([RowRequest(ids, spans, omega)], max_new_tokens=16)[0].token_ids
+    input_ids = torch.tensor([ids])
+    negative_mask = torch.ones_like(input_ids)
+    negative_mask[0, 10:40] = 0
+    out = tiny_model.generate(
+        input_ids,
+        attention_mask=torch.ones_like(input_ids),
+        guidance_scale=omega,
+        negative_prompt_ids=input_ids,
+        negative_prompt_attention_mask=negative_mask,
+        max_new_tokens=16,
+        min_new_tokens=16,
+        do_sample=False,
+        pad_token_id=byte_tokenizer.pad_token_id,
+    )
+    assert ours == out[0, len(ids) :].tolist()
+
+
+def test_omega_one_is_plain_greedy(decoder, tiny_model, byte_tokenizer):
+    ids = encode(byte_tokenizer, PROMPTS[2])
+    session = decoder.start([RowRequest(ids, [(9, 31)], 1.0)], max_new_tokens=16)
+    for _ in session:
+        pass
+    input_ids = torch.tensor([ids])
+    plain = tiny_model.generate(
+        input_ids,
+        attention_mask=torch.ones_like(input_ids),
+        max_new_tokens=16,
+        min_new_tokens=16,
+        do_sample=False,
+        pad_token_id=byte_tokenizer.pad_token_id,
+    )
+    assert session.results()[0].token_ids == plain[0, len(ids) :].tolist()
+    assert session.stats.steered_forwards == 0  # no masked branch was run at all
+
+
+def test_batch_equals_one_by_one(decoder, byte_tokenizer):
+    rows = [
+        RowRequest(encode(byte_tokenizer, PROMPTS[0]), [(10, 40)], 1.5),
+        RowRequest(encode(byte_tokenizer, PROMPTS[1]), [(3, 8)], 2.0),
+        RowRequest(encode(byte_tokenizer, PROMPTS[2]), [], 1.0),
+    ]
+    batched = decoder.generate(rows, max_new_tokens=10)
+    for row, result in zip(rows, batched, strict=True):
+        single = decoder.generate([row], max_new_tokens=10)[0]
+        assert result.token_ids == single.token_ids
+        assert result.confidences == pytest.approx(single.confidences, abs=1e-5)
+
+
+def run_with_schedule(decoder, rows, schedule, max_new_tokens):
+    """Decode, applying ``schedule[step] = [(row, spans or None, omega or None)]`` between steps.
+
+    Returns, per step, the engine's combined logits and the (spans, omega) in force for each row.
+    """
+    session = decoder.start(rows, max_new_tokens=max_new_tokens)
+    state = {i: (list(r.anchor_spans), r.omega) for i, r in enumerate(rows)}
+    log = []
+    for step, _ in enumerate(session):
+        log.append((session.last_logits.clone(), list(session.last_rows), dict(state)))
+        for row, spans, omega in schedule.get(step, []):
+            if spans is not None:
+                session.set_anchors(row, spans)
+            if omega is not None:
+                session.set_omega(row, omega)
+            state[row] = (spans if spans is not None else state[row][0], omega if omega is not None else state[row][1])
+    return session, log
+
+
+def check_log(model, rows, session, log):
+    for step, (logits, active, state) in enumerate(log):
+        for k, i in enumerate(active):
+            seq = list(rows[i].prompt_ids) + session.generated_ids(i)[:step]
+            spans, omega = state[i]
+            expected = reference_logits(model, seq, spans, omega)
+            assert torch.allclose(logits[k], expected, atol=1e-4), f"step {step}, row {i}"
+
+
+def test_anchor_change_mid_generation_matches_recompute(decoder, tiny_model, byte_tokenizer):
+    rows = [
+        RowRequest(encode(byte_tokenizer, PROMPTS[0]), [(10, 40)], 1.6),
+        RowRequest(encode(byte_tokenizer, PROMPTS[2]), [(9, 31)], 1.4),
+    ]
+    n0, n1 = len(rows[0].prompt_ids), len(rows[1].prompt_ids)
+    schedule = {
+        3: [(0, [(10, 40), (n0, n0 + 3)], None)],  # anchor generated tokens (a "plan step")
+        6: [(0, [(10, 40)], None), (1, [(0, 5), (n1 + 2, n1 + 6)], None)],  # drop them; move row 1's anchors
+        9: [(1, [(20, 30)], None)],
+    }
+    session, log = run_with_schedule(decoder, rows, schedule, max_new_tokens=14)
+    check_log(tiny_model, rows, session, log)
+    assert session.stats.resync_tokens > 0
+    # Re-syncing touches only the changed suffixes, never whole prompts again.
+    assert session.stats.resync_tokens < 3 * (n0 + n1)
+
+
+def test_steering_pauses_and_resumes_exactly(decoder, tiny_model, byte_tokenizer):
+    rows = [
+        RowRequest(encode(byte_tokenizer, PROMPTS[0]), [(10, 40)], 1.0),
+        RowRequest(encode(byte_tokenizer, PROMPTS[1]), [(3, 8)], 1.0),
+    ]
+    n0 = len(rows[0].prompt_ids)
+    schedule = {
+        2: [(0, None, 1.5)],  # masked rows were never computed: catch up from scratch
+        5: [(0, None, 1.0)],  # all unsteered again: masked rows fall behind
+        7: [(1, [(0, 8)], None)],  # anchors change while parked
+        9: [(0, [(10, 40), (n0 + 1, n0 + 4)], 2.0), (1, None, 1.3)],  # resume: one catch-up prefill
+    }
+    session, log = run_with_schedule(decoder, rows, schedule, max_new_tokens=14)
+    check_log(tiny_model, rows, session, log)
+    assert 0 < session.stats.steered_forwards < session.stats.decode_steps
+
+
+def test_cancel_one_row_keeps_others_exact(decoder, tiny_model, byte_tokenizer):
+    rows = [RowRequest(encode(byte_tokenizer, p), [(2, 9)], 1.5) for p in PROMPTS]
+    session = decoder.start(rows, max_new_tokens=10)
+    log = []
+    for step, _ in enumerate(session):
+        log.append((session.last_logits.clone(), list(session.last_rows), {i: ([(2, 9)], 1.5) for i in range(3)}))
+        if step == 3:
+            session.cancel(2)  # the longest prompt: compaction also trims padding columns
+    check_log(tiny_model, rows, session, log)
+    results = session.results()
+    assert results[2].finish_reason == "cancelled" and len(results[2].token_ids) == 4
+    assert len(results[0].token_ids) == 10
+
+
+def test_eos_finishes_a_row_early(tiny_model, byte_tokenizer):
+    ids = encode(byte_tokenizer, PROMPTS[0])
+    free = SteeredDecoder(tiny_model, byte_tokenizer, eos_token_ids=[]).generate(
+        [RowRequest(ids, [(10, 40)], 1.5)], max_new_tokens=8
+    )[0]
+    eos = free.token_ids[4]
+    first = free.token_ids.index(eos)
+    stopped = SteeredDecoder(tiny_model, byte_tokenizer, eos_token_ids=[eos]).generate(
+        [RowRequest(ids, [(10, 40)], 1.5)], max_new_tokens=8
+    )[0]
+    assert stopped.finish_reason == "eos"
+    assert stopped.token_ids == free.token_ids[:first]
+
+
+def test_stop_strings_cut_text_and_never_leak_to_stream(decoder, byte_tokenizer):
+    ids = encode(byte_tokenizer, PROMPTS[1])
+    free = decoder.generate([RowRequest(ids)], max_new_tokens=12)[0]
+    stop = free.text[5:8]
+    assert stop and stop not in free.text[:5]
+    session = decoder.start([RowRequest(ids)], max_new_tokens=12, stop=[stop, "never-there"])
+    streamed = "".join(e.text for events in session for e in events)
+    result = session.results()[0]
+    assert result.finish_reason == "stop"
+    assert result.text == free.text[: free.text.index(stop)]
+    assert streamed == result.text
+
+
+def test_stream_text_equals_final_text(decoder, byte_tokenizer):
+    rows = [RowRequest(encode(byte_tokenizer, p), [(0, 4)], 1.5) for p in PROMPTS]
+    session = decoder.start(rows, max_new_tokens=15)
+    pieces = {i: "" for i in range(len(rows))}
+    for events in session:
+        for e in events:
+            pieces[e.row] += e.text
+    for i, result in enumerate(session.results()):
+        assert pieces[i] == result.text
+        assert result.finish_reason == "length"
+
+
+def test_seeded_sampling_is_reproducible(decoder, byte_tokenizer):
+    row = RowRequest(encode(byte_tokenizer, PROMPTS[0]), [(10, 40)], 1.5)
+    sampling = SamplingConfig(do_sample=True, temperature=0.9, top_p=0.9, top_k=50, seed=7)
+    a = decoder.generate([row], max_new_tokens=12, sampling=sampling)[0].token_ids
+    b = decoder.generate([row], max_new_tokens=12, sampling=sampling)[0].token_ids
+    c = decoder.generate([row], max_new_tokens=12, sampling=SamplingConfig(do_sample=True, seed=8))[0].token_ids
+    assert a == b
+    assert a != c
+
+
+@pytest.mark.parametrize(
+    ("row", "message"),
+    [
+        (RowRequest([], [], 1.0), "empty prompt"),
+        (RowRequest([1, 2, 3], [(2, 2)], 1.5), "empty or outside"),
+        (RowRequest([1, 2, 3], [(1, 4)], 1.5), "empty or outside"),
+        (RowRequest([1, 2, 3], [(-1, 2)], 1.5), "empty or outside"),
+        (RowRequest([1, 2, 3], [(0, 1)], math.nan), "omega must be a finite"),
+        (RowRequest([1, 2, 3], [(0, 1)], math.inf), "omega must be a finite"),
+        (RowRequest([1, 2, 3], [(0, 1)], -0.5), "omega must be a finite"),
+        (RowRequest([1] * 600, [(0, 1)], 1.5), "does not fit the model's context"),
+    ],
+)
+def test_bad_input_is_rejected_before_any_forward(decoder, row, message):
+    with pytest.raises(DecodingInputError, match=message):
+        decoder.start([row], max_new_tokens=4)
+
+
+def test_bad_controls_are_rejected(decoder, byte_tokenizer):
+    ids = encode(byte_tokenizer, PROMPTS[1])
+    with pytest.raises(DecodingInputError, match="max_new_tokens"):
+        decoder.start([RowRequest(ids)], max_new_tokens=0)
+    with pytest.raises(DecodingInputError, match="no rows"):
+        decoder.start([], max_new_tokens=4)
+    with pytest.raises(DecodingInputError, match="temperature"):
+        SamplingConfig(do_sample=True, temperature=0.0)
+    session = decoder.start([RowRequest(ids)], max_new_tokens=4)
+    with pytest.raises(DecodingInputError, match="outside"):
+        session.set_anchors(0, [(0, len(ids) + 5)])  # beyond the tokens that exist so far
+    with pytest.raises(DecodingInputError, match="omega"):
+        session.set_omega(0, float("nan"))
