@@ -1,0 +1,233 @@
+"""Speed benchmark: our steered decoding vs plain ``generate``, SPA's ``anchoring`` package and transformers' CFG.
+
+Every method decodes exactly the same number of tokens (EOS suppressed) from the same chat prompts with one
+anchored span (the question), greedily. Methods run interleaved, round after round, and medians are compared, so
+that drift of a noisy machine hits every method alike. Ratios, not absolute times, are the result.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+QUESTIONS = [
+    "Natalia sold clips to 48 of her friends in April, and then she sold half as many clips in May. "
+    "How many clips did Natalia sell altogether in April and May?",
+    "Weng earns $12 an hour for babysitting. Yesterday, she just did 50 minutes of babysitting. How much did she earn?",
+    "Betty is saving money for a new wallet which costs $100. Betty has only half of the money she needs. Her parents "
+    "decided to give her $15 for that purpose, and her grandparents twice as much as her parents. How much more money "
+    "does Betty need to buy the wallet?",
+    "James writes a 3-page letter to 2 different friends twice a week. How many pages does he write a year?",
+    "A robe takes 2 bolts of blue fiber and half that much white fiber. How many bolts in total does it take?",
+    "Tina makes $18.00 an hour. If she works more than 8 hours per shift, she is eligible for overtime, which is paid "
+    "by your hourly wage + 1/2 your hourly wage. If she works 10 hours every day for 5 days, how much money does she "
+    "make?",
+    "Albert is wondering how much pizza he can eat in one day. He buys 2 large pizzas and 2 small pizzas. A large "
+    "pizza has 16 slices and a small pizza has 8 slices. If he eats it all, how many pieces does he eat that day?",
+    "Ken created a care package to send to his brother. He placed a box on a scale, and then he poured into the box "
+    "enough jelly beans to bring the weight to 2 pounds. How much did the box weigh?",
+]
+
+
+@dataclass
+class Prompt:
+    """A tokenised chat prompt with its anchored question span."""
+
+    ids: list[int]
+    anchor: tuple[int, int]
+    question: str
+    messages: list[dict[str, str]] = field(default_factory=list)
+
+
+def build_prompts(tokenizer: Any, batch: int) -> list[Prompt]:
+    """Chat prompts (one per row, cycling through ``QUESTIONS``) with the question's token span."""
+    from .anchors import anchor, render_chat_with_anchors, tokenize_with_anchors
+
+    prompts = []
+    for i in range(batch):
+        question = QUESTIONS[i % len(QUESTIONS)]
+        messages = [{"role": "user", "content": f"{anchor(question)}\nLet's think step by step."}]
+        text, char_spans = render_chat_with_anchors(tokenizer, messages)
+        ids, token_spans = tokenize_with_anchors(tokenizer, text, char_spans)
+        clean = [{"role": "user", "content": f"{question}\nLet's think step by step."}]
+        prompts.append(Prompt(ids=ids, anchor=token_spans[0], question=question, messages=clean))
+    return prompts
+
+
+def _left_pad(rows: Sequence[list[int]], pad_id: int) -> tuple[Any, Any]:
+    import torch
+
+    width = max(len(r) for r in rows)
+    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for k, r in enumerate(rows):
+        ids[k, width - len(r) :] = torch.tensor(r)
+        mask[k, width - len(r) :] = 1
+    return ids, mask
+
+
+class SpeedBench:
+    """Runs each method once per call and returns wall seconds; all produce ``new_tokens`` tokens per row."""
+
+    def __init__(self, model: Any, tokenizer: Any, prompts: list[Prompt], new_tokens: int, omega: float) -> None:
+        from .decoding import SteeredDecoder
+
+        self.model, self.tokenizer, self.prompts = model, tokenizer, prompts
+        self.new_tokens, self.omega = new_tokens, omega
+        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+        self.decoder = SteeredDecoder(model, tokenizer, eos_token_ids=[])  # EOS suppressed: equal token counts
+        self.produced: dict[str, int] = {}
+
+    def _generate_kwargs(self) -> dict[str, Any]:
+        return {
+            "max_new_tokens": self.new_tokens,
+            "min_new_tokens": self.new_tokens,
+            "do_sample": False,
+            "pad_token_id": self.pad_id,
+        }
+
+    def plain(self) -> float:
+        ids, mask = _left_pad([p.ids for p in self.prompts], self.pad_id)
+        start = time.perf_counter()
+        out = self.model.generate(ids, attention_mask=mask, **self._generate_kwargs())
+        elapsed = time.perf_counter() - start
+        self.produced["plain"] = (out.shape[1] - ids.shape[1]) * len(self.prompts)
+        return elapsed
+
+    def ours(self) -> float:
+        from .decoding import RowRequest
+
+        rows = [RowRequest(p.ids, [p.anchor], self.omega) for p in self.prompts]
+        start = time.perf_counter()
+        results = self.decoder.generate(rows, max_new_tokens=self.new_tokens)
+        elapsed = time.perf_counter() - start
+        self.produced["ours"] = sum(len(r.token_ids) for r in results)
+        return elapsed
+
+    def cfg(self) -> float:
+        ids, mask = _left_pad([p.ids for p in self.prompts], self.pad_id)
+        negative_mask = mask.clone()
+        width = ids.shape[1]
+        for k, p in enumerate(self.prompts):
+            offset = width - len(p.ids)
+            negative_mask[k, offset + p.anchor[0] : offset + p.anchor[1]] = 0
+        start = time.perf_counter()
+        out = self.model.generate(
+            ids,
+            attention_mask=mask,
+            guidance_scale=self.omega,
+            negative_prompt_ids=ids,
+            negative_prompt_attention_mask=negative_mask,
+            **self._generate_kwargs(),
+        )
+        elapsed = time.perf_counter() - start
+        self.produced["cfg"] = (out.shape[1] - ids.shape[1]) * len(self.prompts)
+        return elapsed
+
+    def spa(self) -> float:
+        """SPA as its README shows it: ``spa_tokenize`` + ``SPALogitsProcessor`` + ``generate``, one prompt at a time."""
+        import anchoring
+        from transformers import LogitsProcessorList
+
+        produced = 0
+        start = time.perf_counter()
+        for p in self.prompts:
+            messages = [{"role": "user", "content": p.messages[0]["content"]}]
+            main_ids, aux_ids, mask_token = anchoring.spa_tokenize(messages, [p.question], self.tokenizer, "cpu")
+            processor = anchoring.SPALogitsProcessor(
+                aux_model=self.model,
+                aux_input_ids=aux_ids,
+                mask_token=mask_token,
+                strength=self.omega,
+                modulated_by_prob=False,  # the plain ω combination, as ours
+                tokenizer=self.tokenizer,
+            )
+            out = self.model.generate(
+                main_ids,
+                attention_mask=main_ids.new_ones(main_ids.shape),
+                logits_processor=LogitsProcessorList([processor]),
+                **self._generate_kwargs(),
+            )
+            produced += out.shape[1] - main_ids.shape[1]
+        elapsed = time.perf_counter() - start
+        self.produced["spa"] = produced
+        return elapsed
+
+
+def spa_available() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("anchoring") is not None
+
+
+def run_speed_bench(
+    model: Any,
+    tokenizer: Any,
+    *,
+    new_tokens: int,
+    batch: int,
+    omega: float = 1.5,
+    repeats: int = 3,
+    methods: Sequence[str] = ("plain", "ours", "spa", "cfg"),
+    log: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """Time the methods interleaved ``repeats`` times and return medians and ratios.
+
+    Returns:
+        A dict with ``median_s`` per method, the raw times, tokens produced, and the ratios
+        ``steered_over_plain``, ``spa_over_ours`` and ``cfg_over_ours`` (where both methods ran).
+    """
+    if "spa" in methods and not spa_available():
+        log("anchoring is not installed (pip install anchoring==0.1.0): skipping SPA")
+        methods = [m for m in methods if m != "spa"]
+    bench = SpeedBench(model, tokenizer, build_prompts(tokenizer, batch), new_tokens, omega)
+    bench.ours()  # warm-up: first-call allocations and kernel selection would bias whichever method runs first
+    times: dict[str, list[float]] = {m: [] for m in methods}
+    for round_ in range(repeats):
+        for method in methods:
+            seconds = getattr(bench, method)()
+            times[method].append(seconds)
+            log(f"round {round_ + 1}/{repeats} {method:>5}: {seconds:8.2f} s")
+    medians = {m: statistics.median(t) for m, t in times.items()}
+    result: dict[str, Any] = {
+        "batch": batch,
+        "new_tokens": new_tokens,
+        "omega": omega,
+        "repeats": repeats,
+        "median_s": medians,
+        "times_s": times,
+        "tokens_produced": bench.produced,
+        "dtype": str(next(model.parameters()).dtype),
+    }
+    if "ours" in medians and "plain" in medians:
+        result["steered_over_plain"] = medians["ours"] / medians["plain"]
+    if "ours" in medians and "spa" in medians:
+        result["spa_over_ours"] = medians["spa"] / medians["ours"]
+    if "ours" in medians and "cfg" in medians:
+        result["cfg_over_ours"] = medians["cfg"] / medians["ours"]
+    return result
+
+
+def format_table(result: dict[str, Any]) -> str:
+    lines = [f"batch={result['batch']} new_tokens={result['new_tokens']} dtype={result['dtype']}"]
+    lines.append(f"{'method':>8} {'median s':>10} {'tokens':>8} {'tok/s':>8}")
+    for method, seconds in result["median_s"].items():
+        tokens = result["tokens_produced"].get(method, 0)
+        lines.append(f"{method:>8} {seconds:10.2f} {tokens:8d} {tokens / seconds:8.1f}")
+    for key in ("steered_over_plain", "spa_over_ours", "cfg_over_ours"):
+        if key in result:
+            lines.append(f"{key} = {result[key]:.3f}")
+    return "\n".join(lines)
+
+
+def write_json(result: dict[str, Any], path: str | Path) -> None:
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_suffix(target.suffix + ".tmp")
+    tmp.write_text(json.dumps(result, indent=2))
+    tmp.replace(target)

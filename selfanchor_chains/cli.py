@@ -1,0 +1,151 @@
+"""The ``selfanchor`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from collections.abc import Sequence
+
+DEFAULT_MODEL = "qwen2.5-coder-0.5b"
+
+
+def _load(model: str, dtype: str):  # type: ignore[no-untyped-def]
+    from .models import load_model_and_tokenizer
+
+    start = time.perf_counter()
+    loaded = load_model_and_tokenizer(model, dtype=dtype)
+    print(f"[loaded {model} ({dtype}) in {time.perf_counter() - start:.1f} s]", file=sys.stderr)
+    return loaded
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    from .decoding import RowRequest, SamplingConfig, SteeredDecoder
+    from .inputs import prepare_prompt
+
+    model, tokenizer = _load(args.model, args.dtype)
+    prepared = prepare_prompt(tokenizer, args.prompt, anchors=args.anchor or (), chat=not args.raw)
+    decoder = SteeredDecoder(model, tokenizer)
+    sampling = SamplingConfig(
+        do_sample=args.temperature > 0, temperature=args.temperature or 1.0, top_p=args.top_p, seed=args.seed
+    )
+    session = decoder.start(
+        [RowRequest(prepared.ids, prepared.token_spans, args.omega)],
+        max_new_tokens=args.max_new_tokens,
+        sampling=sampling,
+        stop=args.stop or (),
+    )
+    if prepared.char_spans:
+        shown = " | ".join(t.replace("\n", " ")[:60] for t in prepared.anchored_texts())
+        print(f"[anchors: {shown}] [ω = {args.omega}]", file=sys.stderr)
+    start = time.perf_counter()
+    for events in session:
+        if args.stream:
+            for event in events:
+                print(event.text, end="", flush=True)
+    elapsed = time.perf_counter() - start
+    result = session.results()[0]
+    if not args.stream:
+        print(result.text, end="")
+    print()
+    n = len(result.token_ids)
+    print(
+        f"[{n} tokens in {elapsed:.1f} s ({n / elapsed:.1f} tok/s), finish={result.finish_reason}, "
+        f"confidence={result.mean_confidence:.3f}]",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from .models import list_models
+
+    rows = list_models()
+    print(f"{'name':<22} {'installed':<10} {'cached':<8} install")
+    for row in rows:
+        print(
+            f"{row['name']:<22} {'yes' if row['installed'] else 'no':<10} {'yes' if row['cached'] else 'no':<8} "
+            f"{row['pip_command']}"
+        )
+    return 0
+
+
+def cmd_bench_speed(args: argparse.Namespace) -> int:
+    from .bench import format_table, run_speed_bench, write_json
+
+    model, tokenizer = _load(args.model, args.dtype)
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    result = run_speed_bench(
+        model,
+        tokenizer,
+        new_tokens=args.new_tokens,
+        batch=args.batch,
+        omega=args.omega,
+        repeats=args.repeats,
+        methods=methods,
+        log=lambda line: print(line, file=sys.stderr, flush=True),
+    )
+    result["model"] = args.model
+    result["threads"] = _threads()
+    result["command"] = "selfanchor " + " ".join(sys.argv[1:])
+    print(format_table(result))
+    if args.json:
+        write_json(result, args.json)
+    return 0
+
+
+def _threads() -> int:
+    import torch
+
+    return int(torch.get_num_threads())
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="selfanchor", description="Self-Anchor steered reasoning on local models.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    gen = sub.add_parser("generate", help="decode one prompt with anchored spans steered by ω")
+    gen.add_argument("prompt", help="the prompt; may contain <anchor>…</anchor> markup")
+    gen.add_argument("--anchor", action="append", help="a substring of the prompt to anchor (repeatable)")
+    gen.add_argument("--omega", type=float, default=1.5, help="steering strength (1 = plain decoding)")
+    gen.add_argument("--model", default=os.environ.get("SELFANCHOR_MODEL", DEFAULT_MODEL))
+    gen.add_argument("--dtype", default="bfloat16", choices=["bfloat16", "float32", "float16"])
+    gen.add_argument("--max-new-tokens", type=int, default=256)
+    gen.add_argument("--temperature", type=float, default=0.0, help="0 = greedy")
+    gen.add_argument("--top-p", type=float, default=1.0)
+    gen.add_argument("--seed", type=int, default=None)
+    gen.add_argument("--stop", action="append", help="stop string (repeatable)")
+    gen.add_argument("--raw", action="store_true", help="do not apply the chat template")
+    gen.add_argument("--stream", action="store_true", help="print tokens as they are decoded")
+    gen.set_defaults(func=cmd_generate)
+
+    models = sub.add_parser("models", help="list the offline model registry")
+    models.set_defaults(func=cmd_models)
+
+    bench = sub.add_parser("bench", help="benchmarks")
+    bench_sub = bench.add_subparsers(dest="bench", required=True)
+    speed = bench_sub.add_parser("speed", help="steered decoding vs plain generate, SPA and CFG")
+    speed.add_argument("--model", default=DEFAULT_MODEL)
+    speed.add_argument("--dtype", default="bfloat16", choices=["bfloat16", "float32", "float16"])
+    speed.add_argument("--new-tokens", type=int, default=256)
+    speed.add_argument("--batch", type=int, default=1)
+    speed.add_argument("--omega", type=float, default=1.5)
+    speed.add_argument("--repeats", type=int, default=3)
+    speed.add_argument("--methods", default="plain,ours,spa,cfg")
+    speed.add_argument("--json", default=None, help="write the result here")
+    speed.set_defaults(func=cmd_bench_speed)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
