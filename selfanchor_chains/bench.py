@@ -130,7 +130,7 @@ class SpeedBench:
         return elapsed
 
     def spa(self) -> float:
-        """SPA as its README shows it: ``spa_tokenize`` + ``SPALogitsProcessor`` + ``generate``, one prompt at a time."""
+        """SPA as its README shows it: ``spa_tokenize``, ``SPALogitsProcessor``, ``generate``; one prompt at a time."""
         import anchoring
         from transformers import LogitsProcessorList
 

@@ -1,0 +1,390 @@
+"""SteeredHFLLM: a LangChain LLM that decodes locally with Self-Anchor / SPA attention steering."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import AsyncIterator, Iterator, Sequence
+from contextvars import ContextVar
+from typing import Any
+
+from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun, Callbacks
+from langchain_core.language_models.llms import BaseLLM
+from langchain_core.outputs import Generation, GenerationChunk, LLMResult
+from pydantic import ConfigDict, Field, PrivateAttr, field_validator
+
+from .anchors import AnchorMarkup, Span
+from .decoding import RowRequest, RowResult, SamplingConfig, TokenEvent
+from .inputs import PreparedPrompt, markup_from_spans, prepare_prompt
+from .runtime import DecodeSettings, SteeredRuntime
+
+__all__ = ["SteeredHFLLM"]
+
+# Call-time options that change the output: they are folded into a model copy so the LLM cache key sees them.
+_OVERRIDABLE = ("omega", "max_new_tokens", "temperature", "top_p", "top_k", "seed")
+
+# langchain-core hands ``_generate`` only the first prompt's run manager; the helpers below stash all of them
+# here so that every prompt of a batch reports its own tokens to its own run.
+_RUN_MANAGERS: ContextVar[list[Any] | None] = ContextVar("selfanchor_run_managers", default=None)
+
+
+class SteeredHFLLM(BaseLLM):
+    """Local Hugging Face causal LM with anchored-prompt steering, as a LangChain LLM.
+
+    Anchors are written into the prompt as ``<anchor>…</anchor>`` (escape untrusted text with
+    :func:`~selfanchor_chains.anchors.anchor` or :func:`~selfanchor_chains.anchors.format_docs_anchored`), or
+    passed at call time as ``llm.invoke(prompt, anchors=["substring", (start, end)])``. While decoding, the
+    logits are ``ω·l_orig + (1−ω)·l_masked`` where the masked branch cannot attend to the anchors.
+
+    Example:
+        .. code-block:: python
+
+            from selfanchor_chains import SteeredHFLLM
+
+            llm = SteeredHFLLM.from_model_id("qwen2.5-coder-0.5b", omega=1.5, max_new_tokens=128)
+            llm.invoke("Question: <anchor>What is 17 * 3?</anchor> Think step by step.")
+    """
+
+    model: Any = Field(default=None, exclude=True)
+    """A loaded ``transformers`` causal LM."""
+    tokenizer: Any = Field(default=None, exclude=True)
+    """Its (fast) tokenizer."""
+    model_id: str = ""
+    """Identity of the weights (registry name, path or hub id); part of the cache key."""
+    omega: float = 1.5
+    """Steering strength: 1 = plain decoding, > 1 amplifies the anchors."""
+    max_new_tokens: int = 256
+    temperature: float = 0.0
+    """0 = greedy."""
+    top_p: float = 1.0
+    top_k: int = 0
+    seed: int | None = None
+    chat: bool = True
+    """Wrap each prompt as a user message in the tokenizer's chat template (if it has one)."""
+    system_prompt: str | None = None
+    anchor_open_tag: str = "<anchor>"
+    anchor_close_tag: str = "</anchor>"
+    batch_size: int = 8
+    """Prompts decoded together in one engine session."""
+
+    model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True, protected_namespaces=())
+
+    _runtime: SteeredRuntime | None = PrivateAttr(default=None)
+
+    @field_validator("omega")
+    @classmethod
+    def _check_omega(cls, value: float) -> float:
+        if not (math.isfinite(value) and value >= 0):
+            raise ValueError(f"omega must be a finite number >= 0, got {value!r}")
+        return value
+
+    @field_validator("temperature")
+    @classmethod
+    def _check_temperature(cls, value: float) -> float:
+        if not (math.isfinite(value) and value >= 0):
+            raise ValueError(f"temperature must be a finite number >= 0 (0 = greedy), got {value!r}")
+        return value
+
+    @field_validator("top_p")
+    @classmethod
+    def _check_top_p(cls, value: float) -> float:
+        if not 0 < value <= 1:
+            raise ValueError(f"top_p must be in (0, 1], got {value!r}")
+        return value
+
+    @field_validator("max_new_tokens", "batch_size")
+    @classmethod
+    def _check_positive(cls, value: int) -> int:
+        if value < 1:
+            raise ValueError(f"must be >= 1, got {value!r}")
+        return value
+
+    @field_validator("top_k")
+    @classmethod
+    def _check_top_k(cls, value: int) -> int:
+        if value < 0:
+            raise ValueError(f"top_k must be >= 0, got {value!r}")
+        return value
+
+    def model_post_init(self, context: Any, /) -> None:
+        if self.model is None or self.tokenizer is None:
+            raise ValueError("SteeredHFLLM needs `model` and `tokenizer`; use SteeredHFLLM.from_model_id(...)")
+        if not self.model_id:
+            self.model_id = str(getattr(self.model.config, "_name_or_path", "") or type(self.model).__name__)
+        AnchorMarkup(self.anchor_open_tag, self.anchor_close_tag)  # validates the tags
+        self._runtime = SteeredRuntime(self.model, self.tokenizer)
+
+    @classmethod
+    def from_model_id(
+        cls, model_id: str, *, dtype: str = "bfloat16", trust_remote_code: bool = False, **kwargs: Any
+    ) -> SteeredHFLLM:
+        """Load a registry model (``smollm2-135m``, ``qwen2.5-coder-0.5b``, ``qwen2.5-coder-1.5b``), a local
+        directory of safetensors weights, or a hub id, and wrap it.
+
+        Args:
+            model_id: Registry name, local path or hub id.
+            dtype: Weights dtype (``"bfloat16"`` is fastest on CPUs with AVX-512 BF16; ``"float32"`` is exact).
+            trust_remote_code: Passed to ``from_pretrained``; keep ``False`` unless you trust the repository.
+            **kwargs: Fields of this class (``omega``, ``max_new_tokens``, ...).
+        """
+        from .models import load_model_and_tokenizer
+
+        model, tokenizer = load_model_and_tokenizer(model_id, dtype=dtype, trust_remote_code=trust_remote_code)
+        return cls(model=model, tokenizer=tokenizer, model_id=f"{model_id}@{dtype}", **kwargs)
+
+    @property
+    def runtime(self) -> SteeredRuntime:
+        assert self._runtime is not None
+        return self._runtime
+
+    @property
+    def _llm_type(self) -> str:
+        return "selfanchor-steered-hf"
+
+    @property
+    def _identifying_params(self) -> dict[str, Any]:
+        return {
+            "model_id": self.model_id,
+            "omega": self.omega,
+            "max_new_tokens": self.max_new_tokens,
+            "temperature": self.temperature,
+            "top_p": self.top_p,
+            "top_k": self.top_k,
+            "seed": self.seed,
+            "chat": self.chat,
+            "system_prompt": self.system_prompt,
+            "anchor_tags": (self.anchor_open_tag, self.anchor_close_tag),
+        }
+
+    # -- preparing prompts ---------------------------------------------------------------------------------------
+
+    @property
+    def markup(self) -> AnchorMarkup:
+        return AnchorMarkup(self.anchor_open_tag, self.anchor_close_tag)
+
+    def _use_chat(self) -> bool:
+        return self.chat and bool(getattr(self.tokenizer, "chat_template", None))
+
+    def prepare(self, prompt: str, anchors: Sequence[str | Span] = ()) -> PreparedPrompt:
+        """Tokenise one prompt and locate its anchors (markup plus call-time anchors); raises AnchorError."""
+        return prepare_prompt(
+            self.tokenizer,
+            prompt,
+            anchors=anchors,
+            chat=self._use_chat(),
+            system=self.system_prompt,
+            markup=self.markup,
+        )
+
+    def with_anchor_markup(self, prompt: str, anchors: Sequence[str | Span]) -> str:
+        """Rewrite call-time anchors into the prompt's own markup (so cache keys and traces show them)."""
+        from .anchors import parse_anchor_markup, resolve_anchor_strings
+
+        clean, spans = parse_anchor_markup(prompt, self.markup)
+        return markup_from_spans(clean, [*spans, *resolve_anchor_strings(clean, anchors)], self.markup)
+
+    def _settings(self, stop: list[str] | None) -> DecodeSettings:
+        sampling = SamplingConfig(
+            do_sample=self.temperature > 0,
+            temperature=self.temperature if self.temperature > 0 else 1.0,
+            top_p=self.top_p,
+            top_k=self.top_k,
+            seed=self.seed,
+        )
+        return DecodeSettings(self.max_new_tokens, sampling, tuple(stop or ()))
+
+    def _rows(self, prompts: Sequence[str], anchors: Sequence[str | Span]) -> list[RowRequest]:
+        # Every prompt is validated before any forward pass, so bad input never leaves half a batch decoded.
+        prepared = [self.prepare(p, anchors) for p in prompts]
+        return [RowRequest(p.ids, p.token_spans, self.omega) for p in prepared]
+
+    def _split_overrides(self, kwargs: dict[str, Any]) -> tuple[SteeredHFLLM, dict[str, Any]]:
+        overrides = {k: kwargs.pop(k) for k in _OVERRIDABLE if k in kwargs}
+        if not overrides:
+            return self, kwargs
+        copy = self.model_copy(update=overrides)
+        for name, value in overrides.items():  # model_copy skips validation; run the field validators
+            type(self).__pydantic_validator__.validate_assignment(copy, name, value)
+        return copy, kwargs
+
+    # -- LangChain entry points ----------------------------------------------------------------------------------
+
+    def generate(
+        self,
+        prompts: list[str],
+        stop: list[str] | None = None,
+        callbacks: Callbacks | list[Callbacks] = None,
+        **kwargs: Any,
+    ) -> LLMResult:
+        anchors = kwargs.pop("anchors", None)
+        if anchors:
+            # Folding call-time anchors into the prompt text makes them part of the LLM cache key.
+            prompts = [self.with_anchor_markup(p, anchors) for p in prompts]
+        target, kwargs = self._split_overrides(kwargs)
+        if target is not self:
+            return target.generate(prompts, stop=stop, callbacks=callbacks, **kwargs)
+        return super().generate(prompts, stop=stop, callbacks=callbacks, **kwargs)
+
+    async def agenerate(
+        self,
+        prompts: list[str],
+        stop: list[str] | None = None,
+        callbacks: Callbacks | list[Callbacks] = None,
+        **kwargs: Any,
+    ) -> LLMResult:
+        anchors = kwargs.pop("anchors", None)
+        if anchors:
+            prompts = [self.with_anchor_markup(p, anchors) for p in prompts]
+        target, kwargs = self._split_overrides(kwargs)
+        if target is not self:
+            return await target.agenerate(prompts, stop=stop, callbacks=callbacks, **kwargs)
+        return await super().agenerate(prompts, stop=stop, callbacks=callbacks, **kwargs)
+
+    def _generate_helper(self, prompts: list[str], stop: Any, run_managers: list[Any], **kwargs: Any) -> LLMResult:
+        token = _RUN_MANAGERS.set(list(run_managers))
+        try:
+            return super()._generate_helper(prompts, stop, run_managers, **kwargs)
+        finally:
+            _RUN_MANAGERS.reset(token)
+
+    async def _agenerate_helper(
+        self, prompts: list[str], stop: Any, run_managers: list[Any], **kwargs: Any
+    ) -> LLMResult:
+        token = _RUN_MANAGERS.set(list(run_managers))
+        try:
+            return await super()._agenerate_helper(prompts, stop, run_managers, **kwargs)
+        finally:
+            _RUN_MANAGERS.reset(token)
+
+    @staticmethod
+    def _managers_for(prompts: Sequence[str], run_manager: Any) -> list[Any]:
+        managers = _RUN_MANAGERS.get()
+        if managers is not None and len(managers) == len(prompts):
+            return managers
+        return [run_manager] + [None] * (len(prompts) - 1)
+
+    def _generate(
+        self,
+        prompts: list[str],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> LLMResult:
+        self._reject_unknown(kwargs)
+        results: list[RowResult] = []
+        settings = self._settings(stop)
+        managers = self._managers_for(prompts, run_manager)
+        batches = [
+            (i, self._rows(prompts[i : i + self.batch_size], ())) for i in range(0, len(prompts), self.batch_size)
+        ]
+        for offset, rows in batches:
+            sessions: list[Any] = []
+            for step in self.runtime.events(rows, settings, session_out=sessions):
+                # Every token reaches the callbacks in invoke too, so astream_events and LangGraph can stream it.
+                for event in step:
+                    manager = managers[offset + event.row]
+                    if manager is not None and event.text:
+                        manager.on_llm_new_token(event.text, chunk=GenerationChunk(text=event.text))
+            results.extend(sessions[0].results())
+        return self._to_llm_result(results)
+
+    async def _agenerate(
+        self,
+        prompts: list[str],
+        stop: list[str] | None = None,
+        run_manager: AsyncCallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> LLMResult:
+        self._reject_unknown(kwargs)
+        results: list[RowResult] = []
+        settings = self._settings(stop)
+        managers = self._managers_for(prompts, run_manager)
+        batches = [
+            (i, self._rows(prompts[i : i + self.batch_size], ())) for i in range(0, len(prompts), self.batch_size)
+        ]
+        for offset, rows in batches:
+            sessions: list[Any] = []
+            async for step in self.runtime.aevents(rows, settings, session_out=sessions):
+                for event in step:
+                    manager = managers[offset + event.row]
+                    if manager is not None and event.text:
+                        await manager.on_llm_new_token(event.text, chunk=GenerationChunk(text=event.text))
+            results.extend(sessions[0].results())
+        return self._to_llm_result(results)
+
+    def _stream(
+        self,
+        prompt: str,
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> Iterator[GenerationChunk]:
+        target, kwargs = self._split_overrides(dict(kwargs))
+        anchors = kwargs.pop("anchors", ())
+        target._reject_unknown(kwargs)
+        rows = target._rows([prompt], anchors)
+        sessions: list[Any] = []
+        for step in target.runtime.events(rows, target._settings(stop), session_out=sessions):
+            for event in step:
+                chunk = target._chunk(event)
+                if chunk is None:
+                    continue
+                if run_manager is not None:
+                    run_manager.on_llm_new_token(chunk.text, chunk=chunk)
+                yield chunk
+
+    async def _astream(
+        self,
+        prompt: str,
+        stop: list[str] | None = None,
+        run_manager: AsyncCallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> AsyncIterator[GenerationChunk]:
+        target, kwargs = self._split_overrides(dict(kwargs))
+        anchors = kwargs.pop("anchors", ())
+        target._reject_unknown(kwargs)
+        rows = target._rows([prompt], anchors)
+        async for step in target.runtime.aevents(rows, target._settings(stop)):
+            for event in step:
+                chunk = target._chunk(event)
+                if chunk is None:
+                    continue
+                if run_manager is not None:
+                    await run_manager.on_llm_new_token(chunk.text, chunk=chunk)
+                yield chunk
+
+    # -- helpers -------------------------------------------------------------------------------------------------
+
+    @staticmethod
+    def _reject_unknown(kwargs: dict[str, Any]) -> None:
+        if kwargs:
+            raise TypeError(
+                f"unexpected keyword arguments {sorted(kwargs)}; supported at call time: anchors, stop, "
+                + ", ".join(_OVERRIDABLE)
+            )
+
+    def _chunk(self, event: TokenEvent) -> GenerationChunk | None:
+        if not event.text and event.finish_reason is None:
+            return None
+        info = {"finish_reason": event.finish_reason} if event.finish_reason else None
+        return GenerationChunk(text=event.text, generation_info=info)
+
+    def _to_llm_result(self, results: list[RowResult]) -> LLMResult:
+        generations = []
+        prompt_tokens = completion_tokens = 0
+        for r in results:
+            prompt_tokens += r.prompt_tokens
+            completion_tokens += len(r.token_ids)
+            info = {
+                "finish_reason": r.finish_reason,
+                "prompt_tokens": r.prompt_tokens,
+                "completion_tokens": len(r.token_ids),
+                "omega": self.omega,
+                "mean_confidence": r.mean_confidence,
+            }
+            generations.append([Generation(text=r.text, generation_info=info)])
+        usage = {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": completion_tokens,
+            "total_tokens": prompt_tokens + completion_tokens,
+        }
+        return LLMResult(generations=generations, llm_output={"token_usage": usage, "model_id": self.model_id})

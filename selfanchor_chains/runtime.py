@@ -1,0 +1,99 @@
+"""One loaded model shared by the LangChain classes: serialised decoding, cancellation, and an async bridge.
+
+Decoding is CPU/GPU-bound and runs in the caller's thread (sync) or a worker thread (async), one session at a
+time per model: concurrent callers queue on a lock instead of interleaving forwards.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import AsyncIterator, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from .decoding import DecodeSession, RowRequest, RowResult, SamplingConfig, SteeredDecoder, TokenEvent
+
+__all__ = ["DecodeSettings", "SteeredRuntime"]
+
+_DONE = object()
+
+
+@dataclass(frozen=True)
+class DecodeSettings:
+    """Per-call decoding settings."""
+
+    max_new_tokens: int
+    sampling: SamplingConfig
+    stop: tuple[str, ...] = ()
+
+
+class SteeredRuntime:
+    """A model, its tokenizer and the engine, with a lock so that one session decodes at a time."""
+
+    def __init__(self, model: Any, tokenizer: Any) -> None:
+        self.model = model
+        self.tokenizer = tokenizer
+        self.decoder = SteeredDecoder(model, tokenizer)
+        self._lock = threading.Lock()
+
+    def events(
+        self,
+        rows: Sequence[RowRequest],
+        settings: DecodeSettings,
+        cancel: threading.Event | None = None,
+        session_out: list[DecodeSession] | None = None,
+    ) -> Iterator[list[TokenEvent]]:
+        """Decode ``rows`` in one batched session, yielding each step's events; ``cancel`` stops between steps."""
+        with self._lock:
+            session = self.decoder.start(
+                rows, max_new_tokens=settings.max_new_tokens, sampling=settings.sampling, stop=settings.stop
+            )
+            if session_out is not None:
+                session_out.append(session)
+            for step in session:
+                yield step
+                if cancel is not None and cancel.is_set():
+                    for row in range(len(rows)):
+                        session.cancel(row)
+
+    def run(self, rows: Sequence[RowRequest], settings: DecodeSettings) -> list[RowResult]:
+        sessions: list[DecodeSession] = []
+        for _ in self.events(rows, settings, session_out=sessions):
+            pass
+        return sessions[0].results()
+
+    async def aevents(
+        self, rows: Sequence[RowRequest], settings: DecodeSettings, session_out: list[DecodeSession] | None = None
+    ) -> AsyncIterator[list[TokenEvent]]:
+        """The async face of :meth:`events`: decoding runs in a worker thread, the event loop stays free.
+
+        If the consumer stops iterating (break, cancellation), the worker is told to stop after its current step.
+        """
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[Any] = asyncio.Queue()
+        cancel = threading.Event()
+
+        def worker() -> None:
+            try:
+                for step in self.events(rows, settings, cancel, session_out):
+                    loop.call_soon_threadsafe(queue.put_nowait, step)
+                    if cancel.is_set():
+                        break
+            except BaseException as exc:  # handed to the consumer, who re-raises it
+                loop.call_soon_threadsafe(queue.put_nowait, exc)
+            finally:
+                loop.call_soon_threadsafe(queue.put_nowait, _DONE)
+
+        thread = threading.Thread(target=worker, name="selfanchor-decode", daemon=True)
+        thread.start()
+        try:
+            while True:
+                item = await queue.get()
+                if item is _DONE:
+                    break
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+        finally:
+            cancel.set()
