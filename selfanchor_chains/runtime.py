@@ -74,16 +74,22 @@ class SteeredRuntime:
         queue: asyncio.Queue[Any] = asyncio.Queue()
         cancel = threading.Event()
 
+        def post(item: Any) -> None:
+            try:
+                loop.call_soon_threadsafe(queue.put_nowait, item)
+            except RuntimeError:  # the consumer's loop closed after it stopped listening: nobody to tell
+                cancel.set()
+
         def worker() -> None:
             try:
                 for step in self.events(rows, settings, cancel, session_out):
-                    loop.call_soon_threadsafe(queue.put_nowait, step)
+                    post(step)
                     if cancel.is_set():
                         break
             except BaseException as exc:  # handed to the consumer, who re-raises it
-                loop.call_soon_threadsafe(queue.put_nowait, exc)
+                post(exc)
             finally:
-                loop.call_soon_threadsafe(queue.put_nowait, _DONE)
+                post(_DONE)
 
         thread = threading.Thread(target=worker, name="selfanchor-decode", daemon=True)
         thread.start()

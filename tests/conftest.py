@@ -37,8 +37,12 @@ def build_byte_tokenizer():  # type: ignore[no-untyped-def]
     return tokenizer
 
 
-def build_tiny_llama(vocab_size: int, seed: int = 0):  # type: ignore[no-untyped-def]
-    """A 2-layer random Llama in float32 (GQA, so cache shapes are realistic)."""
+def build_tiny_llama(vocab_size: int, seed: int = 0, tokenizer=None):  # type: ignore[no-untyped-def]
+    """A 2-layer random Llama in float32 (GQA, so cache shapes are realistic).
+
+    With ``tokenizer``, the output head favours printable ASCII tokens, so decoded text is readable and text-level
+    checks (stop strings, streaming) are meaningful; the weights stay random.
+    """
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
@@ -56,6 +60,13 @@ def build_tiny_llama(vocab_size: int, seed: int = 0):  # type: ignore[no-untyped
         eos_token_id=vocab_size - 3,
     )
     model = LlamaForCausalLM(config).to(torch.float32).eval()
+    if tokenizer is not None:
+        with torch.no_grad():
+            head = model.lm_head.weight
+            for token_id in range(vocab_size):
+                piece = tokenizer.decode([token_id])
+                printable = len(piece) == 1 and piece.isascii() and (piece.isprintable() or piece == "\n")
+                head[token_id] *= 4.0 if printable else 0.0
     return model
 
 
@@ -66,4 +77,4 @@ def byte_tokenizer():  # type: ignore[no-untyped-def]
 
 @pytest.fixture(scope="session")
 def tiny_model(byte_tokenizer):  # type: ignore[no-untyped-def]
-    return build_tiny_llama(len(byte_tokenizer))
+    return build_tiny_llama(len(byte_tokenizer), tokenizer=byte_tokenizer)
