@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,6 +17,9 @@ from .decoding import DecodeSession, RowRequest, RowResult, SamplingConfig, Stee
 __all__ = ["DecodeSettings", "SteeredRuntime"]
 
 _DONE = object()
+
+StepHook = Callable[[DecodeSession, list[TokenEvent]], None]
+"""Called in the decoding thread after each step, before the next forward: the place to change anchors or ω."""
 
 
 @dataclass(frozen=True)
@@ -43,6 +46,7 @@ class SteeredRuntime:
         settings: DecodeSettings,
         cancel: threading.Event | None = None,
         session_out: list[DecodeSession] | None = None,
+        on_step: StepHook | None = None,
     ) -> Iterator[list[TokenEvent]]:
         """Decode ``rows`` in one batched session, yielding each step's events; ``cancel`` stops between steps."""
         with self._lock:
@@ -52,6 +56,8 @@ class SteeredRuntime:
             if session_out is not None:
                 session_out.append(session)
             for step in session:
+                if on_step is not None:
+                    on_step(session, step)
                 yield step
                 if cancel is not None and cancel.is_set():
                     for row in range(len(rows)):
@@ -64,7 +70,11 @@ class SteeredRuntime:
         return sessions[0].results()
 
     async def aevents(
-        self, rows: Sequence[RowRequest], settings: DecodeSettings, session_out: list[DecodeSession] | None = None
+        self,
+        rows: Sequence[RowRequest],
+        settings: DecodeSettings,
+        session_out: list[DecodeSession] | None = None,
+        on_step: StepHook | None = None,
     ) -> AsyncIterator[list[TokenEvent]]:
         """The async face of :meth:`events`: decoding runs in a worker thread, the event loop stays free.
 
@@ -82,7 +92,7 @@ class SteeredRuntime:
 
         def worker() -> None:
             try:
-                for step in self.events(rows, settings, cancel, session_out):
+                for step in self.events(rows, settings, cancel, session_out, on_step):
                     post(step)
                     if cancel.is_set():
                         break

@@ -1,0 +1,538 @@
+"""SelfAnchorChain and the baselines, as LCEL runnables over one steered decoding pass per problem.
+
+Self-Anchor: the model alternates ``Plan k:`` and ``Reasoning k:`` lines. While a plan is decoded the anchors are
+the question (and retrieved context); while reasoning step k is decoded they are the question plus plan k; ω for
+each step comes from the model's confidence on the step before. Boundaries are found on the token stream and the
+engine re-syncs only the masked row, so a whole solve is ONE decoding pass (no re-prefill per step).
+
+The baselines share the runnable interface, the answer-format instructions and the answer extraction, so an
+evaluation compares like with like: :class:`CoTChain` (zero-shot CoT), :class:`PlanAndSolveChain` (PS+),
+:class:`SPAChain` (CoT with the question anchored at a constant ω), and Self-Anchor ablations through
+``schedule=ConstantOmega(1.0)`` (structure only) or ``ConstantOmega(ω)`` (no confidence schedule).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from langchain_core.callbacks import (
+    AsyncCallbackManagerForChainRun,
+    CallbackManagerForChainRun,
+)
+from langchain_core.documents import Document
+from langchain_core.outputs import Generation, LLMResult
+from langchain_core.runnables import RunnableConfig, RunnableSerializable
+from pydantic import BaseModel, ConfigDict, Field
+
+from .decoding import DecodeSession, RowRequest, RowResult, TokenEvent
+from .inputs import PreparedPrompt, markup_from_spans, prepare_chat
+from .llms import SteeredHFLLM
+from .prompts import COT, PLAN_AND_SOLVE, PLAN_AND_SOLVE_STRATEGYQA, SELF_ANCHOR, ReasoningTemplate, render_user_message
+from .runtime import DecodeSettings
+from .schedules import ConfidenceOmega, ConstantOmega, OmegaSchedule
+from .steps import StepLimits, StepTracker
+
+__all__ = [
+    "CoTChain",
+    "PlanAndSolveChain",
+    "ReasoningChain",
+    "ReasoningInput",
+    "ReasoningOutput",
+    "ReasoningStep",
+    "SPAChain",
+    "SelfAnchorChain",
+]
+
+FORMAT_REMINDER = (
+    "Follow the format exactly: every line starts with 'Plan N:' or 'Reasoning N:', in turn, and the last line "
+    "is 'Final Answer: <the answer only>'. Do not write code."
+)
+
+
+class ReasoningInput(BaseModel):
+    """Input of the reasoning chains (a bare string is taken as the question)."""
+
+    question: str = Field(min_length=1)
+    context: list[Document] | str | None = None
+    """Retrieved passages; they are anchored (and escaped: retrieved text is untrusted)."""
+    anchors: list[str] = Field(default_factory=list)
+    """Extra substrings of the question or context to anchor."""
+    task: str | None = None
+    """Benchmark sub-task (BBH), for answer extraction."""
+    options: dict[str, str] | list[str] | None = None
+    """Answer options (AQuA, T4D), for mapping an answer given as an option's value to its letter."""
+
+
+class ReasoningStep(BaseModel):
+    kind: Literal["plan", "reasoning", "final", "text"]
+    index: int
+    text: str
+    omega: float
+    confidence: float
+    anchors: list[str]
+    tokens: int
+
+
+class ReasoningOutput(BaseModel):
+    answer: str | None
+    text: str
+    steps: list[ReasoningStep]
+    finish_reason: str
+    usage: dict[str, int]
+    retried: bool = False
+
+
+@dataclass
+class _Solve:
+    """One problem inside a batched pass."""
+
+    index: int
+    prepared: PreparedPrompt
+    ids: list[int]
+    tracker: StepTracker
+    request: ReasoningInput
+    reported_steps: int = 0
+
+
+class ReasoningChain(RunnableSerializable[Any, dict]):
+    """A reasoning method over :class:`SteeredHFLLM`: template + anchors + ω schedule + answer extraction.
+
+    Use the subclasses (:class:`SelfAnchorChain`, :class:`CoTChain`, ...) rather than this class directly.
+    """
+
+    llm: SteeredHFLLM
+    template: ReasoningTemplate = SELF_ANCHOR
+    schedule: OmegaSchedule | None = None
+    """Per-step ω (Self-Anchor). ``None``: fixed anchors and a constant ``omega`` for the whole answer."""
+    omega: float = 1.0
+    """Constant ω when ``schedule`` is None."""
+    anchor_question: bool = True
+    anchor_context: bool = True
+    anchor_plan_in_final: bool = True
+    bench: str | None = None
+    """Benchmark name: selects the answer-format hint and the answer extractor."""
+    max_new_tokens: int = 512
+    limits: StepLimits = Field(default_factory=StepLimits)
+    format_retries: int = 1
+    """Self-Anchor: re-decode a solve whose output ignored the plan/reasoning format, with a reminder."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True, extra="forbid")
+
+    @property
+    def adaptive(self) -> bool:
+        return self.schedule is not None
+
+    @property
+    def InputType(self) -> Any:
+        return ReasoningInput | str
+
+    @property
+    def OutputType(self) -> Any:
+        return dict
+
+    def get_input_schema(self, config: RunnableConfig | None = None) -> type[BaseModel]:
+        return ReasoningInput
+
+    def get_output_schema(self, config: RunnableConfig | None = None) -> type[BaseModel]:
+        return ReasoningOutput
+
+    # -- building a solve ------------------------------------------------------------------------------------------
+
+    def _coerce(self, value: Any) -> ReasoningInput:
+        if isinstance(value, ReasoningInput):
+            return value
+        if isinstance(value, str):
+            return ReasoningInput(question=value)
+        if isinstance(value, Mapping):
+            return ReasoningInput.model_validate(dict(value))
+        raise TypeError(f"expected a question string or a mapping with 'question', got {type(value).__name__}")
+
+    def _template_for(self) -> ReasoningTemplate:
+        return self.template
+
+    def _hint(self, request: ReasoningInput) -> str:
+        if self.bench is None:
+            return ""
+        from .answers import answer_hint
+
+        return answer_hint(self.bench, request.task)
+
+    def _messages(self, request: ReasoningInput, reminder: bool) -> list[dict[str, str]]:
+        template = self._template_for()
+        anchor_q = self.anchor_question and (self.adaptive or self.omega != 1.0)
+        user = render_user_message(
+            template, request.question, request.context, anchor_question=anchor_q, anchor_context=self.anchor_context
+        )
+        if request.anchors:
+            from .anchors import parse_anchor_markup, resolve_anchor_strings
+
+            clean, spans = parse_anchor_markup(user)
+            user = markup_from_spans(clean, [*spans, *resolve_anchor_strings(clean, request.anchors)])
+        system = template.system_message(self._hint(request))
+        if reminder:
+            system += "\n" + FORMAT_REMINDER
+        return [{"role": "system", "content": system}, {"role": "user", "content": user}]
+
+    def _build(self, index: int, request: ReasoningInput, reminder: bool = False) -> _Solve:
+        template = self._template_for()
+        tokenizer = self.llm.tokenizer
+        prepared = prepare_chat(tokenizer, self._messages(request, reminder), markup=self.llm.markup)
+        prefix_ids = tokenizer(template.assistant_prefix, add_special_tokens=False)["input_ids"]
+        ids = prepared.ids + list(prefix_ids)
+        tracker = StepTracker(
+            row=index,
+            prompt_len=len(ids),
+            base_spans=list(prepared.token_spans),
+            base_texts=prepared.anchored_texts(),
+            schedule=self.schedule,
+            markers=template.markers,
+            prefix_tokens=len(prefix_ids),
+            first_kind="plan",
+            first_prefix_text=template.assistant_prefix,
+            anchor_plan_in_final=self.anchor_plan_in_final,
+            limits=self.limits,
+        )
+        return _Solve(index, prepared, ids, tracker, request)
+
+    def _settings(self) -> DecodeSettings:
+        base = self.llm._settings(None)
+        return DecodeSettings(self.max_new_tokens, base.sampling, ())
+
+    def _rows(self, solves: Sequence[_Solve]) -> list[RowRequest]:
+        return [
+            RowRequest(
+                s.ids, s.tracker.initial_spans(), s.tracker.initial_omega(self.omega) if s.tracker.base_spans else 1.0
+            )
+            for s in solves
+        ]
+
+    # -- one batched pass ------------------------------------------------------------------------------------------
+
+    @staticmethod
+    def _hook(solves: Sequence[_Solve]) -> Any:
+        def on_step(session: DecodeSession, step: list[TokenEvent]) -> None:
+            for event in step:
+                solves[event.row].tracker.on_event(event, session)
+
+        return on_step
+
+    def _new_steps(self, solves: Sequence[_Solve]) -> list[tuple[int, dict[str, Any]]]:
+        out = []
+        for solve in solves:
+            steps = solve.tracker.steps
+            while solve.reported_steps < len(steps):
+                out.append((solve.index, steps[solve.reported_steps].as_dict()))
+                solve.reported_steps += 1
+        return out
+
+    def _output(self, solve: _Solve, result: RowResult, retried: bool) -> dict[str, Any]:
+        tracker = solve.tracker
+        text = self._template_for().assistant_prefix + tracker.text
+        return ReasoningOutput(
+            answer=self._extract(text, tracker, solve.request),
+            text=text,
+            steps=[ReasoningStep(**s) for s in tracker.records()],
+            finish_reason=tracker.finish_reason or result.finish_reason,
+            usage={"prompt_tokens": len(solve.ids), "completion_tokens": len(result.token_ids)},
+            retried=retried,
+        ).model_dump()
+
+    def _extract(self, text: str, tracker: StepTracker, request: ReasoningInput) -> str | None:
+        if self.bench is not None:
+            from .answers import extract_answer
+
+            return extract_answer(self.bench, text, task=request.task, options=request.options)
+        answer = tracker.answer_text()
+        if answer:
+            return answer
+        lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+        return lines[-1] if lines else None
+
+    def _broken(self, output: dict[str, Any]) -> bool:
+        """Self-Anchor output that never used the plan/reasoning format (and found no answer)."""
+        if not self.adaptive:
+            return False
+        kinds = {s["kind"] for s in output["steps"]}
+        return "reasoning" not in kinds and "final" not in kinds
+
+    def _iter_solve(self, requests: Sequence[ReasoningInput]) -> Iterator[tuple[str, int, Any]]:
+        """Decode all problems as one batch; yields ("token"|"step"|"retry"|"output", problem index, payload)."""
+        pending = list(range(len(requests)))
+        for attempt in range(1 + max(self.format_retries, 0)):
+            solves = [self._build(k, requests[i], reminder=attempt > 0) for k, i in enumerate(pending)]
+            sessions: list[DecodeSession] = []
+            events = self.llm.runtime.events(
+                self._rows(solves), self._settings(), session_out=sessions, on_step=self._hook(solves)
+            )
+            for step in events:
+                for event in step:
+                    if event.text:
+                        yield "token", pending[event.row], event.text
+                for k, record in self._new_steps(solves):
+                    yield "step", pending[k], record
+            outputs = self._finish_pass(solves, sessions[0], attempt)
+            retry = []
+            for k, output in enumerate(outputs):
+                if self._broken(output) and attempt < self.format_retries:
+                    retry.append(pending[k])
+                    yield "retry", pending[k], output
+                else:
+                    yield "output", pending[k], output
+            if not retry:
+                return
+            pending = retry
+
+    def _finish_pass(self, solves: Sequence[_Solve], session: DecodeSession, attempt: int) -> list[dict[str, Any]]:
+        results = session.results()
+        for solve, result in zip(solves, results, strict=True):
+            if solve.tracker.finish_reason is None:
+                solve.tracker._finish(result.finish_reason, len(solve.tracker.text))
+        return [self._output(s, r, retried=attempt > 0) for s, r in zip(solves, results, strict=True)]
+
+    async def _aiter_solve(self, requests: Sequence[ReasoningInput]) -> AsyncIterator[tuple[str, int, Any]]:
+        pending = list(range(len(requests)))
+        for attempt in range(1 + max(self.format_retries, 0)):
+            solves = [self._build(k, requests[i], reminder=attempt > 0) for k, i in enumerate(pending)]
+            sessions: list[DecodeSession] = []
+            events = self.llm.runtime.aevents(
+                self._rows(solves), self._settings(), session_out=sessions, on_step=self._hook(solves)
+            )
+            async for step in events:
+                for event in step:
+                    if event.text:
+                        yield "token", pending[event.row], event.text
+                for k, record in self._new_steps(solves):
+                    yield "step", pending[k], record
+            outputs = self._finish_pass(solves, sessions[0], attempt)
+            retry = []
+            for k, output in enumerate(outputs):
+                if self._broken(output) and attempt < self.format_retries:
+                    retry.append(pending[k])
+                    yield "retry", pending[k], output
+                else:
+                    yield "output", pending[k], output
+            if not retry:
+                return
+            pending = retry
+
+    # -- tracing ---------------------------------------------------------------------------------------------------
+
+    def _llm_serialized(self) -> dict[str, Any]:
+        return {
+            "lc": 1,
+            "type": "not_implemented",
+            "id": ["selfanchor_chains", "SteeredHFLLM"],
+            "name": self.llm.model_id,
+        }
+
+    def _start_llm_runs(
+        self, managers: Sequence[CallbackManagerForChainRun | None], solves_text: Sequence[str]
+    ) -> list[Any]:
+        runs: list[Any] = []
+        for manager, prompt in zip(managers, solves_text, strict=True):
+            if manager is None:
+                runs.append(None)
+                continue
+            started = manager.get_child().on_llm_start(
+                self._llm_serialized(), [prompt], invocation_params={"omega_schedule": repr(self.schedule)}
+            )
+            runs.append(started[0])
+        return runs
+
+    # -- runnable API ----------------------------------------------------------------------------------------------
+
+    def _run(
+        self,
+        inputs: list[Any],
+        run_manager: list[CallbackManagerForChainRun],
+        config: list[RunnableConfig],
+    ) -> list[dict[str, Any]]:
+        requests = [self._coerce(i) for i in inputs]
+        llm_runs = self._start_llm_runs(run_manager, [r.question for r in requests])
+        outputs: dict[int, dict[str, Any]] = {}
+        try:
+            for kind, index, payload in self._iter_solve(requests):
+                run = llm_runs[index]
+                if kind == "token" and run is not None:
+                    run.on_llm_new_token(payload)
+                elif kind == "output":
+                    outputs[index] = payload
+        except BaseException as exc:
+            for run in llm_runs:
+                if run is not None:
+                    run.on_llm_error(exc)
+            raise
+        for index, run in enumerate(llm_runs):
+            if run is not None:
+                run.on_llm_end(LLMResult(generations=[[Generation(text=outputs[index]["text"])]]))
+        return [outputs[i] for i in range(len(requests))]
+
+    def invoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> dict[str, Any]:
+        return self.batch([input], config)[0]
+
+    def batch(
+        self,
+        inputs: list[Any],
+        config: RunnableConfig | list[RunnableConfig] | None = None,
+        *,
+        return_exceptions: bool = False,
+        **kwargs: Any,
+    ) -> list[dict[str, Any]]:
+        if not inputs:
+            return []
+        return self._batch_with_config(self._run, inputs, config, return_exceptions=return_exceptions)  # type: ignore[arg-type]
+
+    async def _arun(
+        self,
+        inputs: list[Any],
+        run_manager: list[AsyncCallbackManagerForChainRun],
+        config: list[RunnableConfig],
+    ) -> list[dict[str, Any]]:
+        requests = [self._coerce(i) for i in inputs]
+        llm_runs = []
+        for manager, request in zip(run_manager, requests, strict=True):
+            started = await manager.get_child().on_llm_start(self._llm_serialized(), [request.question])
+            llm_runs.append(started[0])
+        outputs: dict[int, dict[str, Any]] = {}
+        try:
+            async for kind, index, payload in self._aiter_solve(requests):
+                if kind == "token":
+                    await llm_runs[index].on_llm_new_token(payload)
+                elif kind == "output":
+                    outputs[index] = payload
+        except BaseException as exc:
+            for run in llm_runs:
+                await run.on_llm_error(exc)
+            raise
+        for index, run in enumerate(llm_runs):
+            await run.on_llm_end(LLMResult(generations=[[Generation(text=outputs[index]["text"])]]))
+        return [outputs[i] for i in range(len(requests))]
+
+    async def ainvoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> dict[str, Any]:
+        return (await self.abatch([input], config))[0]
+
+    async def abatch(
+        self,
+        inputs: list[Any],
+        config: RunnableConfig | list[RunnableConfig] | None = None,
+        *,
+        return_exceptions: bool = False,
+        **kwargs: Any,
+    ) -> list[dict[str, Any]]:
+        if not inputs:
+            return []
+        return await self._abatch_with_config(self._arun, inputs, config, return_exceptions=return_exceptions)  # type: ignore[arg-type]
+
+    def _stream_one(
+        self, inputs: Iterator[Any], run_manager: CallbackManagerForChainRun, config: RunnableConfig
+    ) -> Iterator[dict[str, Any]]:
+        request = self._coerce(next(iter(inputs)))
+        llm_run = self._start_llm_runs([run_manager], [request.question])[0]
+        final: dict[str, Any] | None = None
+        for kind, _, payload in self._iter_solve([request]):
+            if kind == "token":
+                if llm_run is not None:
+                    llm_run.on_llm_new_token(payload)
+                yield {"token": payload}
+            elif kind == "step":
+                yield {"step": payload}
+            elif kind == "retry":
+                yield {"retry": payload}
+            else:
+                final = payload
+        assert final is not None
+        if llm_run is not None:
+            llm_run.on_llm_end(LLMResult(generations=[[Generation(text=final["text"])]]))
+        yield {"output": final}
+
+    def stream(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Iterator[dict[str, Any]]:
+        """Yields ``{"token": text}`` as tokens are decoded, ``{"step": {...}}`` as each step completes, and
+        finally ``{"output": {...}}`` (the same dict ``invoke`` returns)."""
+        yield from self._transform_stream_with_config(iter([input]), self._stream_one, config)
+
+    async def _astream_one(
+        self, inputs: AsyncIterator[Any], run_manager: AsyncCallbackManagerForChainRun, config: RunnableConfig
+    ) -> AsyncIterator[dict[str, Any]]:
+        request = self._coerce([i async for i in inputs][-1])
+        llm_run = (await run_manager.get_child().on_llm_start(self._llm_serialized(), [request.question]))[0]
+        final: dict[str, Any] | None = None
+        async for kind, _, payload in self._aiter_solve([request]):
+            if kind == "token":
+                await llm_run.on_llm_new_token(payload)
+                yield {"token": payload}
+            elif kind == "step":
+                yield {"step": payload}
+            elif kind == "retry":
+                yield {"retry": payload}
+            else:
+                final = payload
+        assert final is not None
+        await llm_run.on_llm_end(LLMResult(generations=[[Generation(text=final["text"])]]))
+        yield {"output": final}
+
+    async def astream(
+        self, input: Any, config: RunnableConfig | None = None, **kwargs: Any
+    ) -> AsyncIterator[dict[str, Any]]:
+        async def one() -> AsyncIterator[Any]:
+            yield input
+
+        async for chunk in self._atransform_stream_with_config(one(), self._astream_one, config):
+            yield chunk
+
+
+class SelfAnchorChain(ReasoningChain):
+    """Self-Anchor: plan/reason steps, step-wise anchors, confidence-driven ω.
+
+    Example:
+        .. code-block:: python
+
+            from selfanchor_chains import SelfAnchorChain, SteeredHFLLM
+
+            chain = SelfAnchorChain(llm=SteeredHFLLM.from_model_id("qwen2.5-coder-0.5b"))
+            chain.invoke("A pen costs $2 and a book 4 times as much. What do 3 books and 2 pens cost?")["answer"]
+    """
+
+    template: ReasoningTemplate = SELF_ANCHOR
+    schedule: OmegaSchedule | None = Field(default_factory=ConfidenceOmega)
+
+
+class CoTChain(ReasoningChain):
+    """Zero-shot chain of thought ("Let's think step by step."), no steering."""
+
+    template: ReasoningTemplate = COT
+    schedule: OmegaSchedule | None = None
+    omega: float = 1.0
+    format_retries: int = 0
+
+
+class PlanAndSolveChain(ReasoningChain):
+    """Plan-and-Solve+ (Wang et al. 2023), no steering; the commonsense variant for StrategyQA."""
+
+    template: ReasoningTemplate = PLAN_AND_SOLVE
+    schedule: OmegaSchedule | None = None
+    omega: float = 1.0
+    format_retries: int = 0
+
+    def _template_for(self) -> ReasoningTemplate:
+        return PLAN_AND_SOLVE_STRATEGYQA if self.bench == "strategyqa" else self.template
+
+
+class SPAChain(ReasoningChain):
+    """SPA alone: CoT with the question anchored at a constant ω for the whole answer."""
+
+    template: ReasoningTemplate = COT
+    schedule: OmegaSchedule | None = None
+    omega: float = 1.5
+    format_retries: int = 0
+
+
+def structure_only(llm: SteeredHFLLM, **kwargs: Any) -> SelfAnchorChain:
+    """Self-Anchor's plan/reason format with no steering (ω = 1): the structure ablation."""
+    return SelfAnchorChain(llm=llm, schedule=ConstantOmega(1.0), **kwargs)
+
+
+def constant_omega(llm: SteeredHFLLM, omega: float = 1.5, **kwargs: Any) -> SelfAnchorChain:
+    """Self-Anchor with step-wise anchors but a constant ω (no confidence schedule)."""
+    return SelfAnchorChain(llm=llm, schedule=ConstantOmega(omega), **kwargs)

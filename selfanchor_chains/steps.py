@@ -1,0 +1,277 @@
+"""Step tracking on the token stream: finds plan / reasoning / final-answer boundaries while a row decodes, and
+switches that row's anchors and ω at each boundary (Self-Anchor), or only watches for the final answer (baselines).
+
+It runs in the decoding thread between two forward passes, so the new anchors apply from the very next token.
+"""
+
+from __future__ import annotations
+
+import bisect
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from .decoding import DecodeSession, TokenEvent, harmonic_mean
+from .prompts import StepMarkers
+from .schedules import OmegaSchedule
+
+__all__ = ["StepLimits", "StepRecord", "StepTracker", "marker_pattern"]
+
+Span = tuple[int, int]
+
+
+@dataclass(frozen=True)
+class StepLimits:
+    """Guards that end a runaway solve.
+
+    Args:
+        max_step_tokens: A step longer than this without a new marker ends the solve ("step_too_long").
+        max_steps: More plan + reasoning steps than this ends the solve ("max_steps").
+        max_answer_tokens: Tokens allowed after ``Final Answer:`` before the line must end.
+    """
+
+    max_step_tokens: int = 320
+    max_steps: int = 24
+    max_answer_tokens: int = 48
+
+    def __post_init__(self) -> None:
+        for name in ("max_step_tokens", "max_steps", "max_answer_tokens"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+
+
+@dataclass
+class StepRecord:
+    """One completed step of a solve."""
+
+    kind: str  # "plan" | "reasoning" | "final" | "text"
+    index: int
+    text: str
+    omega: float
+    confidence: float
+    anchors: list[str]
+    tokens: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "index": self.index,
+            "text": self.text,
+            "omega": self.omega,
+            "confidence": self.confidence,
+            "anchors": list(self.anchors),
+            "tokens": self.tokens,
+        }
+
+
+def marker_pattern(markers: StepMarkers) -> re.Pattern[str]:
+    """A line that opens a step: optional markdown decoration, the label, an optional number, then a colon."""
+    labels = "|".join(re.escape(m) for m in (markers.final, markers.reasoning, markers.plan))
+    return re.compile(
+        rf"^[ \t>#*_-]*(?P<label>{labels})(?:[ \t]*(?P<number>\d+))?[ \t]*[*_]*[ \t]*:[*_]*",
+        re.IGNORECASE | re.MULTILINE,
+    )
+
+
+@dataclass
+class _OpenStep:
+    kind: str
+    index: int
+    start_token: int  # generated-token index where it starts; negative when it starts in the prompt prefix
+    start_char: int  # in the generated text
+    omega: float
+    anchors: list[str]
+
+
+@dataclass
+class StepTracker:
+    """Follows one row of a decode session.
+
+    Args:
+        row: The row's index in the session.
+        prompt_len: Prompt tokens of the row (the generated text starts after them).
+        base_spans: Token spans anchored in every step (the question, retrieved context).
+        base_texts: Their texts, for the step records.
+        schedule: ω per step; ``None`` keeps the row's initial ω and anchors throughout (baselines).
+        markers: Step labels of the template.
+        prefix_tokens: Tokens of the assistant prefix at the end of the prompt (e.g. ``Plan 1:``); the first
+            step starts there.
+        first_kind: Kind of the step the prefix opens.
+        anchor_plan_in_final: Anchor the last plan while the final answer is written.
+        limits: Runaway guards.
+    """
+
+    row: int
+    prompt_len: int
+    base_spans: list[Span]
+    base_texts: list[str]
+    schedule: OmegaSchedule | None
+    markers: StepMarkers = field(default_factory=StepMarkers)
+    prefix_tokens: int = 0
+    first_kind: str = "plan"
+    first_prefix_text: str = ""
+    anchor_plan_in_final: bool = True
+    limits: StepLimits = field(default_factory=StepLimits)
+
+    def __post_init__(self) -> None:
+        self._pattern = marker_pattern(self.markers)
+        self.text = ""
+        self._ends: list[int] = []  # generated text length after each token
+        self._confidences: list[float] = []
+        self._scan_from = 0
+        self.steps: list[StepRecord] = []
+        self.finish_reason: str | None = None
+        self.plan_span: Span | None = None
+        self._plan_text = ""
+        self._answer_from: int | None = None  # char where the final answer's text starts
+        self._answer_token: int | None = None
+        adaptive = self.schedule is not None
+        omega = self.schedule.initial() if self.schedule is not None else 1.0
+        kind = self.first_kind if adaptive else "text"
+        self._current = _OpenStep(kind, 1, -self.prefix_tokens, 0, omega, list(self.base_texts))
+
+    @property
+    def adaptive(self) -> bool:
+        return self.schedule is not None
+
+    def initial_omega(self, fixed: float) -> float:
+        return self._current.omega if self.adaptive else fixed
+
+    def initial_spans(self) -> list[Span]:
+        return list(self.base_spans)
+
+    # -- feeding tokens --------------------------------------------------------------------------------------------
+
+    def on_event(self, event: TokenEvent, session: DecodeSession) -> None:
+        """Take one decoded token; at a step boundary, switch the row's anchors and ω in ``session``."""
+        if self.finish_reason is not None:
+            return
+        self._confidences.append(event.confidence)
+        self.text += event.text
+        self._ends.append(len(self.text))
+        if event.finish_reason is not None:
+            # EOS right after the answer line is the normal end of a solve.
+            reached = self._answer_from is not None and event.finish_reason == "eos" and self.answer_text()
+            self._finish("final_answer" if reached else event.finish_reason, len(self.text))
+            return
+        if self._answer_from is not None:
+            self._watch_answer(session)
+            return
+        for match in self._new_markers():
+            self._boundary(match, session)
+            if self.finish_reason is not None or self._answer_from is not None:
+                break
+        if self._answer_from is not None:
+            self._watch_answer(session)
+            return
+        n_tokens = len(self._confidences) - self._current.start_token
+        if n_tokens > self.limits.max_step_tokens:
+            self._stop(session, "step_too_long")
+
+    def _new_markers(self) -> list[re.Match[str]]:
+        matches = []
+        pos = self._scan_from
+        while (m := self._pattern.search(self.text, pos)) is not None:
+            matches.append(m)
+            pos = m.end()
+        if matches:
+            self._scan_from = matches[-1].end()
+        else:
+            # A marker not yet complete starts at or after the last line break: search again from there.
+            self._scan_from = max(self._scan_from, self.text.rfind("\n") + 1)
+        return matches
+
+    def _token_at(self, char: int) -> int:
+        """Index of the generated token that holds character ``char``."""
+        return bisect.bisect_right(self._ends, char)
+
+    def _boundary(self, match: re.Match[str], session: DecodeSession) -> None:
+        label = match.group("label").lower()
+        kind = (
+            "final"
+            if label == self.markers.final.lower()
+            else "reasoning"
+            if label == self.markers.reasoning.lower()
+            else "plan"
+        )
+        if not self.adaptive and kind != "final":
+            return
+        start_char = match.start("label")
+        boundary = min(self._token_at(start_char), len(self._confidences) - 1)
+        closed_from = self._current.start_token
+        closed = self._close(start_char, boundary)
+        if closed.kind == "plan":
+            # The plan's own tokens, prefix included, in sequence coordinates: the next reasoning step's anchor.
+            self.plan_span = (self.prompt_len + closed_from, self.prompt_len + boundary)
+            self._plan_text = closed.text
+        index = int(match.group("number")) if match.group("number") else self._next_index(kind)
+        if self.adaptive and len([s for s in self.steps if s.kind in ("plan", "reasoning")]) >= self.limits.max_steps:
+            self._stop(session, "max_steps")
+            return
+        omega = self.schedule.next(self.steps[-1].confidence) if self.schedule is not None else closed.omega
+        spans, texts = self._anchors_for(kind)
+        self._current = _OpenStep(kind, index, boundary, start_char, omega, texts)
+        if self.adaptive:
+            session.set_anchors(self.row, spans)
+            session.set_omega(self.row, omega)
+        if kind == "final":
+            self._answer_from = match.end()
+            self._answer_token = len(self._confidences)
+
+    def _next_index(self, kind: str) -> int:
+        return 1 + sum(1 for s in self.steps if s.kind == kind)
+
+    def _anchors_for(self, kind: str) -> tuple[list[Span], list[str]]:
+        spans, texts = list(self.base_spans), list(self.base_texts)
+        with_plan = kind == "reasoning" or (kind == "final" and self.anchor_plan_in_final)
+        if with_plan and self.plan_span is not None and self.plan_span[1] > self.plan_span[0]:
+            spans.append(self.plan_span)
+            texts.append(self._plan_text)
+        return spans, texts
+
+    def _close(self, end_char: int, end_token: int) -> StepRecord:
+        step = self._current
+        text = self.text[step.start_char : end_char]
+        if step.start_token < 0 and self.first_prefix_text:
+            text = self.first_prefix_text + text
+        confidences = self._confidences[max(step.start_token, 0) : max(end_token, 0)]
+        record = StepRecord(
+            kind=step.kind,
+            index=step.index,
+            text=text.strip(),
+            omega=step.omega,
+            confidence=harmonic_mean(confidences),
+            anchors=list(step.anchors),
+            tokens=len(confidences),
+        )
+        self.steps.append(record)
+        return record
+
+    def _watch_answer(self, session: DecodeSession) -> None:
+        assert self._answer_from is not None and self._answer_token is not None
+        answer = self.text[self._answer_from :]
+        line_done = "\n" in answer.lstrip()
+        too_long = len(self._confidences) - self._answer_token > self.limits.max_answer_tokens
+        if line_done or too_long:
+            self._stop(session, "final_answer")
+
+    def _stop(self, session: DecodeSession, reason: str) -> None:
+        session.cancel(self.row)
+        self._finish(reason, len(self.text))
+
+    def _finish(self, reason: str, end_char: int) -> None:
+        if self.finish_reason is not None:
+            return
+        self.finish_reason = reason
+        self._close(end_char, len(self._confidences))
+
+    # -- results ---------------------------------------------------------------------------------------------------
+
+    def answer_text(self) -> str | None:
+        """The final answer line's text, if the solve reached one."""
+        if self._answer_from is None:
+            return None
+        return self.text[self._answer_from :].strip().split("\n", 1)[0].strip()
+
+    def records(self) -> list[dict[str, Any]]:
+        return [s.as_dict() for s in self.steps]
