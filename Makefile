@@ -25,9 +25,7 @@ $(STAMP): pyproject.toml Makefile
 setup: $(STAMP)
 
 demo: setup
-	$(BIN)/selfanchor generate "A baker sells 12 muffins per tray and bakes 7 trays. He gives away 15 muffins. How many muffins are left?" \
-		--anchor "A baker sells 12 muffins per tray and bakes 7 trays. He gives away 15 muffins. How many muffins are left?" \
-		--omega 1.5 --max-new-tokens 128 --stream
+	$(BIN)/selfanchor solve "A baker bakes 7 trays of 12 muffins and gives away 15 of them. He sells the rest at \$$2 each. How much money does he make?"
 
 test: setup
 	$(BIN)/python -m pytest -q tests

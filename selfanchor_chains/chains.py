@@ -26,7 +26,7 @@ from langchain_core.outputs import Generation, LLMResult
 from langchain_core.runnables import RunnableConfig, RunnableSerializable
 from pydantic import BaseModel, ConfigDict, Field
 
-from .decoding import DecodeSession, RowRequest, RowResult, TokenEvent
+from .decoding import DecodeSession, DecodingStats, RowRequest, RowResult, TokenEvent
 from .inputs import PreparedPrompt, markup_from_spans, prepare_chat
 from .llms import SteeredHFLLM
 from .prompts import COT, PLAN_AND_SOLVE, PLAN_AND_SOLVE_STRATEGYQA, SELF_ANCHOR, ReasoningTemplate, render_user_message
@@ -125,6 +125,11 @@ class ReasoningChain(RunnableSerializable[Any, dict]):
         return self.schedule is not None
 
     @property
+    def assistant_prefix(self) -> str:
+        """Text the reply starts with; it is part of the prompt, and ``output["text"]`` begins with it."""
+        return self._template_for().assistant_prefix
+
+    @property
     def InputType(self) -> Any:
         return ReasoningInput | str
 
@@ -193,6 +198,7 @@ class ReasoningChain(RunnableSerializable[Any, dict]):
             first_prefix_text=template.assistant_prefix,
             anchor_plan_in_final=self.anchor_plan_in_final,
             limits=self.limits,
+            fixed_omega=self.omega,
         )
         return _Solve(index, prepared, ids, tracker, request)
 
@@ -201,12 +207,7 @@ class ReasoningChain(RunnableSerializable[Any, dict]):
         return DecodeSettings(self.max_new_tokens, base.sampling, ())
 
     def _rows(self, solves: Sequence[_Solve]) -> list[RowRequest]:
-        return [
-            RowRequest(
-                s.ids, s.tracker.initial_spans(), s.tracker.initial_omega(self.omega) if s.tracker.base_spans else 1.0
-            )
-            for s in solves
-        ]
+        return [RowRequest(s.ids, s.tracker.initial_spans(), s.tracker.initial_omega()) for s in solves]
 
     # -- one batched pass ------------------------------------------------------------------------------------------
 
@@ -227,7 +228,9 @@ class ReasoningChain(RunnableSerializable[Any, dict]):
                 solve.reported_steps += 1
         return out
 
-    def _output(self, solve: _Solve, result: RowResult, retried: bool) -> dict[str, Any]:
+    def _output(
+        self, solve: _Solve, result: RowResult, retried: bool, stats: DecodingStats | None = None
+    ) -> dict[str, Any]:
         tracker = solve.tracker
         text = self._template_for().assistant_prefix + tracker.text
         return ReasoningOutput(
@@ -235,7 +238,14 @@ class ReasoningChain(RunnableSerializable[Any, dict]):
             text=text,
             steps=[ReasoningStep(**s) for s in tracker.records()],
             finish_reason=tracker.finish_reason or result.finish_reason,
-            usage={"prompt_tokens": len(solve.ids), "completion_tokens": len(result.token_ids)},
+            usage={
+                "prompt_tokens": len(solve.ids),
+                "completion_tokens": len(result.token_ids),
+                # Tokens pushed through the model outside one-token decode steps: the prompt (both branches when
+                # steering) and the masked-branch re-syncs at step boundaries.
+                "prefill_tokens": stats.row_prefill_tokens.get(solve.index, 0) if stats else 0,
+                "resync_tokens": stats.row_resync_tokens.get(solve.index, 0) if stats else 0,
+            },
             retried=retried,
         ).model_dump()
 
@@ -289,7 +299,9 @@ class ReasoningChain(RunnableSerializable[Any, dict]):
         for solve, result in zip(solves, results, strict=True):
             if solve.tracker.finish_reason is None:
                 solve.tracker._finish(result.finish_reason, len(solve.tracker.text))
-        return [self._output(s, r, retried=attempt > 0) for s, r in zip(solves, results, strict=True)]
+        return [
+            self._output(s, r, retried=attempt > 0, stats=session.stats) for s, r in zip(solves, results, strict=True)
+        ]
 
     async def _aiter_solve(self, requests: Sequence[ReasoningInput]) -> AsyncIterator[tuple[str, int, Any]]:
         pending = list(range(len(requests)))

@@ -7,11 +7,12 @@ import os
 import sys
 import time
 from collections.abc import Sequence
+from typing import Any
 
 DEFAULT_MODEL = "qwen2.5-coder-0.5b"
 
 
-def _load(model: str, dtype: str):  # type: ignore[no-untyped-def]
+def _load(model: str, dtype: str) -> tuple[Any, Any]:
     from .models import load_model_and_tokenizer
 
     start = time.perf_counter()
@@ -53,6 +54,63 @@ def cmd_generate(args: argparse.Namespace) -> int:
     print(
         f"[{n} tokens in {elapsed:.1f} s ({n / elapsed:.1f} tok/s), finish={result.finish_reason}, "
         f"confidence={result.mean_confidence:.3f}]",
+        file=sys.stderr,
+    )
+    return 0
+
+
+METHODS = ("self-anchor", "cot", "ps", "spa", "structure-only", "constant-omega")
+
+
+def make_chain(method: str, llm: Any, **kwargs: Any) -> Any:
+    """The reasoning runnable for a method name (the names ``selfanchor eval`` uses)."""
+    from .chains import CoTChain, PlanAndSolveChain, SelfAnchorChain, SPAChain, constant_omega, structure_only
+
+    builders = {
+        "self-anchor": lambda: SelfAnchorChain(llm=llm, **kwargs),
+        "cot": lambda: CoTChain(llm=llm, **kwargs),
+        "ps": lambda: PlanAndSolveChain(llm=llm, **kwargs),
+        "spa": lambda: SPAChain(llm=llm, **kwargs),
+        "structure-only": lambda: structure_only(llm, **kwargs),
+        "constant-omega": lambda: constant_omega(llm, **kwargs),
+    }
+    if method not in builders:
+        raise SystemExit(f"unknown method {method!r}; choose from {', '.join(METHODS)}")
+    return builders[method]()
+
+
+def cmd_solve(args: argparse.Namespace) -> int:
+    from .llms import SteeredHFLLM
+
+    model, tokenizer = _load(args.model, args.dtype)
+    llm = SteeredHFLLM(model=model, tokenizer=tokenizer, model_id=args.model)
+    chain = make_chain(args.method, llm, max_new_tokens=args.max_new_tokens, bench=args.bench)
+    start = time.perf_counter()
+    output: dict[str, Any] = {}
+    print(chain.assistant_prefix, end="", flush=True)  # the reply starts inside the prompt (e.g. "Plan 1:")
+    at_line_start = False
+    for chunk in chain.stream(args.question):
+        if "token" in chunk:
+            print(chunk["token"], end="", flush=True)
+            at_line_start = chunk["token"].endswith("\n")
+        elif "step" in chunk and args.show_steps:
+            step = chunk["step"]
+            lead = "" if at_line_start else "\n"
+            print(
+                f"{lead}    [{step['kind']} {step['index']}: ω={step['omega']:.2f}, "
+                f"confidence={step['confidence']:.2f}, {step['tokens']} tokens]",
+                file=sys.stderr,
+                flush=True,
+            )
+        elif "output" in chunk:
+            output = chunk["output"]
+    elapsed = time.perf_counter() - start
+    print()
+    print(f"Answer: {output.get('answer')}")
+    usage = output.get("usage", {})
+    print(
+        f"[{args.method}: {usage.get('completion_tokens', 0)} tokens in {elapsed:.1f} s, "
+        f"finish={output.get('finish_reason')}]",
         file=sys.stderr,
     )
     return 0
@@ -119,6 +177,16 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--raw", action="store_true", help="do not apply the chat template")
     gen.add_argument("--stream", action="store_true", help="print tokens as they are decoded")
     gen.set_defaults(func=cmd_generate)
+
+    solve = sub.add_parser("solve", help="solve a problem with Self-Anchor (or a baseline), streaming the steps")
+    solve.add_argument("question")
+    solve.add_argument("--method", default="self-anchor", choices=METHODS)
+    solve.add_argument("--model", default=os.environ.get("SELFANCHOR_MODEL", DEFAULT_MODEL))
+    solve.add_argument("--dtype", default="bfloat16", choices=["bfloat16", "float32", "float16"])
+    solve.add_argument("--bench", default="gsm8k", help="answer format/extractor (gsm8k, aqua, math500, ...)")
+    solve.add_argument("--max-new-tokens", type=int, default=512)
+    solve.add_argument("--quiet-steps", dest="show_steps", action="store_false", help="hide per-step ω lines")
+    solve.set_defaults(func=cmd_solve)
 
     models = sub.add_parser("models", help="list the offline model registry")
     models.set_defaults(func=cmd_models)

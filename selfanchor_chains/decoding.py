@@ -129,6 +129,11 @@ class DecodingStats:
     prefill_tokens: int = 0  # tokens pushed through the model outside single-token decode steps
     resync_tokens: int = 0  # masked-branch tokens recomputed after an anchor change or a catch-up
     decode_steps: int = 0
+    row_prefill_tokens: dict[int, int] = field(default_factory=dict)  # by request index, both branches counted
+    row_resync_tokens: dict[int, int] = field(default_factory=dict)
+
+    def _add(self, table: dict[int, int], row: int, n: int) -> None:
+        table[row] = table.get(row, 0) + n
 
 
 def harmonic_mean(values: Sequence[float]) -> float:
@@ -504,7 +509,11 @@ class DecodeSession:
         start = width - input_ids.shape[1]
         positions = self._positions()[:, start:]
         if input_ids.shape[1] > 1:
-            self.stats.prefill_tokens += int(self._real[:, start:].sum()) * (2 if self._fused else 1)
+            branches = 2 if self._fused else 1
+            per_row = self._real[:, start:].sum(dim=1).tolist()
+            self.stats.prefill_tokens += int(sum(per_row)) * branches
+            for k, n in enumerate(per_row):
+                self.stats._add(self.stats.row_prefill_tokens, self._active[k], int(n) * branches)
         self.stats.forwards += 1
         if self._fused:
             self.stats.steered_forwards += 1
@@ -651,6 +660,7 @@ class DecodeSession:
         )
         self.stats.forwards += 1
         self.stats.resync_tokens += end - start
+        self.stats._add(self.stats.row_resync_tokens, self._active[k], int(self._real[k, start:end].sum()))
         for (keys, values), (new_keys, new_values) in zip(layers, _layer_tensors(scratch), strict=True):
             keys[b + k, :, start:end] = new_keys[0, :, start:end]
             values[b + k, :, start:end] = new_values[0, :, start:end]
@@ -678,7 +688,10 @@ class DecodeSession:
                     self._mask_cache,
                 )
                 self.stats.forwards += 1
-                self.stats.resync_tokens += int(self._real[:, start:end].sum())
+                per_row = self._real[:, start:end].sum(dim=1).tolist()
+                self.stats.resync_tokens += int(sum(per_row))
+                for k, n in enumerate(per_row):
+                    self.stats._add(self.stats.row_resync_tokens, self._active[k], int(n))
             joined = [
                 (torch.cat([ko, km]), torch.cat([vo, vm]))
                 for (ko, vo), (km, vm) in zip(

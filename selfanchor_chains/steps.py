@@ -112,6 +112,8 @@ class StepTracker:
     first_prefix_text: str = ""
     anchor_plan_in_final: bool = True
     limits: StepLimits = field(default_factory=StepLimits)
+    fixed_omega: float = 1.0
+    """ω of the whole answer when there is no schedule (baselines)."""
 
     def __post_init__(self) -> None:
         self._pattern = marker_pattern(self.markers)
@@ -126,7 +128,9 @@ class StepTracker:
         self._answer_from: int | None = None  # char where the final answer's text starts
         self._answer_token: int | None = None
         adaptive = self.schedule is not None
-        omega = self.schedule.initial() if self.schedule is not None else 1.0
+        omega = self.schedule.initial() if self.schedule is not None else self.fixed_omega
+        if not self.base_spans:
+            omega = 1.0  # nothing to anchor: steering would change nothing
         kind = self.first_kind if adaptive else "text"
         self._current = _OpenStep(kind, 1, -self.prefix_tokens, 0, omega, list(self.base_texts))
 
@@ -134,8 +138,8 @@ class StepTracker:
     def adaptive(self) -> bool:
         return self.schedule is not None
 
-    def initial_omega(self, fixed: float) -> float:
-        return self._current.omega if self.adaptive else fixed
+    def initial_omega(self) -> float:
+        return self._current.omega
 
     def initial_spans(self) -> list[Span]:
         return list(self.base_spans)
@@ -205,8 +209,10 @@ class StepTracker:
             self.plan_span = (self.prompt_len + closed_from, self.prompt_len + boundary)
             self._plan_text = closed.text
         index = int(match.group("number")) if match.group("number") else self._next_index(kind)
-        if self.adaptive and len([s for s in self.steps if s.kind in ("plan", "reasoning")]) >= self.limits.max_steps:
-            self._stop(session, "max_steps")
+        done = len([s for s in self.steps if s.kind in ("plan", "reasoning")])
+        if self.adaptive and kind != "final" and done >= self.limits.max_steps:
+            session.cancel(self.row)  # the step just closed is complete; nothing new is opened
+            self.finish_reason = "max_steps"
             return
         omega = self.schedule.next(self.steps[-1].confidence) if self.schedule is not None else closed.omega
         spans, texts = self._anchors_for(kind)

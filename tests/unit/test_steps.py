@@ -1,0 +1,189 @@
+"""Step tracking and ω schedules on scripted token streams (no model): exact anchors, ω, guards."""
+
+from __future__ import annotations
+
+import pytest
+
+from selfanchor_chains.decoding import TokenEvent
+from selfanchor_chains.prompts import StepMarkers
+from selfanchor_chains.schedules import ConfidenceOmega, ConstantOmega
+from selfanchor_chains.steps import StepLimits, StepTracker, marker_pattern
+
+PROMPT_LEN = 50
+PREFIX = 3  # "Plan 1:" tokens at the end of the prompt
+QUESTION = (10, 30)
+
+
+class FakeSession:
+    """Records the controls a tracker sends, as the engine session would receive them."""
+
+    def __init__(self) -> None:
+        self.anchors: list[tuple[int, list[tuple[int, int]]]] = []
+        self.omegas: list[tuple[int, float]] = []
+        self.cancelled: list[int] = []
+
+    def set_anchors(self, row, spans):
+        self.anchors.append((row, list(spans)))
+
+    def set_omega(self, row, omega):
+        self.omegas.append((row, omega))
+
+    def cancel(self, row):
+        self.cancelled.append(row)
+
+
+def feed(tracker, session, pieces, confidence=0.5, finish_last=None):
+    for i, (text, conf) in enumerate(pieces):
+        finish = finish_last if i == len(pieces) - 1 else None
+        event = TokenEvent(0, 0, i, text, confidence if conf is None else conf, 1.0, finish)
+        tracker.on_event(event, session)
+        if tracker.finish_reason is not None:
+            break
+
+
+def tracker(schedule=None, **kwargs):
+    return StepTracker(
+        row=0,
+        prompt_len=PROMPT_LEN,
+        base_spans=[QUESTION],
+        base_texts=["the question"],
+        schedule=schedule if schedule is not None else ConfidenceOmega(1.5, 2.0),
+        prefix_tokens=PREFIX,
+        first_prefix_text="Plan 1:",
+        **kwargs,
+    )
+
+
+def tokens(text: str, conf: float | None = None) -> list[tuple[str, float | None]]:
+    """Split into word-ish tokens (each keeps its leading whitespace) with one confidence."""
+    out, word = [], ""
+    for ch in text:
+        if ch in " \n" and word.strip():
+            out.append((word, conf))
+            word = ""
+        word += ch
+    if word:
+        out.append((word, conf))
+    return out
+
+
+SCRIPT = [
+    *tokens(" add the apples", 0.8),  # plan 1: tokens 0..2
+    *tokens("\nReasoning 1: 3 + 5 = 8", 0.5),  # tokens 3..
+    *tokens("\nPlan 2: answer", 0.9),
+    *tokens("\nReasoning 2: it is 8", 1.0),
+    *tokens("\nFinal Answer: 8", 0.7),
+    ("\n", 0.7),
+]
+
+
+def test_boundaries_switch_anchors_and_omega_exactly():
+    t = tracker()
+    s = FakeSession()
+    feed(t, s, SCRIPT)
+    kinds = [(r.kind, r.index) for r in t.steps]
+    assert kinds == [("plan", 1), ("reasoning", 1), ("plan", 2), ("reasoning", 2), ("final", 1)]
+    assert t.finish_reason == "final_answer" and s.cancelled == [0]
+    assert t.answer_text() == "8"
+    # Plan 1 spans its prefix in the prompt plus its 3 generated tokens; "\nReasoning" is token 3.
+    plan1 = (PROMPT_LEN - PREFIX, PROMPT_LEN + 3)
+    assert s.anchors[0] == (0, [QUESTION, plan1])  # reasoning 1: question + current plan
+    assert s.anchors[1] == (0, [QUESTION])  # plan 2: question only
+    plan2_start = 3 + len(tokens("\nReasoning 1: 3 + 5 = 8"))
+    plan2 = (PROMPT_LEN + plan2_start, PROMPT_LEN + plan2_start + len(tokens("\nPlan 2: answer")))
+    assert s.anchors[2] == (0, [QUESTION, plan2])  # reasoning 2: question + plan 2 only, not plan 1
+    assert s.anchors[3] == (0, [QUESTION, plan2])  # final: question + last plan
+    assert t.steps[1].anchors == ["the question", "Plan 1: add the apples"]
+    assert t.steps[0].text == "Plan 1: add the apples"
+
+
+def test_omega_follows_the_confidence_schedule():
+    schedule = ConfidenceOmega(1.5, 2.0)
+    t = tracker(schedule)
+    s = FakeSession()
+    feed(t, s, SCRIPT)
+    assert t.steps[0].omega == 1.5
+    for before, after in zip(t.steps, t.steps[1:], strict=False):
+        assert after.omega == pytest.approx(schedule.next(before.confidence))
+    assert [o for _, o in s.omegas] == [r.omega for r in t.steps[1:]]
+    # Plan 1's three tokens all had p = 0.8; its harmonic mean is 0.8 and the next ω 1 + 1·0.2.
+    assert t.steps[0].confidence == pytest.approx(0.8)
+    assert t.steps[1].omega == pytest.approx(1.2)
+
+
+def test_harmonic_confidence_is_pulled_down_by_one_unsure_token():
+    t = tracker()
+    s = FakeSession()
+    feed(t, s, [(" a", 0.9), (" b", 0.9), (" c", 0.1), ("\nReasoning 1:", 0.9)])
+    assert t.steps[0].confidence == pytest.approx(3 / (1 / 0.9 + 1 / 0.9 + 1 / 0.1))
+
+
+def test_markers_split_across_tokens_and_decorated():
+    t = tracker()
+    s = FakeSession()
+    pieces = [(" x", 0.5), ("\n**Re", 0.5), ("ason", 0.5), ("ing 1", 0.5), ("**:", 0.5), (" y", 0.5)]
+    feed(t, s, pieces)
+    assert [r.kind for r in t.steps] == ["plan"]
+    assert s.anchors and s.anchors[0][1][1] == (PROMPT_LEN - PREFIX, PROMPT_LEN + 1)
+
+
+def test_baseline_tracker_only_watches_for_the_answer():
+    t = StepTracker(row=0, prompt_len=PROMPT_LEN, base_spans=[], base_texts=[], schedule=None)
+    s = FakeSession()
+    feed(t, s, tokens("Plan 1: x\nReasoning 1: y\nFinal Answer: 42\nmore"))
+    assert [r.kind for r in t.steps] == ["text", "final"]
+    assert s.anchors == [] and s.omegas == []
+    assert t.answer_text() == "42" and t.finish_reason == "final_answer"
+
+
+def test_guard_step_too_long():
+    t = tracker(limits=StepLimits(max_step_tokens=5))
+    s = FakeSession()
+    feed(t, s, tokens(" one two three four five six seven eight"))
+    assert t.finish_reason == "step_too_long" and s.cancelled == [0]
+
+
+def test_guard_max_steps():
+    t = tracker(limits=StepLimits(max_steps=2))
+    s = FakeSession()
+    feed(t, s, SCRIPT)
+    assert t.finish_reason == "max_steps"
+    assert len([r for r in t.steps if r.kind in ("plan", "reasoning")]) == 2
+
+
+def test_engine_finish_reason_is_kept():
+    t = tracker()
+    s = FakeSession()
+    feed(t, s, tokens(" a b c"), finish_last="length")
+    assert t.finish_reason == "length" and t.steps[-1].kind == "plan"
+
+
+def test_eos_after_the_answer_is_a_final_answer():
+    t = tracker()
+    s = FakeSession()
+    feed(t, s, tokens(" a\nReasoning 1: b\nFinal Answer: 7"), finish_last="eos")
+    assert t.finish_reason == "final_answer" and t.answer_text() == "7"
+
+
+def test_marker_pattern_variants():
+    pattern = marker_pattern(StepMarkers())
+    for line in ("Plan 2: x", "**Plan 2:** x", "## Reasoning 3: y", "final answer: 5", "- Plan: z"):
+        assert pattern.search(line), line
+    for line in ("The plan: x", "Planet 2: x", "my final answer: 3"):
+        assert not pattern.search(line), line
+
+
+def test_schedules_closed_form():
+    schedule = ConfidenceOmega(omega_init=1.5, omega_max=2.0)
+    assert schedule.initial() == 1.5
+    assert schedule.next(1.0) == 1.0
+    assert schedule.next(0.0) == 2.0
+    assert schedule.next(0.25) == pytest.approx(1.75)
+    assert schedule.next(float("nan")) == 2.0
+    assert ConstantOmega(1.3).next(0.1) == 1.3
+    with pytest.raises(ValueError):
+        ConfidenceOmega(omega_max=0.5)
+    with pytest.raises(ValueError):
+        ConstantOmega(float("inf"))
+    with pytest.raises(ValueError):
+        StepLimits(max_steps=0)
