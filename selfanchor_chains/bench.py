@@ -231,3 +231,121 @@ def write_json(result: dict[str, Any], path: str | Path) -> None:
     tmp = target.with_suffix(target.suffix + ".tmp")
     tmp.write_text(json.dumps(result, indent=2))
     tmp.replace(target)
+
+
+def run_overhead_bench(
+    model: Any,
+    tokenizer: Any,
+    *,
+    new_tokens: int,
+    repeats: int = 3,
+    omega: float = 1.5,
+    log: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """Time ``SteeredHFLLM.invoke`` against the bare engine on the same prompt and token count, interleaved."""
+    from .decoding import RowRequest
+    from .llms import SteeredHFLLM
+
+    question = QUESTIONS[0]
+    llm = SteeredHFLLM(model=model, tokenizer=tokenizer, omega=omega, max_new_tokens=new_tokens)
+    llm.runtime.decoder.eos_token_ids = frozenset()  # equal token counts on both sides
+    prompt = f"<anchor>{question}</anchor>\nLet's think step by step."
+    prepared = llm.prepare(prompt)
+    row = RowRequest(prepared.ids, prepared.token_spans, omega)
+    decoder = llm.runtime.decoder
+
+    def engine() -> float:
+        start = time.perf_counter()
+        decoder.generate([row], max_new_tokens=new_tokens)
+        return time.perf_counter() - start
+
+    def invoke() -> float:
+        start = time.perf_counter()
+        llm.invoke(prompt)
+        return time.perf_counter() - start
+
+    engine()  # warm-up
+    times: dict[str, list[float]] = {"engine": [], "invoke": []}
+    for round_ in range(repeats):
+        for name, fn in (("engine", engine), ("invoke", invoke)):
+            seconds = fn()
+            times[name].append(seconds)
+            log(f"round {round_ + 1}/{repeats} {name:>6}: {seconds:8.2f} s")
+    medians = {m: statistics.median(t) for m, t in times.items()}
+    return {
+        "new_tokens": new_tokens,
+        "repeats": repeats,
+        "median_s": medians,
+        "times_s": times,
+        "invoke_over_engine": medians["invoke"] / medians["engine"],
+        "dtype": str(next(model.parameters()).dtype),
+    }
+
+
+def run_solve_cost_bench(
+    model: Any,
+    tokenizer: Any,
+    *,
+    problems: int = 10,
+    max_new_tokens: int = 512,
+    data_dir: str | None = None,
+    log: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """Self-Anchor solve time over a plain CoT ``model.generate`` producing the same number of tokens.
+
+    For each GSM8K dev problem: one Self-Anchor solve (steered, step boundaries, re-syncs), then plain greedy
+    ``generate`` on the CoT prompt forced to exactly as many new tokens. The ratio isolates what Self-Anchor's
+    machinery costs per token, whatever length each method would choose.
+    """
+    from .chains import CoTChain, SelfAnchorChain
+    from .datasets import load_problems
+    from .llms import SteeredHFLLM
+
+    llm = SteeredHFLLM(model=model, tokenizer=tokenizer)
+    chain = SelfAnchorChain(llm=llm, bench="gsm8k", max_new_tokens=max_new_tokens)
+    cot = CoTChain(llm=llm, bench="gsm8k", max_new_tokens=max_new_tokens)
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    rows = []
+    for problem in load_problems("gsm8k", data_dir=data_dir, limit=problems):
+        start = time.perf_counter()
+        out = chain.invoke(problem.question)
+        solve_s = time.perf_counter() - start
+        n = out["usage"]["completion_tokens"]
+        import torch
+
+        ids = torch.tensor([cot._build(0, cot._coerce(problem.question)).ids])
+        start = time.perf_counter()
+        model.generate(
+            ids,
+            attention_mask=torch.ones_like(ids),
+            max_new_tokens=n,
+            min_new_tokens=n,
+            do_sample=False,
+            pad_token_id=pad_id,
+        )
+        plain_s = time.perf_counter() - start
+        row = {
+            "id": problem.id,
+            "tokens": n,
+            "steps": len(out["steps"]),
+            "self_anchor_s": solve_s,
+            "plain_cot_s": plain_s,
+            "ratio": solve_s / plain_s,
+            "prompt_tokens": out["usage"]["prompt_tokens"],
+            "prefill_tokens": out["usage"]["prefill_tokens"],
+            "resync_tokens": out["usage"]["resync_tokens"],
+            "finish_reason": out["finish_reason"],
+        }
+        rows.append(row)
+        log(
+            f"{problem.id}: {n} tokens, {row['steps']} steps, self-anchor {solve_s:.1f} s, plain {plain_s:.1f} s, "
+            f"ratio {row['ratio']:.3f}, prefill {row['prefill_tokens']} + resync {row['resync_tokens']}"
+        )
+    return {
+        "problems": rows,
+        "median_ratio": statistics.median(r["ratio"] for r in rows),
+        "median_prefill_tokens": statistics.median(r["prefill_tokens"] for r in rows),
+        "median_resync_tokens": statistics.median(r["resync_tokens"] for r in rows),
+        "median_prompt_tokens": statistics.median(r["prompt_tokens"] for r in rows),
+        "dtype": str(next(model.parameters()).dtype),
+    }

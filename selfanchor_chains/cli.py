@@ -153,6 +153,47 @@ def cmd_bench_speed(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench_overhead(args: argparse.Namespace) -> int:
+    from .bench import run_overhead_bench, write_json
+
+    model, tokenizer = _load(args.model, args.dtype)
+    result = run_overhead_bench(
+        model,
+        tokenizer,
+        new_tokens=args.new_tokens,
+        repeats=args.repeats,
+        log=lambda line: print(line, file=sys.stderr, flush=True),
+    )
+    result.update(model=args.model, command="selfanchor " + " ".join(sys.argv[1:]))
+    print(f"invoke_over_engine = {result['invoke_over_engine']:.3f}  (medians: {result['median_s']})")
+    if args.json:
+        write_json(result, args.json)
+    return 0
+
+
+def cmd_bench_solve_cost(args: argparse.Namespace) -> int:
+    from .bench import run_solve_cost_bench, write_json
+
+    model, tokenizer = _load(args.model, args.dtype)
+    result = run_solve_cost_bench(
+        model,
+        tokenizer,
+        problems=args.problems,
+        max_new_tokens=args.max_new_tokens,
+        data_dir=args.data_dir,
+        log=lambda line: print(line, file=sys.stderr, flush=True),
+    )
+    result.update(model=args.model, command="selfanchor " + " ".join(sys.argv[1:]))
+    print(
+        f"median self-anchor / plain CoT time (same tokens) = {result['median_ratio']:.3f}; "
+        f"median prefill tokens per solve = {result['median_prefill_tokens']} "
+        f"(prompt {result['median_prompt_tokens']}, re-sync {result['median_resync_tokens']})"
+    )
+    if args.json:
+        write_json(result, args.json)
+    return 0
+
+
 def _threads() -> int:
     import torch
 
@@ -203,6 +244,23 @@ def build_parser() -> argparse.ArgumentParser:
     speed.add_argument("--methods", default="plain,ours,spa,cfg")
     speed.add_argument("--json", default=None, help="write the result here")
     speed.set_defaults(func=cmd_bench_speed)
+
+    overhead = bench_sub.add_parser("llm-overhead", help="SteeredHFLLM.invoke over the bare engine")
+    overhead.add_argument("--model", default=DEFAULT_MODEL)
+    overhead.add_argument("--dtype", default="bfloat16", choices=["bfloat16", "float32", "float16"])
+    overhead.add_argument("--new-tokens", type=int, default=256)
+    overhead.add_argument("--repeats", type=int, default=3)
+    overhead.add_argument("--json", default=None)
+    overhead.set_defaults(func=cmd_bench_overhead)
+
+    cost = bench_sub.add_parser("solve-cost", help="Self-Anchor solve over plain CoT decoding, same tokens")
+    cost.add_argument("--model", default=DEFAULT_MODEL)
+    cost.add_argument("--dtype", default="bfloat16", choices=["bfloat16", "float32", "float16"])
+    cost.add_argument("--problems", type=int, default=10)
+    cost.add_argument("--max-new-tokens", type=int, default=512)
+    cost.add_argument("--data-dir", default=None)
+    cost.add_argument("--json", default=None)
+    cost.set_defaults(func=cmd_bench_solve_cost)
     return parser
 
 

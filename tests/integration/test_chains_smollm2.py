@@ -190,3 +190,16 @@ def test_retrieved_context_is_anchored_and_escaped(llm):
         {"question": QUESTIONS[1], "context": [Document(page_content=passage)]}
     )
     assert out["steps"][0]["anchors"] == [passage, QUESTIONS[1]]
+
+
+def test_langgraph_node_reasons_over_anchored_tool_results(llm):
+    pytest.importorskip("langgraph")
+    from selfanchor_chains.langgraph import build_reasoning_graph
+
+    def price_lookup(question: str) -> str:
+        return "Pens cost 2 dollars each."
+
+    graph = build_reasoning_graph(SelfAnchorChain(llm=llm, bench="gsm8k", max_new_tokens=60), {"prices": price_lookup})
+    state = graph.invoke({"question": QUESTIONS[1]})
+    assert "answer" in state and state["reasoning"]["steps"]
+    assert state["reasoning"]["steps"][0]["anchors"] == ["Pens cost 2 dollars each.", QUESTIONS[1]]
