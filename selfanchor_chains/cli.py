@@ -261,6 +261,10 @@ def build_parser() -> argparse.ArgumentParser:
     cost.add_argument("--data-dir", default=None)
     cost.add_argument("--json", default=None)
     cost.set_defaults(func=cmd_bench_solve_cost)
+
+    from .eval.cli import add_eval_commands
+
+    add_eval_commands(sub)
     return parser
 
 

@@ -1,0 +1,220 @@
+"""``selfanchor eval`` and ``selfanchor report``: registered on the main parser by :func:`add_eval_commands`."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shlex
+import sys
+from pathlib import Path
+from typing import Any
+
+from .runner import METHOD_NAMES, MethodSpec, parse_benches, parse_methods
+
+__all__ = ["add_eval_commands", "cmd_eval", "cmd_report", "default_out_dir"]
+
+DTYPES = ("bfloat16", "float32", "float16")
+
+
+def _benches_arg(value: str) -> list[str]:
+    try:
+        return parse_benches(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _methods_arg(value: str) -> list[MethodSpec]:
+    try:
+        return parse_methods(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _positive(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {value!r}") from None
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {number}")
+    return number
+
+
+def _non_negative(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {value!r}") from None
+    if number < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {number}")
+    return number
+
+
+def default_out_dir(model: str, dtype: str) -> Path:
+    """``evals/<model>-<dtype>``: one folder per model, since a folder only holds results of one model."""
+    slug = re.sub(r"[^A-Za-z0-9._-]+", "_", model).strip("_.") or "model"
+    return Path("evals") / f"{slug}-{dtype}"
+
+
+def add_eval_commands(subparsers: Any) -> None:
+    """Register the ``eval`` and ``report`` subcommands on the main parser's subparsers."""
+    ev = subparsers.add_parser(
+        "eval",
+        help="evaluate the methods on benchmarks (resumable)",
+        description=(
+            "Run the methods on the benchmarks, batch by batch (every method on a batch before the next one), "
+            "appending per-item results to OUT/<bench>/<method>.jsonl. Re-running the same command resumes: "
+            "items already there are skipped."
+        ),
+    )
+    ev.add_argument(
+        "benches",
+        type=_benches_arg,
+        metavar="BENCH[,BENCH...]",
+        help="gsm8k, aqua, math500, strategyqa, bbh (all tasks) or bbh:<task>, t4d",
+    )
+    ev.add_argument(
+        "--methods",
+        type=_methods_arg,
+        default=[MethodSpec(m) for m in METHOD_NAMES],
+        metavar="M[:N],...",
+        help=f"methods to run, {','.join(METHOD_NAMES)} (default: all); method:N caps it at N items per benchmark",
+    )
+    ev.add_argument(
+        "--model",
+        default=None,
+        help="registry name, local path or hub id (default: $SELFANCHOR_MODEL, else the solve default)",
+    )
+    ev.add_argument("--dtype", default="bfloat16", choices=DTYPES)
+    ev.add_argument("--limit", type=_non_negative, default=None, help="at most N problems per benchmark")
+    ev.add_argument("--data-dir", default=None, help="benchmark data folder (default: $SELFANCHOR_DATA_DIR, ...)")
+    ev.add_argument("--split", default="dev")
+    ev.add_argument("--out", default=None, help="output folder (default: evals/<model>-<dtype>)")
+    ev.add_argument("--batch", type=_positive, default=8, help="problems decoded together per method")
+    ev.add_argument("--max-new-tokens", type=_positive, default=512)
+    ev.add_argument("--seed", type=int, default=0)
+    ev.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
+    ev.set_defaults(func=cmd_eval)
+
+    rep = subparsers.add_parser(
+        "report",
+        help="accuracy table, paired tests and charts of an eval folder",
+        description=(
+            "Print the accuracy table (Wilson intervals), the paired differences of the reference method against "
+            "each baseline (bootstrap interval, exact McNemar p), speed and failure modes; write OUT/report.md, "
+            "OUT/report.json, OUT/accuracy.png and OUT/tokens.png."
+        ),
+    )
+    rep.add_argument("out", help="the eval output folder")
+    rep.add_argument("--reference", default="self-anchor", help="method compared against the others")
+    rep.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+    rep.add_argument("--resamples", type=_positive, default=10_000, help="bootstrap resamples")
+    rep.add_argument("--no-plots", dest="plots", action="store_false", help="skip the PNG charts")
+    rep.set_defaults(func=cmd_report)
+
+
+def _nothing_to_solve(method: str, bench: str) -> Any:
+    raise AssertionError(f"no chain should be needed: {method} on {bench} is complete")
+
+
+def _error(message: str) -> int:
+    print(f"selfanchor: error: {message}", file=sys.stderr)
+    return 2
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    """Run ``selfanchor eval``; returns the exit code (0, 2 on bad input, 130 when interrupted)."""
+    from ..datasets import DatasetError, load_problems
+    from .prompted import SteeringRequiredError
+    from .runner import pending_items, run_eval
+    from .store import IncompatibleRunError, ResultsFileError, RunLockedError, check_compatible, read_run_info
+
+    if args.model is None:
+        from ..cli import DEFAULT_MODEL
+
+        args.model = os.environ.get("SELFANCHOR_MODEL", DEFAULT_MODEL)
+    out = Path(args.out) if args.out else default_out_dir(args.model, args.dtype)
+    model_id = f"{args.model}@{args.dtype}"  # what SteeredHFLLM.from_model_id records as the model's identity
+    # Loading a model takes a while: find bad data or an incompatible folder first.
+    try:
+        for spec in args.benches:
+            load_problems(spec, data_dir=args.data_dir, split=args.split, limit=args.limit)
+        current = {"model": model_id, "dtype": args.dtype, "split": args.split, "max_new_tokens": args.max_new_tokens}
+        check_compatible(read_run_info(out), current, out)
+        remaining = pending_items(
+            args.benches, args.methods, out, limit=args.limit, data_dir=args.data_dir, split=args.split
+        )
+    except (DatasetError, IncompatibleRunError, ResultsFileError) as exc:
+        return _error(str(exc))
+
+    source: Any
+    if remaining:
+        import random
+
+        import torch
+
+        from ..llms import SteeredHFLLM
+
+        random.seed(args.seed)
+        torch.manual_seed(args.seed)
+        source = SteeredHFLLM.from_model_id(args.model, dtype=args.dtype, seed=args.seed)
+    else:
+        source = _nothing_to_solve  # everything is done: the run only prints the summary, no model needed
+    command = "selfanchor " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    try:
+        summary = run_eval(
+            args.benches,
+            args.methods,
+            source,
+            out,
+            limit=args.limit,
+            data_dir=args.data_dir,
+            split=args.split,
+            batch_size=args.batch,
+            max_new_tokens=args.max_new_tokens,
+            seed=args.seed,
+            model_name=model_id,
+            dtype=args.dtype,
+            progress=args.progress,
+            command=command,
+        )
+    except KeyboardInterrupt:
+        print(f"\ninterrupted: results so far are in {out}; run the same command again to resume", file=sys.stderr)
+        return 130
+    except (DatasetError, IncompatibleRunError, SteeringRequiredError, RunLockedError, ResultsFileError) as exc:
+        return _error(str(exc))
+    print(f"{'benchmark':<12} {'method':<16} {'n':>6} {'new':>6} {'accuracy':>9}")
+    for bench, by_method in summary.items():
+        for method, row in by_method.items():
+            acc = "–" if row["accuracy"] is None else f"{100 * row['accuracy']:.1f}%"
+            print(f"{bench:<12} {method:<16} {row['n']:>6} {row['new']:>6} {acc:>9}")
+    print(f"[results in {out}; tables and charts: selfanchor report {shlex.quote(str(out))}]", file=sys.stderr)
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    """Run ``selfanchor report``; returns the exit code (0, or 2 when the folder holds no results)."""
+    from .report import build_report, format_markdown, write_report
+    from .store import ResultsFileError
+
+    out = Path(args.out)
+    if not out.is_dir():
+        return _error(f"{out} is not a directory")
+    try:
+        report = build_report(out, reference=args.reference, seed=args.seed, resamples=args.resamples)
+    except ResultsFileError as exc:
+        return _error(str(exc))
+    if not report["rows"]:
+        return _error(f"no results under {out} (expected {out}/<bench>/<method>.jsonl)")
+    plots = args.plots
+    if plots:
+        import importlib.util
+
+        if importlib.util.find_spec("matplotlib") is None:
+            print("[matplotlib is not installed (pip install matplotlib): skipping the charts]", file=sys.stderr)
+            plots = False
+    written = write_report(out, report, plots=plots)
+    print(format_markdown(report))
+    print("[wrote " + ", ".join(str(p) for p in written.values()) + "]", file=sys.stderr)
+    return 0

@@ -1,0 +1,488 @@
+"""The evaluation report: accuracy table with Wilson intervals, paired Self-Anchor − baseline differences with a
+paired bootstrap interval and an exact McNemar test, speed and failure-mode counts, and two charts.
+
+BBH is reported per task and as the macro-average over tasks (row ``bbh (macro)``), the figure the papers quote.
+The macro row's paired interval resamples items within each task; its McNemar test pools the tasks' pairs.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from .stats import mcnemar_exact, stratified_paired_bootstrap, wilson_interval
+from .store import iter_result_files, read_records, read_run_info
+
+__all__ = [
+    "MACRO_ROW",
+    "build_report",
+    "format_markdown",
+    "load_results",
+    "plot_accuracy",
+    "plot_tokens",
+    "write_report",
+]
+
+MACRO_ROW = "bbh (macro)"
+TRUNCATED = frozenset({"length", "max_tokens", "MAX_TOKENS"})
+"""Finish reasons meaning the token budget ran out (ours, and hosted APIs' spellings)."""
+_FINAL_LINE = re.compile(r"final\s+answer", re.IGNORECASE)
+_METHOD_ORDER = ("self-anchor", "cot", "ps", "spa", "structure-only", "constant-omega")
+
+
+def load_results(out_dir: str | os.PathLike[str]) -> dict[str, dict[str, list[dict[str, Any]]]]:
+    """All results under ``out_dir`` as ``{bench: {method: records}}`` (one record per id; see
+    :func:`~selfanchor_chains.eval.store.read_records`)."""
+    results: dict[str, dict[str, list[dict[str, Any]]]] = {}
+    for bench, method, path in iter_result_files(out_dir):
+        records = read_records(path)
+        if records:
+            results.setdefault(bench, {})[method] = records
+    return results
+
+
+def _ordered(names: Iterable[str], order: Sequence[str]) -> list[str]:
+    unique = set(names)
+    return [n for n in order if n in unique] + sorted(unique - set(order))
+
+
+def _tokens(records: Iterable[Mapping[str, Any]]) -> list[int]:
+    return [r["tokens"] for r in records if isinstance(r.get("tokens"), int | float)]
+
+
+def _per_minute(records: Sequence[Mapping[str, Any]]) -> float | None:
+    seconds = sum(float(r.get("seconds") or 0.0) for r in records)
+    return 60.0 * len(records) / seconds if seconds > 0 else None
+
+
+def _cell(records: Sequence[Mapping[str, Any]], confidence: float) -> dict[str, Any]:
+    n = len(records)
+    correct = sum(bool(r.get("correct")) for r in records)
+    ci = wilson_interval(correct, n, confidence)
+    tokens = _tokens(records)
+    return {
+        "n": n,
+        "correct": correct,
+        "accuracy": correct / n if n else None,
+        "ci_low": ci[0] if ci else None,
+        "ci_high": ci[1] if ci else None,
+        "mean_tokens": sum(tokens) / len(tokens) if tokens else None,
+        "problems_per_minute": _per_minute(records),
+    }
+
+
+def _macro_cell(task_cells: Sequence[Mapping[str, Any]], records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    scored = [c for c in task_cells if c["n"]]
+    tokens = _tokens(records)
+    return {
+        "n": sum(c["n"] for c in scored),
+        "correct": sum(c["correct"] for c in scored),
+        "accuracy": sum(c["accuracy"] for c in scored) / len(scored) if scored else None,
+        "ci_low": None,
+        "ci_high": None,
+        "tasks": len(scored),
+        "mean_tokens": sum(tokens) / len(tokens) if tokens else None,
+        "problems_per_minute": _per_minute(records),
+    }
+
+
+def _bbh_task(record: Mapping[str, Any]) -> str:
+    task = record.get("task")
+    if task:
+        return str(task)
+    parts = str(record.get("id", "")).split("/")  # ids look like bbh/<task>/<n>
+    return parts[1] if len(parts) == 3 else "unknown"
+
+
+def _groups(
+    results: Mapping[str, Mapping[str, Sequence[dict[str, Any]]]],
+) -> list[tuple[str, str, str | None, dict[str, list[dict[str, Any]]]]]:
+    """``(row name, bench, task, {method: records})`` for every benchmark and every BBH task, in report order."""
+    from ..datasets import BBH_TASKS, BENCHMARKS
+
+    groups: list[tuple[str, str, str | None, dict[str, list[dict[str, Any]]]]] = []
+    for bench in _ordered(results, BENCHMARKS):
+        by_method = results[bench]
+        if bench != "bbh":
+            groups.append((bench, bench, None, {m: list(r) for m, r in by_method.items()}))
+            continue
+        tasks = _ordered((_bbh_task(r) for recs in by_method.values() for r in recs), BBH_TASKS)
+        for task in tasks:
+            split = {m: [r for r in recs if _bbh_task(r) == task] for m, recs in by_method.items()}
+            groups.append((f"bbh:{task}", bench, task, {m: r for m, r in split.items() if r}))
+    return groups
+
+
+def _paired(
+    reference: Sequence[Mapping[str, Any]], baseline: Sequence[Mapping[str, Any]]
+) -> tuple[list[bool], list[bool]]:
+    """Correctness of both methods on the items both completed, in the reference's order."""
+    base = {str(r["id"]): bool(r.get("correct")) for r in baseline}
+    pairs = [(bool(r.get("correct")), base[str(r["id"])]) for r in reference if str(r["id"]) in base]
+    return [a for a, _ in pairs], [b for _, b in pairs]
+
+
+def _comparison(
+    row: str,
+    baseline: str,
+    strata: Sequence[tuple[list[bool], list[bool]]],
+    *,
+    seed: int,
+    resamples: int,
+    confidence: float,
+) -> dict[str, Any] | None:
+    first = [x for a, _ in strata for x in a]
+    second = [x for _, b in strata for x in b]
+    n = len(first)
+    if not n:
+        return None
+    b = sum(1 for x, y in zip(first, second, strict=True) if x and not y)
+    c = sum(1 for x, y in zip(first, second, strict=True) if y and not x)
+    diff, low, high = stratified_paired_bootstrap(
+        strata, resamples=resamples, seed=seed, confidence=confidence, key=f"{row}|{baseline}"
+    )
+    used = [s for s in strata if s[0]]
+    return {
+        "row": row,
+        "baseline": baseline,
+        "n": n,
+        "reference_accuracy": sum(sum(a) / len(a) for a, _ in used) / len(used),
+        "baseline_accuracy": sum(sum(bb) / len(bb) for _, bb in used) / len(used),
+        "diff": diff,
+        "ci_low": low,
+        "ci_high": high,
+        "b": b,
+        "c": c,
+        "p_value": mcnemar_exact(b, c),
+    }
+
+
+def _failure_modes(records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    reasons = Counter(str(r.get("finish_reason")) for r in records)
+    truncated = sum(1 for r in records if r.get("finish_reason") in TRUNCATED)
+    return {
+        "n": len(records),
+        "seconds": sum(float(r.get("seconds") or 0.0) for r in records),
+        "problems_per_minute": _per_minute(records),
+        "mean_tokens": (sum(t) / len(t)) if (t := _tokens(records)) else None,
+        "finish_reasons": dict(reasons.most_common()),
+        "truncated": truncated,
+        "code": sum(1 for r in records if "```" in str(r.get("text") or "")),
+        # A reply that ended on its own without the 'Final Answer:' line every prompt asks for; truncated replies
+        # are counted above, not here.
+        "format_breaks": sum(
+            1
+            for r in records
+            if r.get("finish_reason") not in TRUNCATED and not _FINAL_LINE.search(str(r.get("text") or ""))
+        ),
+        "no_answer": sum(1 for r in records if r.get("prediction") in (None, "")),
+        "retried": sum(1 for r in records if r.get("retried")),
+    }
+
+
+def build_report(
+    out_dir: str | os.PathLike[str],
+    *,
+    reference: str = "self-anchor",
+    seed: int = 0,
+    resamples: int = 10_000,
+    confidence: float = 0.95,
+) -> dict[str, Any]:
+    """Compute the report of an evaluation folder.
+
+    Args:
+        out_dir: The ``selfanchor eval`` output folder.
+        reference: The method the others are compared with (paired differences are ``reference − baseline``).
+        seed: Bootstrap seed.
+        resamples: Bootstrap resamples.
+        confidence: Interval coverage (Wilson and bootstrap).
+
+    Returns:
+        A JSON-serialisable dict: ``run`` (from ``run.json``), ``methods``, ``rows`` (per benchmark, BBH task and
+        the BBH macro row: per method ``n``, ``correct``, ``accuracy``, ``ci_low``/``ci_high``, ``mean_tokens``,
+        ``problems_per_minute``), ``paired`` (per row and baseline: ``n``, ``diff``, ``ci_low``/``ci_high``,
+        discordant counts ``b`` (reference right only) and ``c``, McNemar ``p_value``) and ``efficiency`` (per
+        method: problems per minute, mean tokens, finish reasons, truncated / code / format-break counts).
+    """
+    results = load_results(out_dir)
+    methods = _ordered((m for by_method in results.values() for m in by_method), _METHOD_ORDER)
+    rows: list[dict[str, Any]] = []
+    paired: list[dict[str, Any]] = []
+    opts: dict[str, Any] = {"seed": seed, "resamples": resamples, "confidence": confidence}
+    bbh_cells: dict[str, list[dict[str, Any]]] = {}
+    bbh_strata: dict[str, list[tuple[list[bool], list[bool]]]] = {}
+    for row, bench, task, by_method in _groups(results):
+        cells = {m: _cell(by_method[m], confidence) for m in methods if m in by_method}
+        rows.append({"row": row, "bench": bench, "task": task, "kind": "task" if task else "bench", "methods": cells})
+        for m, cell in cells.items():
+            if task:
+                bbh_cells.setdefault(m, []).append(cell)
+        if reference not in by_method:
+            continue
+        for baseline in methods:
+            if baseline == reference or baseline not in by_method:
+                continue
+            pair = _paired(by_method[reference], by_method[baseline])
+            if task:
+                bbh_strata.setdefault(baseline, []).append(pair)
+            found = _comparison(row, baseline, [pair], **opts)
+            if found:
+                paired.append(found)
+    if bbh_cells:
+        bbh_records = results.get("bbh", {})
+        rows.append(
+            {
+                "row": MACRO_ROW,
+                "bench": "bbh",
+                "task": None,
+                "kind": "macro",
+                "methods": {m: _macro_cell(bbh_cells[m], bbh_records.get(m, [])) for m in methods if m in bbh_cells},
+            }
+        )
+        for baseline, strata in bbh_strata.items():
+            found = _comparison(MACRO_ROW, baseline, strata, **opts)
+            if found:
+                paired.append(found)
+    all_records = {m: [r for by_method in results.values() for r in by_method.get(m, [])] for m in methods}
+    run = read_run_info(out_dir)
+    return {
+        "out_dir": str(out_dir),
+        "run": {k: run.get(k) for k in ("model", "dtype", "package_version", "settings")},
+        "settings": {"reference": reference, **opts},
+        "methods": methods,
+        "rows": rows,
+        "paired": paired,
+        "efficiency": {m: _failure_modes(all_records[m]) for m in methods},
+    }
+
+
+# -- rendering ---------------------------------------------------------------------------------------------------
+
+
+def _pct(value: float | None, digits: int = 1) -> str:
+    return "–" if value is None else f"{100 * value:.{digits}f}"
+
+
+def _num(value: float | None, digits: int = 1) -> str:
+    return "–" if value is None else f"{value:.{digits}f}"
+
+
+def _p(value: float) -> str:
+    return f"{value:.4f}" if value >= 1e-4 else f"{value:.1e}"
+
+
+def _tasks(n: int) -> str:
+    return f"{n} task" if n == 1 else f"{n} tasks"
+
+
+def _table(header: Sequence[str], body: Iterable[Sequence[str]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines.extend("| " + " | ".join(row) + " |" for row in body)
+    return lines
+
+
+def format_markdown(report: Mapping[str, Any]) -> str:
+    """The report as Markdown: accuracy table, paired differences, efficiency and failure modes."""
+    run = report.get("run") or {}
+    settings = report["settings"]
+    methods = report["methods"]
+    reference = settings["reference"]
+    level = round(100 * settings["confidence"])
+    lines = [f"# Evaluation report: {report['out_dir']}", ""]
+    facts = [f"model `{run.get('model') or '?'}`"]
+    if run.get("dtype"):
+        facts.append(f"dtype {run['dtype']}")
+    for key in ("split", "max_new_tokens"):
+        if (run.get("settings") or {}).get(key) is not None:
+            facts.append(f"{key} {run['settings'][key]}")
+    if run.get("package_version"):
+        facts.append(f"selfanchor-chains {run['package_version']}")
+    lines += [", ".join(facts), ""]
+    if not report["rows"]:
+        return "\n".join([*lines, "No results found.", ""])
+
+    lines += [f"## Accuracy (%, {level}% Wilson interval, n items)", ""]
+    body = []
+    for row in report["rows"]:
+        cells = []
+        for m in methods:
+            cell = row["methods"].get(m)
+            if cell is None or cell["accuracy"] is None:
+                cells.append("–")
+            elif cell["ci_low"] is None:
+                cells.append(f"{_pct(cell['accuracy'])} (n={cell['n']}, {_tasks(cell.get('tasks', 0))})")
+            else:
+                cells.append(
+                    f"{_pct(cell['accuracy'])} [{_pct(cell['ci_low'])}, {_pct(cell['ci_high'])}] (n={cell['n']})"
+                )
+        body.append([row["row"], *cells])
+    lines += [*_table(["benchmark", *methods], body), ""]
+
+    if report["paired"]:
+        lines += [
+            f"## {reference} − baseline, paired on the items both completed",
+            "",
+            f"Δ in percentage points; {level}% paired bootstrap interval ({settings['resamples']} resamples, seed "
+            f"{settings['seed']}); b = only {reference} right, c = only the baseline right; exact McNemar p "
+            f"(two-sided). The {MACRO_ROW} row averages per-task differences (resampled within tasks); its p pools "
+            "the tasks' pairs.",
+            "",
+        ]
+        body = [
+            [
+                p["row"],
+                p["baseline"],
+                str(p["n"]),
+                f"{_pct(p['reference_accuracy'])} vs {_pct(p['baseline_accuracy'])}",
+                f"{100 * p['diff']:+.1f}",
+                f"[{100 * p['ci_low']:+.1f}, {100 * p['ci_high']:+.1f}]",
+                str(p["b"]),
+                str(p["c"]),
+                _p(p["p_value"]),
+            ]
+            for p in report["paired"]
+        ]
+        lines += [*_table(["benchmark", "baseline", "n", "accuracy", "Δ", "CI", "b", "c", "p"], body), ""]
+
+    lines += ["## Speed and failure modes (all benchmarks)", ""]
+    body = []
+    for m in methods:
+        e = report["efficiency"][m]
+        reasons = ", ".join(f"{k} {v}" for k, v in e["finish_reasons"].items())
+        body.append(
+            [
+                m,
+                str(e["n"]),
+                _num(e["problems_per_minute"], 2),
+                _num(e["mean_tokens"]),
+                str(e["truncated"]),
+                str(e["code"]),
+                str(e["format_breaks"]),
+                str(e["no_answer"]),
+                str(e["retried"]),
+                reasons,
+            ]
+        )
+    header = [
+        "method",
+        "n",
+        "problems/min",
+        "mean tokens",
+        "truncated",
+        "code (```)",
+        "no Final Answer line",
+        "no answer",
+        "retried",
+        "finish reasons",
+    ]
+    lines += [*_table(header, body), ""]
+    return "\n".join(lines)
+
+
+def _chart_rows(report: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    """Benchmarks and the BBH macro row (per-task bars would drown the chart)."""
+    return [row for row in report["rows"] if row["kind"] != "task"]
+
+
+def _grouped_bars(
+    report: Mapping[str, Any],
+    path: Path,
+    value: str,
+    ylabel: str,
+    title: str,
+    *,
+    scale: float = 1.0,
+    errors: bool = False,
+    ylim: tuple[float, float] | None = None,
+) -> Path:
+    from matplotlib.figure import Figure
+
+    rows = _chart_rows(report)
+    methods = report["methods"]
+    fig = Figure(figsize=(max(6.0, 1.1 * len(rows) * max(1, len(methods)) / 3 + 2), 4.5), layout="constrained")
+    ax = fig.subplots()
+    width = 0.8 / max(1, len(methods))
+    for k, method in enumerate(methods):
+        xs, ys, low, high = [], [], [], []
+        for i, row in enumerate(rows):
+            cell = row["methods"].get(method)
+            if cell is None or cell.get(value) is None:
+                continue
+            y = cell[value] * scale
+            xs.append(i - 0.4 + width * (k + 0.5))
+            ys.append(y)
+            has_ci = errors and cell.get("ci_low") is not None
+            # NaN draws no error bar (the BBH macro row has no interval); 0 would draw a flat cap.
+            low.append(y - cell["ci_low"] * scale if has_ci else math.nan)
+            high.append(cell["ci_high"] * scale - y if has_ci else math.nan)
+        if xs:
+            yerr = [low, high] if errors else None
+            ax.bar(xs, ys, width, yerr=yerr, capsize=2 if errors else 0, label=method)
+    ax.set_xticks(range(len(rows)), [row["row"] for row in rows], rotation=20, ha="right")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    if ylim is not None:
+        ax.set_ylim(*ylim)
+    if methods:
+        ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    ax.grid(axis="y", alpha=0.3)
+    fig.savefig(path, dpi=120)
+    return path
+
+
+def plot_accuracy(report: Mapping[str, Any], path: str | os.PathLike[str]) -> Path:
+    """Grouped bar chart of accuracy per benchmark and method, with the Wilson intervals as error bars."""
+    level = round(100 * report["settings"]["confidence"])
+    return _grouped_bars(
+        report,
+        Path(path),
+        "accuracy",
+        "accuracy (%)",
+        f"Accuracy ({level}% Wilson intervals)",
+        scale=100.0,
+        errors=True,
+        ylim=(0.0, 100.0),
+    )
+
+
+def plot_tokens(report: Mapping[str, Any], path: str | os.PathLike[str]) -> Path:
+    """Grouped bar chart of mean completion tokens per problem, per benchmark and method."""
+    return _grouped_bars(report, Path(path), "mean_tokens", "completion tokens per problem", "Mean completion tokens")
+
+
+def write_report(
+    out_dir: str | os.PathLike[str],
+    report: Mapping[str, Any] | None = None,
+    *,
+    plots: bool = True,
+    **options: Any,
+) -> dict[str, Path]:
+    """Write ``report.md``, ``report.json`` and (with matplotlib) ``accuracy.png`` and ``tokens.png``.
+
+    Args:
+        out_dir: The evaluation folder.
+        report: A report from :func:`build_report`; computed with ``options`` when None.
+        plots: Draw the charts.
+        **options: Passed to :func:`build_report`.
+
+    Returns:
+        ``{"markdown", "json", "accuracy", "tokens"}`` → paths written.
+
+    Raises:
+        ImportError: ``plots`` is true and matplotlib is not installed.
+    """
+    root = Path(out_dir)
+    data = report if report is not None else build_report(root, **options)
+    written = {"markdown": root / "report.md", "json": root / "report.json"}
+    written["markdown"].write_text(format_markdown(data), encoding="utf-8")
+    written["json"].write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    if plots:
+        written["accuracy"] = plot_accuracy(data, root / "accuracy.png")
+        written["tokens"] = plot_tokens(data, root / "tokens.png")
+    return written

@@ -1,0 +1,416 @@
+"""selfanchor eval: resumable, interleaved runs over fake chains (and one tiny random model), CLI parsing."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from selfanchor_chains.eval import (
+    IncompatibleRunError,
+    MethodSpec,
+    ResultsFileError,
+    SteeringRequiredError,
+    parse_benches,
+    parse_methods,
+    pending_items,
+    read_records,
+    render_baseline_prompt,
+    run_eval,
+)
+from selfanchor_chains.eval.cli import add_eval_commands, cmd_eval
+
+GSM8K = [{"id": f"gsm8k/test/{i:04d}", "question": f"What is {i} + {i}?", "answer": str(2 * i)} for i in range(7)]
+BBH = [
+    {"id": f"bbh/{task}/{i:03d}", "task": task, "question": f"{task} question {i}", "answer": answer}
+    for i in range(3)
+    for task, answer in (("boolean_expressions", "True"), ("object_counting", str(i + 1)))
+]
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path) -> Path:
+    root = tmp_path / "data"
+    for bench, records in (("gsm8k", GSM8K), ("bbh", BBH)):
+        (root / bench).mkdir(parents=True)
+        (root / bench / "dev.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    return root
+
+
+GOLD = {r["question"]: r["answer"] for r in GSM8K + BBH}
+
+
+class Interrupted(Exception):
+    pass
+
+
+class FakeFactory:
+    """Chains that answer from a lookup table; ``good`` is always right, ``bad`` right on every other item.
+
+    ``fail_after``: raise on that many-th ``batch`` call (counted over all chains), as a killed run would stop.
+    """
+
+    def __init__(self, fail_after: int | None = None, error: type[BaseException] = Interrupted) -> None:
+        self.calls: list[tuple[str, str, list[str]]] = []
+        self.fail_after = fail_after
+        self.error = error
+
+    def __call__(self, method: str, bench: str) -> Any:
+        factory = self
+
+        class Chain:
+            def batch(self, inputs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+                if factory.fail_after is not None and len(factory.calls) >= factory.fail_after:
+                    raise factory.error
+                factory.calls.append((method, bench, [i["question"] for i in inputs]))
+                outputs = []
+                for item in inputs:
+                    gold = GOLD[item["question"]]
+                    right = method == "good" or sum(map(ord, item["question"])) % 2 == 0
+                    answer = gold if right else "999"
+                    outputs.append(
+                        {
+                            "answer": answer,
+                            "text": f"Plan 1: add.\nFinal Answer: {answer}",
+                            "steps": [
+                                {
+                                    "kind": "plan",
+                                    "index": 1,
+                                    "text": "x",
+                                    "omega": 1.5,
+                                    "confidence": 0.9,
+                                    "anchors": [],
+                                    "tokens": 3,
+                                }
+                            ],
+                            "finish_reason": "final_answer",
+                            "usage": {"prompt_tokens": 20, "completion_tokens": 7},
+                            "retried": False,
+                        }
+                    )
+                return outputs
+
+        return Chain()
+
+
+def _ids(path: Path) -> list[str]:
+    return [r["id"] for r in read_records(path)]
+
+
+def _raw_ids(path: Path) -> list[str]:
+    return [json.loads(line)["id"] for line in path.read_text().splitlines() if line.strip()]
+
+
+def _run(out: Path, data_dir: Path, factory: Any, **kwargs: Any) -> dict[str, Any]:
+    options: dict[str, Any] = {"data_dir": data_dir, "batch_size": 2, "progress": False, "limit": 5}
+    options.update(kwargs)
+    methods = options.pop("methods", "good,bad")
+    return run_eval("gsm8k,bbh", methods, factory, out, **options)
+
+
+def test_complete_run_writes_records(tmp_path: Path, data_dir: Path) -> None:
+    summary = _run(tmp_path / "out", data_dir, FakeFactory())
+    assert {b: {m: s["n"] for m, s in by.items()} for b, by in summary.items()} == {
+        "gsm8k": {"good": 5, "bad": 5},
+        "bbh": {"good": 5, "bad": 5},
+    }
+    assert summary["gsm8k"]["good"]["accuracy"] == 1.0
+    record = read_records(tmp_path / "out" / "gsm8k" / "good.jsonl")[0]
+    assert record["id"] == "gsm8k/test/0000" and record["prediction"] == "0" and record["gold"] == "0"
+    assert record["correct"] is True and record["tokens"] == 7 and record["prompt_tokens"] == 20
+    assert record["steps"] == [{"kind": "plan", "omega": 1.5, "confidence": 0.9, "tokens": 3}]
+    assert record["finish_reason"] == "final_answer" and record["retried"] is False and record["seconds"] >= 0
+    bbh = read_records(tmp_path / "out" / "bbh" / "bad.jsonl")
+    assert {r["task"] for r in bbh} == {"boolean_expressions", "object_counting"}  # limit spread over tasks
+    info = json.loads((tmp_path / "out" / "run.json").read_text())
+    assert info["commands"][0]["status"] == "completed" and info["commands"][0]["new_items"] == 20
+    assert info["settings"]["split"] == "dev" and info["package_version"]
+
+
+def test_methods_interleave_per_batch(tmp_path: Path, data_dir: Path) -> None:
+    factory = FakeFactory()
+    _run(tmp_path / "out", data_dir, factory)
+    gsm = [c for c in factory.calls if c[1] == "gsm8k"]
+    assert [c[0] for c in gsm] == ["good", "bad"] * 3
+    for first, second in zip(gsm[::2], gsm[1::2], strict=True):
+        assert first[2] == second[2]  # both methods on the same items before the next batch
+    assert [len(c[2]) for c in gsm[::2]] == [2, 2, 1]
+
+
+@pytest.mark.parametrize("fail_after", [1, 3, 6])
+def test_interrupted_run_resumes_without_duplicates(tmp_path: Path, data_dir: Path, fail_after: int) -> None:
+    reference = _run(tmp_path / "ref", data_dir, FakeFactory())
+    out = tmp_path / "out"
+    with pytest.raises(Interrupted):
+        _run(out, data_dir, FakeFactory(fail_after=fail_after))
+    # Batches done before the failure are on disk; methods never differ by more than the batch in flight.
+    done = {(b, m): len(_ids(out / b / f"{m}.jsonl")) for b in ("gsm8k", "bbh") for m in ("good", "bad")}
+    assert sum(done.values()) == {1: 2, 3: 6, 6: 10}[fail_after]  # gsm8k's third batch holds one item
+    assert abs(done["gsm8k", "good"] - done["gsm8k", "bad"]) <= 2
+    info = json.loads((out / "run.json").read_text())
+    assert info["commands"][0]["status"].startswith("failed")
+    resumed_factory = FakeFactory()
+    resumed = _run(out, data_dir, resumed_factory)
+    assert {b: {m: (s["n"], s["correct"]) for m, s in by.items()} for b, by in resumed.items()} == {
+        b: {m: (s["n"], s["correct"]) for m, s in by.items()} for b, by in reference.items()
+    }
+    for bench in ("gsm8k", "bbh"):
+        for method in ("good", "bad"):
+            ids = _raw_ids(out / bench / f"{method}.jsonl")
+            assert len(ids) == len(set(ids)) == 5
+            assert sorted(ids) == sorted(_raw_ids(tmp_path / "ref" / bench / f"{method}.jsonl"))
+    assert sum(len(qs) for _, _, qs in resumed_factory.calls) == 20 - sum(done.values())  # nothing solved twice
+    info = json.loads((out / "run.json").read_text())
+    assert [c["status"] for c in info["commands"]][-1] == "completed" and len(info["commands"]) == 2
+
+
+def test_rerun_of_a_complete_run_does_nothing(tmp_path: Path, data_dir: Path) -> None:
+    _run(tmp_path / "out", data_dir, FakeFactory())
+    again = FakeFactory()
+    summary = _run(tmp_path / "out", data_dir, again)
+    assert again.calls == []
+    assert all(s["new"] == 0 and s["n"] == 5 for by in summary.values() for s in by.values())
+
+
+def test_half_written_last_line_is_ignored_and_repaired(tmp_path: Path, data_dir: Path) -> None:
+    out = tmp_path / "out"
+    _run(out, data_dir, FakeFactory())
+    path = out / "gsm8k" / "bad.jsonl"
+    text = path.read_text()
+    last_start = text.rstrip("\n").rfind("\n") + 1
+    path.write_text(text[: last_start + 25])  # the last record cut mid-write
+    assert len(read_records(path)) == 4
+    factory = FakeFactory()
+    _run(out, data_dir, factory)
+    assert [(m, b, len(q)) for m, b, q in factory.calls] == [("bad", "gsm8k", 1)]
+    assert path.read_text() == text  # the cut line is replaced by the same record
+
+
+def test_complete_last_line_without_newline_is_kept(tmp_path: Path, data_dir: Path) -> None:
+    out = tmp_path / "out"
+    _run(out, data_dir, FakeFactory(), limit=3)
+    path = out / "gsm8k" / "good.jsonl"
+    path.write_text(path.read_text().rstrip("\n"))
+    _run(out, data_dir, FakeFactory(), limit=4)
+    ids = _raw_ids(path)
+    assert len(ids) == len(set(ids)) == 4
+
+
+def test_corrupt_line_inside_a_file_is_an_error(tmp_path: Path) -> None:
+    path = tmp_path / "x.jsonl"
+    path.write_text('{"id": "a"}\nnot json\n{"id": "b"}\n')
+    with pytest.raises(ResultsFileError, match=r"x\.jsonl:2"):
+        read_records(path)
+
+
+def test_per_method_cap_takes_the_first_items(tmp_path: Path, data_dir: Path) -> None:
+    factory = FakeFactory()
+    summary = run_eval(
+        "gsm8k", "good,bad:3", factory, tmp_path / "out", data_dir=data_dir, batch_size=2, progress=False
+    )
+    assert summary["gsm8k"]["good"]["n"] == 7 and summary["gsm8k"]["bad"]["n"] == 3
+    assert _ids(tmp_path / "out" / "gsm8k" / "bad.jsonl") == [r["id"] for r in GSM8K[:3]]
+
+
+def test_incompatible_folder_is_refused(tmp_path: Path, data_dir: Path) -> None:
+    _run(tmp_path / "out", data_dir, FakeFactory(), model_name="m1")
+    with pytest.raises(IncompatibleRunError, match="model"):
+        _run(tmp_path / "out", data_dir, FakeFactory(), model_name="m2")
+    with pytest.raises(IncompatibleRunError, match="max_new_tokens"):
+        _run(tmp_path / "out", data_dir, FakeFactory(), model_name="m1", max_new_tokens=7)
+
+
+def test_plain_llm_runs_unsteered_baselines(tmp_path: Path, data_dir: Path) -> None:
+    from langchain_core.language_models import FakeListChatModel, FakeListLLM
+
+    llm = FakeListLLM(responses=["2 + 2 = 4.\nFinal Answer: 4"])
+    with pytest.raises(SteeringRequiredError, match="self-anchor"):
+        run_eval("gsm8k", "cot,self-anchor", llm, tmp_path / "o1", data_dir=data_dir, progress=False)
+    summary = run_eval("gsm8k", "cot,ps", llm, tmp_path / "o1", data_dir=data_dir, limit=3, progress=False)
+    assert summary["gsm8k"]["cot"]["n"] == 3 and summary["gsm8k"]["cot"]["correct"] == 1  # gold 0, 2, 4
+    record = read_records(tmp_path / "o1" / "gsm8k" / "ps.jsonl")[2]
+    assert record["prediction"] == "4" and record["correct"] is True  # item 2: 2 + 2
+    assert record["text"].startswith("Let's first understand the problem")
+    chat = FakeListChatModel(responses=["Final Answer: 2"])
+    run_eval("gsm8k", "cot", chat, tmp_path / "o2", data_dir=data_dir, limit=2, progress=False)
+    records = read_records(tmp_path / "o2" / "gsm8k" / "cot.jsonl")
+    assert [r["correct"] for r in records] == [False, True]
+
+
+def test_baseline_prompt_has_hint_question_and_prefix() -> None:
+    prompt = render_baseline_prompt("cot", "bbh", "Is x < y?", task="navigate")
+    assert "Never write code" in prompt and "Give the final answer as Yes or No." in prompt
+    assert "Is x < y?" in prompt and prompt.endswith("Let's think step by step.\n")
+    assert "commonsense" in render_baseline_prompt("ps", "strategyqa", "q")
+
+
+@pytest.fixture(scope="module")
+def long_context_tiny_model(byte_tokenizer: Any) -> Any:
+    """A 1-layer random Llama whose context holds the methods' prompts (byte tokens: ~600 of them)."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    vocab = len(byte_tokenizer)
+    config = LlamaConfig(
+        vocab_size=vocab,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        max_position_embeddings=2048,
+        pad_token_id=vocab - 5,
+        bos_token_id=vocab - 4,
+        eos_token_id=vocab - 3,
+    )
+    return LlamaForCausalLM(config).to(torch.float32).eval()
+
+
+def test_tiny_model_end_to_end(
+    tmp_path: Path, data_dir: Path, long_context_tiny_model: Any, byte_tokenizer: Any
+) -> None:
+    from selfanchor_chains.llms import SteeredHFLLM
+
+    llm = SteeredHFLLM(model=long_context_tiny_model, tokenizer=byte_tokenizer, model_id="tiny")
+    summary = run_eval(
+        "gsm8k",
+        "self-anchor,cot",
+        llm,
+        tmp_path / "out",
+        data_dir=data_dir,
+        limit=2,
+        batch_size=2,
+        max_new_tokens=6,
+        progress=False,
+    )
+    assert summary["gsm8k"]["self-anchor"]["n"] == 2 and summary["gsm8k"]["cot"]["n"] == 2
+    for record in read_records(tmp_path / "out" / "gsm8k" / "self-anchor.jsonl"):
+        assert record["text"].startswith("Plan 1:") and 0 < record["tokens"] <= 6 and record["prompt_tokens"] > 0
+        assert record["steps"] and record["steps"][0]["kind"] == "plan"
+    assert json.loads((tmp_path / "out" / "run.json").read_text())["model"] == "tiny"
+
+
+# -- parsing ---------------------------------------------------------------------------------------------------
+
+
+def test_parse_methods_with_caps() -> None:
+    assert parse_methods("self-anchor,cot,ps,spa:100,structure-only:100") == [
+        MethodSpec("self-anchor"),
+        MethodSpec("cot"),
+        MethodSpec("ps"),
+        MethodSpec("spa", 100),
+        MethodSpec("structure-only", 100),
+    ]
+    with pytest.raises(ValueError, match="unknown method 'sc'"):
+        parse_methods("cot,sc")
+    with pytest.raises(ValueError, match="twice"):
+        parse_methods("cot,cot:3")
+    with pytest.raises(ValueError, match="method:N"):
+        parse_methods("cot:many")
+    assert parse_methods("mine:2", known=None) == [MethodSpec("mine", 2)]
+
+
+def test_parse_benches() -> None:
+    assert parse_benches("gsm8k, BBH:navigate,gsm8k,t4d") == ["gsm8k", "bbh:navigate", "t4d"]
+    with pytest.raises(ValueError, match="unknown benchmark 'gsm9k'"):
+        parse_benches("gsm9k")
+    with pytest.raises(ValueError, match="unknown BBH task 'nope'"):
+        parse_benches("bbh:nope")
+    with pytest.raises(ValueError, match="no tasks"):
+        parse_benches("gsm8k:x")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="selfanchor")
+    add_eval_commands(parser.add_subparsers(dest="command", required=True))
+    return parser
+
+
+def test_cli_parses_eval_arguments() -> None:
+    args = _parser().parse_args(
+        [
+            *("eval", "gsm8k,bbh:navigate", "--methods", "self-anchor,cot,spa:100", "--model", "smollm2-135m"),
+            *("--limit", "5", "--batch", "4", "--max-new-tokens", "64", "--out", "o", "--seed", "3"),
+            *("--dtype", "float32"),
+        ]
+    )
+    assert args.func is cmd_eval and args.benches == ["gsm8k", "bbh:navigate"]
+    assert args.methods == [MethodSpec("self-anchor"), MethodSpec("cot"), MethodSpec("spa", 100)]
+    assert (args.limit, args.batch, args.max_new_tokens, args.out, args.seed, args.dtype) == (
+        5,
+        4,
+        64,
+        "o",
+        3,
+        "float32",
+    )
+    defaults = _parser().parse_args(["eval", "aqua"])
+    assert [m.name for m in defaults.methods] == ["self-anchor", "cot", "ps", "spa", "structure-only", "constant-omega"]
+    assert defaults.split == "dev" and defaults.dtype == "bfloat16" and defaults.progress is True
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["eval", "gsm8k", "--methods", "cot,tot"], "unknown method 'tot'"),
+        (["eval", "gsm9k"], "unknown benchmark 'gsm9k'"),
+        (["eval", "bbh:nope"], "unknown BBH task 'nope'"),
+        (["eval", "gsm8k", "--batch", "0"], "must be >= 1"),
+    ],
+)
+def test_cli_rejects_bad_arguments(argv: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        _parser().parse_args(argv)
+    assert exc.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_cli_reports_data_errors_before_loading_a_model(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    args = _parser().parse_args(["eval", "gsm8k", "--data-dir", str(tmp_path / "missing"), "--out", str(tmp_path)])
+    assert args.func(args) == 2
+    assert "does not exist" in capsys.readouterr().err
+
+
+def test_pending_items_counts_what_is_left(tmp_path: Path, data_dir: Path) -> None:
+    out = tmp_path / "out"
+    assert pending_items("gsm8k,bbh", "good,bad:2", out, data_dir=data_dir, limit=5) == 5 + 2 + 5 + 2
+    with pytest.raises(Interrupted):
+        _run(out, data_dir, FakeFactory(fail_after=3), methods="good,bad:2")
+    assert pending_items("gsm8k,bbh", "good,bad:2", out, data_dir=data_dir, limit=5) == 14 - 6
+
+
+def test_cli_finished_run_needs_no_model(tmp_path: Path, data_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "out"
+    run_eval("gsm8k", "cot,ps", FakeFactory(), out, data_dir=data_dir, limit=3, progress=False, model_name="m@float32")
+    argv = ["eval", "gsm8k", "--methods", "cot,ps", "--model", "m", "--dtype", "float32", "--limit", "3"]
+    args = _parser().parse_args([*argv, "--data-dir", str(data_dir), "--out", str(out), "--no-progress"])
+    assert args.func(args) == 0  # "m" is no model anyone could load: nothing was loaded
+    assert "gsm8k        cot                   3      0" in capsys.readouterr().out
+    info = json.loads((out / "run.json").read_text())
+    assert info["commands"][-1]["status"] == "completed" and info["commands"][-1]["new_items"] == 0
+    args = _parser().parse_args([*argv, "--data-dir", str(data_dir), "--out", str(out), "--max-new-tokens", "9"])
+    assert args.func(args) == 2
+    assert "max_new_tokens=512" in capsys.readouterr().err
+
+
+def test_keyboard_interrupt_is_recorded_and_resumable(tmp_path: Path, data_dir: Path) -> None:
+    out = tmp_path / "out"
+    with pytest.raises(KeyboardInterrupt):
+        _run(out, data_dir, FakeFactory(fail_after=4, error=KeyboardInterrupt))
+    info = json.loads((out / "run.json").read_text())
+    assert info["commands"][0]["status"] == "interrupted" and info["commands"][0]["new_items"] == 8
+    assert len(_ids(out / "gsm8k" / "good.jsonl")) == len(_ids(out / "gsm8k" / "bad.jsonl")) == 4
+    resumed = FakeFactory()
+    _run(out, data_dir, resumed)
+    assert sum(len(q) for _, _, q in resumed.calls) == 20 - 8
+
+
+def test_method_names_match_the_main_cli() -> None:
+    from selfanchor_chains.cli import METHODS
+    from selfanchor_chains.eval import METHOD_NAMES
+
+    assert METHOD_NAMES == METHODS
