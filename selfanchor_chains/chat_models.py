@@ -29,10 +29,13 @@ from typing import Any
 import tenacity
 import torch
 from jinja2.exceptions import TemplateError
+from langchain_core.caches import BaseCache
 from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun, Callbacks
+from langchain_core.globals import get_llm_cache
 from langchain_core.language_models import LanguageModelInput
 from langchain_core.language_models.base import LangSmithParams
 from langchain_core.language_models.chat_models import BaseChatModel
+from langchain_core.language_models.model_profile import ModelProfile
 from langchain_core.messages import (
     AIMessage,
     AIMessageChunk,
@@ -121,6 +124,14 @@ def _is_final(item: _Item) -> bool:
 def _is_transient(exc: BaseException) -> bool:
     # Locally the only failure worth retrying is running out of accelerator memory while another job holds it.
     return isinstance(exc, torch.OutOfMemoryError)
+
+
+def _raise_failed(error: BaseException) -> None:
+    """Re-raise a shared session's failure in a conversation that had already received tokens from it."""
+    if isinstance(error, Exception):
+        raise error
+    # GeneratorExit or an interrupt belongs to whichever consumer it hit, not to this one.
+    raise RuntimeError("the batched decoding session stopped before this answer was complete") from error
 
 
 def _release_memory(_: tenacity.RetryCallState) -> None:
@@ -216,8 +227,14 @@ class _SyncGroup(_Group):
             for attempt in tenacity.Retrying(**self._retry_kwargs()):
                 with attempt:
                     yield from self._run(own)
-        except BaseException as exc:
-            self._end_all(_End("failed", exc))  # includes a consumer that stopped early (GeneratorExit)
+        except Exception as exc:
+            self._end_all(_End("failed", exc))
+            if not self.shared:
+                raise
+            # Like the followers, the leader's own conversation gets the failure as an item (decode it alone).
+            yield from self._drain(own)
+        except BaseException as exc:  # the consumer stopped early (GeneratorExit), or an interrupt
+            self._end_all(_End("failed", exc))
             raise
 
     def _run(self, own: _Entry) -> Iterator[_Item]:
@@ -413,8 +430,8 @@ class _RowOutput:
         return ChatGenerationChunk(message=AIMessageChunk(content=text))
 
     def result(self) -> ChatResult:
-        message = AIMessage(content=self.text, usage_metadata=self.usage(), response_metadata=self.response_metadata())
         usage = self.usage()
+        message = AIMessage(content=self.text, usage_metadata=usage, response_metadata=self.response_metadata())
         token_usage = {
             "prompt_tokens": usage["input_tokens"],
             "completion_tokens": usage["output_tokens"],
@@ -436,7 +453,6 @@ class _Turn:
     role: str
     clean: str
     spans: list[Span]
-    kind: str
     name: str | None = None
 
 
@@ -460,17 +476,20 @@ def _content_text(index: int, message: BaseMessage) -> str:
     return "".join(parts)
 
 
-def _role(index: int, message: BaseMessage) -> str:
+def _role(index: int, message: BaseMessage) -> tuple[str, str]:
+    """The template role and the LangChain message type (chunks count as their message type)."""
     if isinstance(message, SystemMessage):
-        return "system"
+        return "system", "system"
     if isinstance(message, HumanMessage):
-        return "user"
+        return "user", "human"
     if isinstance(message, AIMessage):
-        return "assistant"
-    if isinstance(message, ToolMessage | FunctionMessage):
-        return "tool"
+        return "assistant", "ai"
+    if isinstance(message, ToolMessage):
+        return "tool", "tool"
+    if isinstance(message, FunctionMessage):
+        return "tool", "function"
     if isinstance(message, ChatMessage):
-        return message.role
+        return message.role, "chat"
     raise ValueError(f"message {index}: unsupported message type {type(message).__name__}")
 
 
@@ -680,6 +699,27 @@ class ChatSteeredHF(BaseChatModel):
             "markup_message_types": self.markup_message_types,
         }
 
+    def _resolve_model_profile(self) -> ModelProfile | None:
+        # Agents and middleware read the profile to decide what to send; a small local text model has few powers.
+        profile = ModelProfile(
+            name=self.model_id,
+            open_weights=True,
+            text_inputs=True,
+            image_inputs=False,
+            image_url_inputs=False,
+            pdf_inputs=False,
+            audio_inputs=False,
+            video_inputs=False,
+            text_outputs=True,
+            tool_calling=False,
+            tool_choice=False,
+            structured_output=False,
+        )
+        context = getattr(getattr(self.model, "config", None), "max_position_embeddings", None)
+        if isinstance(context, int):
+            profile["max_input_tokens"] = context
+        return profile
+
     def _get_ls_params(self, stop: list[str] | None = None, **kwargs: Any) -> LangSmithParams:
         params = super()._get_ls_params(stop=stop, **kwargs)
         params["ls_provider"] = "selfanchor"
@@ -742,19 +782,19 @@ class ChatSteeredHF(BaseChatModel):
         markup = self.markup
         turns: list[_Turn] = []
         for index, message in enumerate(messages):
-            role = _role(index, message)
+            role, kind = _role(index, message)
             text = _content_text(index, message)
-            if message.type in self.markup_message_types:
+            if kind in self.markup_message_types:
                 try:
                     clean, spans = parse_anchor_markup(text, markup)
                 except AnchorMarkupError as exc:
-                    raise AnchorMarkupError(f"message {index} ({message.type}): {exc}") from exc
+                    raise AnchorMarkupError(f"message {index} ({kind}): {exc}") from exc
             else:
                 clean, spans = text, []
             if isinstance(message, AIMessage) and message.tool_calls:
                 clean = "\n".join(p for p in (clean, _tool_calls_text(message)) if p)
             name = getattr(message, "name", None) if role == "tool" else None
-            turns.append(_Turn(role, clean, list(spans), message.type, name))
+            turns.append(_Turn(role, clean, list(spans), name))
         for index, item in enumerate(anchors):
             if not isinstance(item, str):
                 raise AnchorSpanError(
@@ -786,7 +826,9 @@ class ChatSteeredHF(BaseChatModel):
         has_tools = any(t.role == "tool" for t in turns)
         try:
             native = prepare_chat(
-                self.tokenizer, [{"role": t.role, "content": c} for t, c in zip(turns, contents, strict=True)]
+                self.tokenizer,
+                [{"role": t.role, "content": c} for t, c in zip(turns, contents, strict=True)],
+                markup=markup,
             )
         except (TemplateError, AnchorTemplateError) as exc:
             return self._render_plain(turns, contents, exc)
@@ -898,9 +940,6 @@ class ChatSteeredHF(BaseChatModel):
     # -- batching plans --------------------------------------------------------------------------------------------
 
     def _llm_cache_active(self) -> bool:
-        from langchain_core.caches import BaseCache
-        from langchain_core.globals import get_llm_cache
-
         if isinstance(self.cache, BaseCache):
             return True
         return self.cache is not False and get_llm_cache() is not None
@@ -1046,7 +1085,7 @@ class ChatSteeredHF(BaseChatModel):
             for item in group.items(entry):
                 if isinstance(item, _End) and item.reason == "failed" and item.error is not None:
                     if produced:
-                        raise item.error
+                        _raise_failed(item.error)
                     break  # the shared session failed before this row began: decode it alone below
                 produced = produced or isinstance(item, TokenEvent)
                 yield item
@@ -1068,7 +1107,7 @@ class ChatSteeredHF(BaseChatModel):
                 async for item in items:
                     if isinstance(item, _End) and item.reason == "failed" and item.error is not None:
                         if produced:
-                            raise item.error
+                            _raise_failed(item.error)
                         fallback = True
                         break
                     produced = produced or isinstance(item, TokenEvent)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import weakref
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -17,6 +18,18 @@ from .decoding import DecodeSession, RowRequest, RowResult, SamplingConfig, Stee
 __all__ = ["DecodeSettings", "SteeredRuntime"]
 
 _DONE = object()
+
+# One lock per set of weights: an LLM and a chat model built on the same model must not run forwards at once.
+_MODEL_LOCKS: weakref.WeakKeyDictionary[Any, threading.Lock] = weakref.WeakKeyDictionary()
+_MODEL_LOCKS_GUARD = threading.Lock()
+
+
+def _lock_for(model: Any) -> threading.Lock:
+    with _MODEL_LOCKS_GUARD:
+        lock = _MODEL_LOCKS.get(model)
+        if lock is None:
+            lock = _MODEL_LOCKS[model] = threading.Lock()
+        return lock
 
 StepHook = Callable[[DecodeSession, list[TokenEvent]], None]
 """Called in the decoding thread after each step, before the next forward: the place to change anchors or ω."""
@@ -38,7 +51,7 @@ class SteeredRuntime:
         self.model = model
         self.tokenizer = tokenizer
         self.decoder = SteeredDecoder(model, tokenizer)
-        self._lock = threading.Lock()
+        self._lock = _lock_for(model)
 
     def events(
         self,

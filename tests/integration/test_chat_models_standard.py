@@ -67,3 +67,17 @@ class TestChatSteeredHFIntegration(ChatModelIntegrationTests):
     @property
     def supports_model_override(self) -> bool:
         return False  # one loaded model per instance: a call-time `model=` cannot switch weights
+
+
+def test_from_model_id_steers_the_real_model(smollm2: tuple[Any, Any]) -> None:
+    from langchain_core.messages import HumanMessage
+
+    chat = ChatSteeredHF.from_model_id(NAME, dtype=DTYPE, max_tokens=8, omega=2.0)
+    assert chat.model_name == f"{NAME}@{DTYPE}"
+    messages = [HumanMessage("<anchor>Reply with one word.</anchor> What colour is the sky?")]
+    prepared = chat.prepare(messages)
+    assert prepared.anchored_texts() == ["Reply with one word."]
+    assert chat.tokenizer.decode(prepared.ids[slice(*prepared.token_spans[0])]).strip() == "Reply with one word."
+    answer = chat.invoke(messages)
+    assert answer.content and answer.usage_metadata["input_tokens"] == len(prepared.ids)
+    assert "".join(str(c.content) for c in chat.stream(messages)) == answer.content
