@@ -168,8 +168,9 @@ class StepTracker:
         if self._answer_from is not None:
             self._watch_answer(session)
             return
-        n_tokens = len(self._confidences) - self._current.start_token
-        if n_tokens > self.limits.max_step_tokens:
+        # Only Self-Anchor has steps to bound; a baseline's one long answer is bounded by max_new_tokens alone.
+        n_tokens = len(self._confidences) - max(self._current.start_token, 0)
+        if self.adaptive and n_tokens > self.limits.max_step_tokens:
             self._stop(session, "step_too_long")
 
     def _new_markers(self) -> list[re.Match[str]]:

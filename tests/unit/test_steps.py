@@ -187,3 +187,25 @@ def test_schedules_closed_form():
         ConstantOmega(float("inf"))
     with pytest.raises(ValueError):
         StepLimits(max_steps=0)
+
+
+def test_baselines_have_no_step_length_guard():
+    t = StepTracker(
+        row=0,
+        prompt_len=PROMPT_LEN,
+        base_spans=[],
+        base_texts=[],
+        schedule=None,
+        prefix_tokens=40,
+        limits=StepLimits(max_step_tokens=5),
+    )
+    s = FakeSession()
+    feed(t, s, tokens(" one two three four five six seven eight nine ten"))
+    assert t.finish_reason is None and s.cancelled == []
+
+
+def test_prefix_tokens_do_not_count_towards_the_step_guard():
+    t = tracker(limits=StepLimits(max_step_tokens=5))
+    s = FakeSession()
+    feed(t, s, tokens(" one two three four five"))  # 5 generated tokens after a 3-token prefix
+    assert t.finish_reason is None
