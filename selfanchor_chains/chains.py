@@ -96,6 +96,49 @@ class _Solve:
     reported_steps: int = 0
 
 
+class _Pass:
+    """One batched decoding pass over some of a batch's problems (the first try, or the format retries)."""
+
+    def __init__(
+        self, chain: ReasoningChain, requests: Sequence[ReasoningInput], pending: list[int], attempt: int
+    ) -> None:
+        self.chain, self.pending, self.attempt = chain, pending, attempt
+        self.solves = [chain._build(k, requests[i], reminder=attempt > 0) for k, i in enumerate(pending)]
+        self.rows = chain._rows(self.solves)
+        self.sessions: list[DecodeSession] = []
+
+    def on_step(self, session: DecodeSession, step: list[TokenEvent]) -> None:
+        """Runs in the decoding thread between forwards: step boundaries switch anchors and ω right away."""
+        for event in step:
+            self.solves[event.row].tracker.on_event(event, session)
+
+    def emit(self, step: list[TokenEvent]) -> list[tuple[str, int, Any]]:
+        out: list[tuple[str, int, Any]] = [("token", self.pending[e.row], e.text) for e in step if e.text]
+        for k, solve in enumerate(self.solves):
+            steps = solve.tracker.steps
+            while solve.reported_steps < len(steps):
+                out.append(("step", self.pending[k], steps[solve.reported_steps].as_dict()))
+                solve.reported_steps += 1
+        return out
+
+    def finish(self) -> tuple[list[tuple[str, int, Any]], list[int]]:
+        """Outputs of the pass, and the problems to decode again with the format reminder."""
+        session = self.sessions[0]
+        results = session.results()
+        out: list[tuple[str, int, Any]] = []
+        retry: list[int] = []
+        for k, (solve, result) in enumerate(zip(self.solves, results, strict=True)):
+            if solve.tracker.finish_reason is None:
+                solve.tracker._finish(result.finish_reason, len(solve.tracker.text))
+            output = self.chain._output(solve, result, retried=self.attempt > 0, stats=session.stats)
+            if self.chain._broken(output) and self.attempt < self.chain.format_retries:
+                retry.append(self.pending[k])
+                out.append(("retry", self.pending[k], output))
+            else:
+                out.append(("output", self.pending[k], output))
+        return out, retry
+
+
 class ReasoningChain(RunnableSerializable[Any, dict]):
     """A reasoning method over :class:`SteeredHFLLM`: template + anchors + ω schedule + answer extraction.
 
@@ -211,23 +254,6 @@ class ReasoningChain(RunnableSerializable[Any, dict]):
 
     # -- one batched pass ------------------------------------------------------------------------------------------
 
-    @staticmethod
-    def _hook(solves: Sequence[_Solve]) -> Any:
-        def on_step(session: DecodeSession, step: list[TokenEvent]) -> None:
-            for event in step:
-                solves[event.row].tracker.on_event(event, session)
-
-        return on_step
-
-    def _new_steps(self, solves: Sequence[_Solve]) -> list[tuple[int, dict[str, Any]]]:
-        out = []
-        for solve in solves:
-            steps = solve.tracker.steps
-            while solve.reported_steps < len(steps):
-                out.append((solve.index, steps[solve.reported_steps].as_dict()))
-                solve.reported_steps += 1
-        return out
-
     def _output(
         self, solve: _Solve, result: RowResult, retried: bool, stats: DecodingStats | None = None
     ) -> dict[str, Any]:
@@ -271,63 +297,31 @@ class ReasoningChain(RunnableSerializable[Any, dict]):
         """Decode all problems as one batch; yields ("token"|"step"|"retry"|"output", problem index, payload)."""
         pending = list(range(len(requests)))
         for attempt in range(1 + max(self.format_retries, 0)):
-            solves = [self._build(k, requests[i], reminder=attempt > 0) for k, i in enumerate(pending)]
-            sessions: list[DecodeSession] = []
-            events = self.llm.runtime.events(
-                self._rows(solves), self._settings(), session_out=sessions, on_step=self._hook(solves)
-            )
-            for step in events:
-                for event in step:
-                    if event.text:
-                        yield "token", pending[event.row], event.text
-                for k, record in self._new_steps(solves):
-                    yield "step", pending[k], record
-            outputs = self._finish_pass(solves, sessions[0], attempt)
-            retry = []
-            for k, output in enumerate(outputs):
-                if self._broken(output) and attempt < self.format_retries:
-                    retry.append(pending[k])
-                    yield "retry", pending[k], output
-                else:
-                    yield "output", pending[k], output
-            if not retry:
+            one = _Pass(self, requests, pending, attempt)
+            for step in self.llm.runtime.events(
+                one.rows, self._settings(), session_out=one.sessions, on_step=one.on_step
+            ):
+                yield from one.emit(step)
+            finished, pending = one.finish()
+            yield from finished
+            if not pending:
                 return
-            pending = retry
-
-    def _finish_pass(self, solves: Sequence[_Solve], session: DecodeSession, attempt: int) -> list[dict[str, Any]]:
-        results = session.results()
-        for solve, result in zip(solves, results, strict=True):
-            if solve.tracker.finish_reason is None:
-                solve.tracker._finish(result.finish_reason, len(solve.tracker.text))
-        return [
-            self._output(s, r, retried=attempt > 0, stats=session.stats) for s, r in zip(solves, results, strict=True)
-        ]
 
     async def _aiter_solve(self, requests: Sequence[ReasoningInput]) -> AsyncIterator[tuple[str, int, Any]]:
+        """The async twin of :meth:`_iter_solve` (decoding in a worker thread)."""
         pending = list(range(len(requests)))
         for attempt in range(1 + max(self.format_retries, 0)):
-            solves = [self._build(k, requests[i], reminder=attempt > 0) for k, i in enumerate(pending)]
-            sessions: list[DecodeSession] = []
-            events = self.llm.runtime.aevents(
-                self._rows(solves), self._settings(), session_out=sessions, on_step=self._hook(solves)
-            )
-            async for step in events:
-                for event in step:
-                    if event.text:
-                        yield "token", pending[event.row], event.text
-                for k, record in self._new_steps(solves):
-                    yield "step", pending[k], record
-            outputs = self._finish_pass(solves, sessions[0], attempt)
-            retry = []
-            for k, output in enumerate(outputs):
-                if self._broken(output) and attempt < self.format_retries:
-                    retry.append(pending[k])
-                    yield "retry", pending[k], output
-                else:
-                    yield "output", pending[k], output
-            if not retry:
+            one = _Pass(self, requests, pending, attempt)
+            async for step in self.llm.runtime.aevents(
+                one.rows, self._settings(), session_out=one.sessions, on_step=one.on_step
+            ):
+                for item in one.emit(step):
+                    yield item
+            finished, pending = one.finish()
+            for item in finished:
+                yield item
+            if not pending:
                 return
-            pending = retry
 
     # -- tracing ---------------------------------------------------------------------------------------------------
 

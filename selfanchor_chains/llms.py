@@ -262,6 +262,20 @@ class SteeredHFLLM(BaseLLM):
             return managers
         return [run_manager] + [None] * (len(prompts) - 1)
 
+    def _plan(
+        self, prompts: list[str], stop: list[str] | None, run_manager: Any, kwargs: dict[str, Any]
+    ) -> tuple[DecodeSettings, list[tuple[int, list[RowRequest]]], list[Any]]:
+        """Settings, engine batches (offset, rows) and one run manager per prompt; validates every prompt first."""
+        self._reject_unknown(kwargs)
+        batches = [
+            (i, self._rows(prompts[i : i + self.batch_size], ())) for i in range(0, len(prompts), self.batch_size)
+        ]
+        return self._settings(stop), batches, self._managers_for(prompts, run_manager)
+
+    @staticmethod
+    def _token_calls(step: list[TokenEvent], offset: int, managers: list[Any]) -> list[tuple[Any, str]]:
+        return [(managers[offset + e.row], e.text) for e in step if e.text and managers[offset + e.row] is not None]
+
     def _generate(
         self,
         prompts: list[str],
@@ -269,21 +283,14 @@ class SteeredHFLLM(BaseLLM):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> LLMResult:
-        self._reject_unknown(kwargs)
+        settings, batches, managers = self._plan(prompts, stop, run_manager, kwargs)
         results: list[RowResult] = []
-        settings = self._settings(stop)
-        managers = self._managers_for(prompts, run_manager)
-        batches = [
-            (i, self._rows(prompts[i : i + self.batch_size], ())) for i in range(0, len(prompts), self.batch_size)
-        ]
         for offset, rows in batches:
             sessions: list[Any] = []
             for step in self.runtime.events(rows, settings, session_out=sessions):
                 # Every token reaches the callbacks in invoke too, so astream_events and LangGraph can stream it.
-                for event in step:
-                    manager = managers[offset + event.row]
-                    if manager is not None and event.text:
-                        manager.on_llm_new_token(event.text, chunk=GenerationChunk(text=event.text))
+                for manager, text in self._token_calls(step, offset, managers):
+                    manager.on_llm_new_token(text, chunk=GenerationChunk(text=text))
             results.extend(sessions[0].results())
         return self._to_llm_result(results)
 
@@ -294,20 +301,13 @@ class SteeredHFLLM(BaseLLM):
         run_manager: AsyncCallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> LLMResult:
-        self._reject_unknown(kwargs)
+        settings, batches, managers = self._plan(prompts, stop, run_manager, kwargs)
         results: list[RowResult] = []
-        settings = self._settings(stop)
-        managers = self._managers_for(prompts, run_manager)
-        batches = [
-            (i, self._rows(prompts[i : i + self.batch_size], ())) for i in range(0, len(prompts), self.batch_size)
-        ]
         for offset, rows in batches:
             sessions: list[Any] = []
             async for step in self.runtime.aevents(rows, settings, session_out=sessions):
-                for event in step:
-                    manager = managers[offset + event.row]
-                    if manager is not None and event.text:
-                        await manager.on_llm_new_token(event.text, chunk=GenerationChunk(text=event.text))
+                for manager, text in self._token_calls(step, offset, managers):
+                    await manager.on_llm_new_token(text, chunk=GenerationChunk(text=text))
             results.extend(sessions[0].results())
         return self._to_llm_result(results)
 

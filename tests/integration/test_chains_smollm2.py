@@ -9,7 +9,7 @@ import itertools
 import pytest
 import torch
 
-from selfanchor_chains.chains import CoTChain, SelfAnchorChain, SPAChain
+from selfanchor_chains.chains import CoTChain, SelfAnchorChain, SPAChain, _Pass
 from selfanchor_chains.decoding import DecodeSession
 from selfanchor_chains.schedules import ConfidenceOmega, ConstantOmega
 from selfanchor_chains.steps import StepLimits
@@ -77,10 +77,11 @@ def test_masked_row_after_each_boundary_equals_fresh_computation(llm):
     """Golden check: the first token after every anchor switch, against two cache-free forwards."""
     chain = SelfAnchorChain(llm=llm, bench="gsm8k", max_new_tokens=120)
     model = llm.model
-    solve = chain._build(0, chain._coerce(QUESTIONS[1]))
+    one = _Pass(chain, [chain._coerce(QUESTIONS[1])], [0], attempt=0)
+    solve = one.solves[0]
     checks: list[tuple[list[int], list[tuple[int, int]], float, torch.Tensor]] = []
     pending: dict[str, object] = {}
-    hook = chain._hook([solve])
+    hook = one.on_step
 
     def on_step(session: DecodeSession, step):
         if pending:  # logits of the step that followed an anchor switch
@@ -93,8 +94,7 @@ def test_masked_row_after_each_boundary_equals_fresh_computation(llm):
             seq = solve.ids + session.generated_ids(0)
             pending.update(seq=seq, spans=after, omega=session._rows[0].omega)
 
-    rows = chain._rows([solve])
-    for _ in llm.runtime.events(rows, chain._settings(), on_step=on_step):
+    for _ in llm.runtime.events(one.rows, chain._settings(), on_step=on_step):
         pass
     assert len(checks) >= 2
     for seq, spans, omega, logits in checks:
