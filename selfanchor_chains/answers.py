@@ -1063,10 +1063,17 @@ def _infer_bbh_format(gold: str) -> str:
     return "word_sorting"
 
 
+_PROSE_WORDS = 12  # an answer line with more words than this (and no "=") is a sentence of reasoning
+
+
 def _parser_for(bench: str, fmt: str | None, options: dict[str, str]) -> Callable[[str], str | None]:
     """How one candidate answer string is read in a benchmark's format."""
 
     def number(s: str) -> str | None:
+        # "Final Answer: To find the difference, we compare the roll greater than 3 with ..." is reasoning written
+        # under the answer label, not a stated answer: its first number is no answer, so look further on.
+        if len(s.split()) > _PROSE_WORDS and "=" not in s:
+            return None
         value = _parse_number(s, words=fmt == "integer")
         return _fmt_number(value) if value is not None else None
 

@@ -27,15 +27,19 @@ class StepLimits:
     Args:
         max_step_tokens: A step longer than this without a new marker ends the solve ("step_too_long").
         max_steps: More plan + reasoning steps than this ends the solve ("max_steps").
-        max_answer_tokens: Tokens allowed after ``Final Answer:`` before the line must end.
+        max_answer_tokens: Tokens allowed after ``Final Answer:``.
+        answer_line_words: A ``Final Answer:`` line of at most this many words ends the solve at its line break.
+            A longer one is the model still reasoning under that label (small models do this): decoding goes on
+            to EOS, a blank line, or ``max_answer_tokens``, so the answer that follows is not cut off.
     """
 
     max_step_tokens: int = 320
     max_steps: int = 24
-    max_answer_tokens: int = 48
+    max_answer_tokens: int = 128
+    answer_line_words: int = 16
 
     def __post_init__(self) -> None:
-        for name in ("max_step_tokens", "max_steps", "max_answer_tokens"):
+        for name in ("max_step_tokens", "max_steps", "max_answer_tokens", "answer_line_words"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
 
@@ -256,10 +260,20 @@ class StepTracker:
 
     def _watch_answer(self, session: DecodeSession) -> None:
         assert self._answer_from is not None and self._answer_token is not None
-        answer = self.text[self._answer_from :]
-        line_done = "\n" in answer.lstrip()
-        too_long = len(self._confidences) - self._answer_token > self.limits.max_answer_tokens
-        if line_done or too_long:
+        raw = self.text[self._answer_from :]
+        lead = len(raw) - len(raw.lstrip())
+        answer = raw[lead:]
+        first_line, line_break, _ = answer.partition("\n")
+        end: int | None = None
+        if line_break and len(first_line.split()) <= self.limits.answer_line_words:
+            end = len(first_line)
+        elif line_break and (blank := answer.find("\n\n")) >= 0:
+            end = blank
+        if end is not None:
+            # The token that ended the answer may carry the start of the next line: it is not part of the solve.
+            self.text = self.text[: self._answer_from + lead + end]
+            self._stop(session, "final_answer")
+        elif len(self._confidences) - self._answer_token > self.limits.max_answer_tokens:
             self._stop(session, "final_answer")
 
     def _stop(self, session: DecodeSession, reason: str) -> None:

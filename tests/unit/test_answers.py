@@ -405,3 +405,15 @@ def test_unknown_benchmark_is_rejected() -> None:
         extract_answer("mmlu", "Final Answer: 3")
     with pytest.raises(ValueError, match="unknown benchmark"):
         answer_hint("mmlu")
+
+
+def test_reasoning_under_the_answer_label_is_not_read_as_the_answer():
+    text = (
+        "Final Answer: To find the percentage difference, we need to calculate the probability of rolling a number "
+        "greater than 3 and the probability of rolling two even numbers in a row.\n"
+        "Difference: 1/2 - 1/4 = 1/4\nPercentage difference: (1/4) * 100 = 25%"
+    )
+    assert extract_answer("gsm8k", text) == "25"
+    assert extract_answer("gsm8k", "Final Answer: 15 + 24 + 39 = 78") == "78"
+    assert extract_answer("gsm8k", "Final Answer: Jairus will get $16 - $10 = $6 more than Jenny.") == "6"
+    assert extract_answer("gsm8k", "Final Answer: 15 pupils like the color yellow.") == "15"

@@ -209,3 +209,22 @@ def test_prefix_tokens_do_not_count_towards_the_step_guard():
     s = FakeSession()
     feed(t, s, tokens(" one two three four five"))  # 5 generated tokens after a 3-token prefix
     assert t.finish_reason is None
+
+
+def test_a_long_final_answer_line_is_not_cut_at_its_line_break():
+    t = tracker()
+    s = FakeSession()
+    long_line = (
+        " To find the difference in likelihood we subtract the second probability from the first one, which gives us"
+    )
+    feed(t, s, tokens(" a\nReasoning 1: b\nFinal Answer:" + long_line + "\n1/2 - 1/4 = 1/4\n\nmore"))
+    assert t.finish_reason == "final_answer"
+    assert t.text.endswith("1/2 - 1/4 = 1/4")
+
+
+def test_a_short_final_answer_line_ends_the_solve():
+    t = tracker()
+    s = FakeSession()
+    feed(t, s, tokens(" a\nReasoning 1: b\nFinal Answer: 42 apples\nextra words"))
+    assert t.finish_reason == "final_answer" and t.text.endswith("Final Answer: 42 apples")
+    assert t.answer_text() == "42 apples"
