@@ -96,7 +96,7 @@ def test_masked_row_after_each_boundary_equals_fresh_computation(llm):
 
     for _ in llm.runtime.events(one.rows, chain._settings(), on_step=on_step):
         pass
-    assert len(checks) >= 2
+    assert any(len(spans) == 2 for _, spans, _, _ in checks)  # a plan step became an anchor, and is checked
     for seq, spans, omega, logits in checks:
         ids = torch.tensor([seq])
         hidden = torch.ones_like(ids)
