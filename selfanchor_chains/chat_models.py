@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import gc
 import json
-import math
 import queue
 import threading
 import time
@@ -64,6 +63,7 @@ from .anchors import (
 )
 from .decoding import DecodeSession, RowRequest, SamplingConfig, TokenEvent, harmonic_mean
 from .inputs import PreparedPrompt, markup_from_spans, prepare_chat
+from .params import NonNegativeInt, Omega, PositiveInt, Seconds, Temperature, TopP
 from .runtime import DecodeSettings, SteeredRuntime
 
 __all__ = ["ChatSteeredHF"]
@@ -547,20 +547,20 @@ class ChatSteeredHF(BaseChatModel):
     """Its (fast) tokenizer, with a chat template."""
     model_id: str = ""
     """Identity of the weights (registry name, path or hub id); reported as ``model_name``."""
-    omega: float = 1.5
+    omega: Omega = 1.5
     """Steering strength: 1 = plain decoding, > 1 amplifies the anchors."""
-    max_tokens: int = Field(default=256, validation_alias=AliasChoices("max_tokens", "max_new_tokens"))
+    max_tokens: PositiveInt = Field(default=256, validation_alias=AliasChoices("max_tokens", "max_new_tokens"))
     """Most new tokens per answer (``max_new_tokens`` is accepted as an alias)."""
-    temperature: float = 0.0
+    temperature: Temperature = 0.0
     """0 = greedy."""
-    top_p: float = 1.0
-    top_k: int = 0
+    top_p: TopP = 1.0
+    top_k: NonNegativeInt = 0
     seed: int | None = None
     stop: list[str] | None = None
     """Default stop strings; a call's own ``stop`` replaces them. The answer ends before the first one."""
-    timeout: float | None = None
+    timeout: Seconds | None = None
     """Seconds per call; see the class docstring."""
-    max_retries: int = 2
+    max_retries: NonNegativeInt = 2
     """Retries of a decode that failed with a transient error; see the class docstring."""
     streaming: bool = False
     """Route ``invoke`` through the streaming path (legacy LangChain flag)."""
@@ -568,54 +568,12 @@ class ChatSteeredHF(BaseChatModel):
     anchor_close_tag: str = "</anchor>"
     markup_message_types: tuple[str, ...] = ("system", "human", "chat")
     """LangChain message types (``message.type``) whose contents are parsed for anchor markup."""
-    batch_size: int = 8
+    batch_size: PositiveInt = 8
     """Conversations decoded together in one engine session."""
 
     model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True, protected_namespaces=())
 
     _runtime: SteeredRuntime | None = PrivateAttr(default=None)
-
-    @field_validator("omega")
-    @classmethod
-    def _check_omega(cls, value: float) -> float:
-        if not (math.isfinite(value) and value >= 0):
-            raise ValueError(f"omega must be a finite number >= 0, got {value!r}")
-        return value
-
-    @field_validator("temperature")
-    @classmethod
-    def _check_temperature(cls, value: float) -> float:
-        if not (math.isfinite(value) and value >= 0):
-            raise ValueError(f"temperature must be a finite number >= 0 (0 = greedy), got {value!r}")
-        return value
-
-    @field_validator("top_p")
-    @classmethod
-    def _check_top_p(cls, value: float) -> float:
-        if not 0 < value <= 1:
-            raise ValueError(f"top_p must be in (0, 1], got {value!r}")
-        return value
-
-    @field_validator("max_tokens", "batch_size")
-    @classmethod
-    def _check_positive(cls, value: int) -> int:
-        if value < 1:
-            raise ValueError(f"must be >= 1, got {value!r}")
-        return value
-
-    @field_validator("top_k", "max_retries")
-    @classmethod
-    def _check_non_negative(cls, value: int) -> int:
-        if value < 0:
-            raise ValueError(f"must be >= 0, got {value!r}")
-        return value
-
-    @field_validator("timeout")
-    @classmethod
-    def _check_timeout(cls, value: float | None) -> float | None:
-        if value is not None and not (math.isfinite(value) and value > 0):
-            raise ValueError(f"timeout must be a finite number of seconds > 0 (or None), got {value!r}")
-        return value
 
     @field_validator("stop")
     @classmethod

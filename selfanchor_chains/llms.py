@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import AsyncIterator, Iterator, Sequence
 from contextvars import ContextVar
 from typing import Any
@@ -10,11 +9,12 @@ from typing import Any
 from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun, Callbacks
 from langchain_core.language_models.llms import BaseLLM
 from langchain_core.outputs import Generation, GenerationChunk, LLMResult
-from pydantic import ConfigDict, Field, PrivateAttr, field_validator
+from pydantic import ConfigDict, Field, PrivateAttr
 
 from .anchors import AnchorMarkup, Span
 from .decoding import RowRequest, RowResult, SamplingConfig, TokenEvent
 from .inputs import PreparedPrompt, markup_from_spans, prepare_prompt
+from .params import NonNegativeInt, Omega, PositiveInt, Temperature, TopP
 from .runtime import DecodeSettings, SteeredRuntime
 
 __all__ = ["SteeredHFLLM"]
@@ -50,60 +50,25 @@ class SteeredHFLLM(BaseLLM):
     """Its (fast) tokenizer."""
     model_id: str = ""
     """Identity of the weights (registry name, path or hub id); part of the cache key."""
-    omega: float = 1.5
+    omega: Omega = 1.5
     """Steering strength: 1 = plain decoding, > 1 amplifies the anchors."""
-    max_new_tokens: int = 256
-    temperature: float = 0.0
+    max_new_tokens: PositiveInt = 256
+    temperature: Temperature = 0.0
     """0 = greedy."""
-    top_p: float = 1.0
-    top_k: int = 0
+    top_p: TopP = 1.0
+    top_k: NonNegativeInt = 0
     seed: int | None = None
     chat: bool = True
     """Wrap each prompt as a user message in the tokenizer's chat template (if it has one)."""
     system_prompt: str | None = None
     anchor_open_tag: str = "<anchor>"
     anchor_close_tag: str = "</anchor>"
-    batch_size: int = 8
+    batch_size: PositiveInt = 8
     """Prompts decoded together in one engine session."""
 
     model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True, protected_namespaces=())
 
     _runtime: SteeredRuntime | None = PrivateAttr(default=None)
-
-    @field_validator("omega")
-    @classmethod
-    def _check_omega(cls, value: float) -> float:
-        if not (math.isfinite(value) and value >= 0):
-            raise ValueError(f"omega must be a finite number >= 0, got {value!r}")
-        return value
-
-    @field_validator("temperature")
-    @classmethod
-    def _check_temperature(cls, value: float) -> float:
-        if not (math.isfinite(value) and value >= 0):
-            raise ValueError(f"temperature must be a finite number >= 0 (0 = greedy), got {value!r}")
-        return value
-
-    @field_validator("top_p")
-    @classmethod
-    def _check_top_p(cls, value: float) -> float:
-        if not 0 < value <= 1:
-            raise ValueError(f"top_p must be in (0, 1], got {value!r}")
-        return value
-
-    @field_validator("max_new_tokens", "batch_size")
-    @classmethod
-    def _check_positive(cls, value: int) -> int:
-        if value < 1:
-            raise ValueError(f"must be >= 1, got {value!r}")
-        return value
-
-    @field_validator("top_k")
-    @classmethod
-    def _check_top_k(cls, value: int) -> int:
-        if value < 0:
-            raise ValueError(f"top_k must be >= 0, got {value!r}")
-        return value
 
     def model_post_init(self, context: Any, /) -> None:
         if self.model is None or self.tokenizer is None:
