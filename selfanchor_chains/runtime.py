@@ -31,6 +31,7 @@ def _lock_for(model: Any) -> threading.Lock:
             lock = _MODEL_LOCKS[model] = threading.Lock()
         return lock
 
+
 StepHook = Callable[[DecodeSession, list[TokenEvent]], None]
 """Called in the decoding thread after each step, before the next forward: the place to change anchors or ω."""
 
