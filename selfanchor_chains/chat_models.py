@@ -64,7 +64,7 @@ from .anchors import (
 from .decoding import DecodeSession, RowRequest, SamplingConfig, TokenEvent, harmonic_mean
 from .inputs import PreparedPrompt, markup_from_spans, prepare_chat
 from .params import NonNegativeInt, Omega, PositiveInt, Seconds, Temperature, TopP
-from .runtime import DecodeSettings, SteeredRuntime
+from .runtime import DecodeSettings, SteeredRuntime, attach_runtime
 
 __all__ = ["ChatSteeredHF"]
 
@@ -591,16 +591,13 @@ class ChatSteeredHF(BaseChatModel):
         return value
 
     def model_post_init(self, context: Any, /) -> None:
-        if self.model is None or self.tokenizer is None:
-            raise ValueError("ChatSteeredHF needs `model` and `tokenizer`; use ChatSteeredHF.from_model_id(...)")
+        self.model_id, self._runtime = attach_runtime(
+            "ChatSteeredHF", self.model, self.tokenizer, self.model_id, self.anchor_open_tag, self.anchor_close_tag
+        )
         if not getattr(self.tokenizer, "chat_template", None):
             raise ValueError(
                 "ChatSteeredHF needs a tokenizer with a chat template; use SteeredHFLLM for plain completion"
             )
-        if not self.model_id:
-            self.model_id = str(getattr(self.model.config, "_name_or_path", "") or type(self.model).__name__)
-        AnchorMarkup(self.anchor_open_tag, self.anchor_close_tag)  # validates the tags
-        self._runtime = SteeredRuntime(self.model, self.tokenizer)
 
     @classmethod
     def from_model_id(

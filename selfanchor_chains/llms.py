@@ -15,7 +15,7 @@ from .anchors import AnchorMarkup, Span
 from .decoding import RowRequest, RowResult, SamplingConfig, TokenEvent
 from .inputs import PreparedPrompt, markup_from_spans, prepare_prompt
 from .params import NonNegativeInt, Omega, PositiveInt, Temperature, TopP
-from .runtime import DecodeSettings, SteeredRuntime
+from .runtime import DecodeSettings, SteeredRuntime, attach_runtime
 
 __all__ = ["SteeredHFLLM"]
 
@@ -71,12 +71,9 @@ class SteeredHFLLM(BaseLLM):
     _runtime: SteeredRuntime | None = PrivateAttr(default=None)
 
     def model_post_init(self, context: Any, /) -> None:
-        if self.model is None or self.tokenizer is None:
-            raise ValueError("SteeredHFLLM needs `model` and `tokenizer`; use SteeredHFLLM.from_model_id(...)")
-        if not self.model_id:
-            self.model_id = str(getattr(self.model.config, "_name_or_path", "") or type(self.model).__name__)
-        AnchorMarkup(self.anchor_open_tag, self.anchor_close_tag)  # validates the tags
-        self._runtime = SteeredRuntime(self.model, self.tokenizer)
+        self.model_id, self._runtime = attach_runtime(
+            "SteeredHFLLM", self.model, self.tokenizer, self.model_id, self.anchor_open_tag, self.anchor_close_tag
+        )
 
     @classmethod
     def from_model_id(

@@ -45,6 +45,24 @@ class DecodeSettings:
     stop: tuple[str, ...] = ()
 
 
+def attach_runtime(
+    owner: str, model: Any, tokenizer: Any, model_id: str, open_tag: str, close_tag: str
+) -> tuple[str, SteeredRuntime]:
+    """Shared set-up of the LangChain classes: check the parts, name the weights, validate the tags, make the runtime.
+
+    Returns:
+        The model id (the given one, else the weights' own name) and the runtime.
+    """
+    from .anchors import AnchorMarkup
+
+    if model is None or tokenizer is None:
+        raise ValueError(f"{owner} needs `model` and `tokenizer`; use {owner}.from_model_id(...)")
+    if not model_id:
+        model_id = str(getattr(model.config, "_name_or_path", "") or type(model).__name__)
+    AnchorMarkup(open_tag, close_tag)  # validates the tags
+    return model_id, SteeredRuntime(model, tokenizer)
+
+
 class SteeredRuntime:
     """A model, its tokenizer and the engine, with a lock so that one session decodes at a time."""
 
