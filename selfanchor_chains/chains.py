@@ -267,9 +267,11 @@ class ReasoningChain(RunnableSerializable[Any, dict]):
             usage={
                 "prompt_tokens": len(solve.ids),
                 "completion_tokens": len(result.token_ids),
-                # Tokens pushed through the model outside one-token decode steps: the prompt (both branches when
-                # steering) and the masked-branch re-syncs at step boundaries.
+                # Tokens pushed through the model outside one-token decode steps: the prompt (the masked branch
+                # from its first hidden token on) and the masked-branch re-syncs at step boundaries; prompt tokens
+                # whose keys and values came from the engine's cache of shared prompt prefixes are counted apart.
                 "prefill_tokens": stats.row_prefill_tokens.get(solve.index, 0) if stats else 0,
+                "reused_prefix_tokens": stats.row_reused_prefix_tokens.get(solve.index, 0) if stats else 0,
                 "resync_tokens": stats.row_resync_tokens.get(solve.index, 0) if stats else 0,
             },
             retried=retried,

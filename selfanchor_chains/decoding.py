@@ -9,16 +9,24 @@ Unlike SPA's reference ``LogitsProcessor`` the anchors stay hidden at every step
 prefill), positions never shift (explicit ``position_ids``; anchors are hidden, not replaced), prompts are batched,
 and both branches share one forward, which on a CPU in bfloat16 costs about the same as one branch.
 
+Prefill work is cut three ways: a masked row equals its original row up to the first hidden token, so it is only
+prefilled from there; the keys and values of a prompt prefix shared by all rows (a system prompt, instructions) are
+kept by the decoder and reused by later sessions; and prefix lengths are per column, so left padding is no obstacle.
+
 When no active row needs steering (``ω == 1`` or no anchors) only the original rows run; the masked rows fall
-behind and are brought up to date in one prefill when steering is next needed. A row's anchors may change
-mid-generation (:meth:`DecodeSession.set_anchors`): only its masked row is recomputed, from the first position
-whose visibility changed.
+behind and are brought up to date when steering is next needed. A row's anchors may change mid-generation
+(:meth:`DecodeSession.set_anchors`). Each masked column remembers the anchor set it was computed under, so only
+visible columns whose view of earlier columns changed are recomputed, for all rows that need it in one forward:
+when Self-Anchor hides a plan step for its reasoning step and shows it again for the next plan, neither the hidden
+plan nor (later) its own columns are recomputed, only the tokens after it.
 """
 
 from __future__ import annotations
 
 import inspect
 import math
+import threading
+from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -37,6 +45,7 @@ __all__ = [
     "combine_logits",
 ]
 
+_MIN_SHARED_PREFIX = 16  # shorter shared prompt prefixes are not worth storing or looking up
 _LOGIT_BOUND = 1e4  # real logits are far inside this; it keeps ω-scaled infinities from becoming NaN
 
 
@@ -128,9 +137,11 @@ class DecodingStats:
     steered_forwards: int = 0
     prefill_tokens: int = 0  # tokens pushed through the model outside single-token decode steps
     resync_tokens: int = 0  # masked-branch tokens recomputed after an anchor change or a catch-up
+    reused_prefix_tokens: int = 0  # prompt tokens taken from the decoder's cache of shared prompt prefixes
     decode_steps: int = 0
     row_prefill_tokens: dict[int, int] = field(default_factory=dict)  # by request index, both branches counted
     row_resync_tokens: dict[int, int] = field(default_factory=dict)
+    row_reused_prefix_tokens: dict[int, int] = field(default_factory=dict)
 
     def _add(self, table: dict[int, int], row: int, n: int) -> None:
         table[row] = table.get(row, 0) + n
@@ -216,6 +227,8 @@ class _Row:
     omegas: list[float] = field(default_factory=list)
     finish_reason: str | None = None
     pending_anchors: list[tuple[int, int]] | None = None
+    anchor_history: list[list[tuple[int, int]]] = field(default_factory=list)  # every anchor set, in order
+    kv_version: list[int] = field(default_factory=list)  # by token: its masked column's anchor set; -1 = none
 
     @property
     def length(self) -> int:
@@ -234,6 +247,9 @@ class SteeredDecoder:
         tokenizer: Used to decode text for stop strings and streaming; optional for id-only use.
         eos_token_ids: Tokens that end a row; defaults to the model's and tokenizer's EOS ids.
         pad_token_id: Id used for left padding; defaults to the tokenizer's pad, else the first EOS id.
+        prefix_cache_size: How many shared prompt prefixes (e.g. a system prompt and instructions) to keep the
+            keys and values of, so that later sessions starting with the same tokens skip recomputing them;
+            0 turns it off. Call :meth:`clear_prefix_cache` if the model's weights change.
     """
 
     def __init__(
@@ -243,7 +259,10 @@ class SteeredDecoder:
         *,
         eos_token_ids: Sequence[int] | None = None,
         pad_token_id: int | None = None,
+        prefix_cache_size: int = 8,
     ) -> None:
+        if prefix_cache_size < 0:
+            raise DecodingInputError(f"prefix_cache_size must be >= 0, got {prefix_cache_size}")
         self.model = model
         self.tokenizer = tokenizer
         self.eos_token_ids = frozenset(eos_token_ids if eos_token_ids is not None else self._default_eos())
@@ -259,6 +278,9 @@ class SteeredDecoder:
             p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()
         )
         self.context_length: int | None = getattr(model.config, "max_position_embeddings", None)
+        self.prefix_cache_size = prefix_cache_size
+        self._prefixes: OrderedDict[tuple[int, ...], list[tuple[torch.Tensor, torch.Tensor]]] = OrderedDict()
+        self._prefix_lock = threading.Lock()
 
     def _default_eos(self) -> set[int]:
         ids: set[int] = set()
@@ -296,6 +318,37 @@ class SteeredDecoder:
         for _ in session:
             pass
         return session.results()
+
+    # -- shared prompt prefixes ----------------------------------------------------------------------------------
+
+    def lookup_prefix(self, tokens: Sequence[int]) -> tuple[int, list[tuple[torch.Tensor, torch.Tensor]] | None]:
+        """The stored prefix agreeing longest with ``tokens``: (tokens agreed, its per-layer keys and values).
+
+        The stored tensors may be longer than the agreement; only their first ``agreed`` columns apply.
+        """
+        best, layers, best_key = 0, None, None
+        with self._prefix_lock:
+            for key, value in self._prefixes.items():
+                agreed = min(_agreement(key, tokens), len(tokens))
+                if agreed > best:
+                    best, layers, best_key = agreed, value, key
+            if best_key is not None:
+                self._prefixes.move_to_end(best_key)
+        return best, layers
+
+    def store_prefix(self, tokens: Sequence[int], layers: list[tuple[torch.Tensor, torch.Tensor]]) -> None:
+        """Keep the keys and values (one row, positions from 0) of a prompt prefix, evicting the least used."""
+        if self.prefix_cache_size == 0:
+            return
+        with self._prefix_lock:
+            self._prefixes[tuple(int(t) for t in tokens)] = layers
+            self._prefixes.move_to_end(tuple(int(t) for t in tokens))
+            while len(self._prefixes) > self.prefix_cache_size:
+                self._prefixes.popitem(last=False)
+
+    def clear_prefix_cache(self) -> None:
+        with self._prefix_lock:
+            self._prefixes.clear()
 
     # -- model plumbing ------------------------------------------------------------------------------------------
 
@@ -447,10 +500,9 @@ class DecodeSession:
             raise RuntimeError("a DecodeSession can be iterated only once")
         self._started = True
         self._setup_batch()
-        # 1. Prefill the prompts: both branches together if any row steers, else the original rows only.
-        if any(r.steered for r in self._rows):
-            self._fuse()
-        logits_o, logits_m = self._step_forward(self._ids.clone())
+        # 1. Prefill the prompts: the original rows (after any cached shared prefix), then, if a row steers, the
+        #    masked rows from their first hidden column on; before it they equal the original rows.
+        logits_o, logits_m = self._prefill()
         while True:
             # 2. Combine the branches and choose each active row's next token.
             tokens, confidences, omegas = self._choose(logits_o, logits_m)
@@ -465,8 +517,8 @@ class DecodeSession:
             stale = self._apply_anchor_changes()
             if any(self._rows[i].steered for i in self._active):
                 if self._fused:
-                    for k in stale:
-                        self._resync_fused_row(k)
+                    if stale:
+                        self._resync(stale)
                 else:
                     self._fuse()
             elif self._fused:
@@ -474,10 +526,10 @@ class DecodeSession:
             # 6. One forward over the newest token of every row (2B rows when steering).
             logits_o, logits_m = self._step_forward(self._ids[:, -1:])
 
-    # Batch state: ``_ids``/``_real`` are (B, W) over left-padded columns; ``_hidden`` marks anchor columns.
-    # Cache layout: fused → one cache of 2B rows (original rows first); split → ``_orig_cache`` (B rows) plus
-    # ``_mask_cache`` (B rows, maybe shorter); ``_mask_valid[k]`` = columns of batch row k's masked cache that are
-    # still correct for its current anchors.
+    # Batch state: ``_ids``/``_real`` are (B, W) over left-padded columns (rows are right-aligned, so token t of a
+    # row of length n sits in column W - n + t); ``_hidden`` marks anchor columns. Cache layout: fused → one cache
+    # of 2B rows (original rows first); split → ``_orig_cache`` (B rows) plus ``_mask_cache`` (B rows, maybe
+    # shorter). Each row's ``kv_version`` says under which anchor set each masked column was computed.
 
     def _setup_batch(self) -> None:
         width = max(r.prompt_len for r in self._rows)
@@ -492,10 +544,10 @@ class DecodeSession:
             self._real[k, offset:] = True
             for start, end in row.anchors:
                 self._hidden[k, offset + start : offset + end] = True
+            row.anchor_history = [list(row.anchors)]
         self._cache: Any = self._decoder.new_cache()  # fused (2B) when ``_fused``, else the original rows
         self._mask_cache: Any = None
         self._fused = False
-        self._mask_valid = [0] * len(self._rows)
         self._cached = 0  # columns held by the original rows' cache
 
     def _positions(self) -> torch.Tensor:
@@ -504,16 +556,96 @@ class DecodeSession:
     def _masked_attention(self) -> torch.Tensor:
         return (self._real & ~self._hidden).long()
 
+    def _offset(self, k: int) -> int:
+        return self._ids.shape[1] - self._rows[self._active[k]].length
+
+    def _count_prefill(self, per_row: list[int]) -> None:
+        self.stats.prefill_tokens += int(sum(per_row))
+        for k, n in enumerate(per_row):
+            self.stats._add(self.stats.row_prefill_tokens, self._active[k], int(n))
+
+    def _prefill(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        width = self._ids.shape[1]
+        start = self._start_from_cached_prefix()
+        logits_o = self._decoder.forward(
+            self._ids[:, start:], self._real.long(), self._positions()[:, start:], self._cache
+        )
+        self.stats.forwards += 1
+        self._count_prefill(self._real[:, start:].sum(dim=1).tolist())
+        self._cached = width
+        self._store_shared_prefix()
+        if not any(r.steered for r in self._rows):
+            return logits_o, None
+        # A masked row sees exactly what its original row sees up to the first hidden column.
+        first_hidden = self._hidden.any(dim=0).nonzero()
+        shared = int(first_hidden[0]) if len(first_hidden) else width
+        original = _layer_tensors(self._cache)
+        self._mask_cache = _cache_from_tensors([(k[:, :, :shared], v[:, :, :shared]) for k, v in original])
+        if shared < width:
+            logits_m = self._decoder.forward(
+                self._ids[:, shared:], self._masked_attention(), self._positions()[:, shared:], self._mask_cache
+            )
+            self.stats.forwards += 1
+            self.stats.steered_forwards += 1
+            self._count_prefill(self._real[:, shared:].sum(dim=1).tolist())
+        else:
+            logits_m = logits_o.clone()
+        for k in range(len(self._active)):
+            self._mark_masked(k, 0, width)
+        self._join_caches()
+        return logits_o, logits_m
+
+    def _start_from_cached_prefix(self) -> int:
+        """Fill the original cache with a stored KV of the prompts' shared prefix; returns the first column to run."""
+        common = self._common_prefix()
+        agreed, stored = self._decoder.lookup_prefix(self._prompts[0][:common])
+        if stored is None or agreed < _MIN_SHARED_PREFIX:
+            return 0
+        layers = []
+        for keys, values in stored:
+            new_keys = keys.new_zeros((len(self._rows), keys.shape[1], agreed, keys.shape[3]))
+            new_values = values.new_zeros((len(self._rows), values.shape[1], agreed, values.shape[3]))
+            for k in range(len(self._rows)):
+                offset = self._offset(k)
+                if offset < agreed:
+                    new_keys[k, :, offset:] = keys[0, :, : agreed - offset]
+                    new_values[k, :, offset:] = values[0, :, : agreed - offset]
+            layers.append((new_keys, new_values))
+        self._cache = _cache_from_tensors(layers)
+        for k in range(len(self._rows)):
+            reused = max(0, agreed - self._offset(k))
+            self.stats.reused_prefix_tokens += reused
+            self.stats._add(self.stats.row_reused_prefix_tokens, self._active[k], reused)
+        return agreed
+
+    def _common_prefix(self) -> int:
+        """Length of the token prefix all prompts share, short of the last column (its logits are needed)."""
+        first = self._prompts[0]
+        common = min(len(first), self._ids.shape[1] - 1)
+        for prompt in self._prompts[1:]:
+            common = min(common, _agreement(first, prompt))
+        return common
+
+    def _store_shared_prefix(self) -> None:
+        common = self._common_prefix()
+        if common < _MIN_SHARED_PREFIX:
+            return
+        agreed, _ = self._decoder.lookup_prefix(self._prompts[0][:common])
+        if common - agreed < _MIN_SHARED_PREFIX:
+            return  # an entry at least this useful is already stored
+        longest = int(torch.tensor([r.prompt_len for r in self._rows]).argmax())  # no left padding
+        self._decoder.store_prefix(
+            self._prompts[0][:common],
+            [
+                (k[longest : longest + 1, :, :common].clone(), v[longest : longest + 1, :, :common].clone())
+                for k, v in _layer_tensors(self._cache)
+            ],
+        )
+
     def _step_forward(self, input_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         width = self._ids.shape[1]
         start = width - input_ids.shape[1]
         positions = self._positions()[:, start:]
-        if input_ids.shape[1] > 1:
-            branches = 2 if self._fused else 1
-            per_row = self._real[:, start:].sum(dim=1).tolist()
-            self.stats.prefill_tokens += int(sum(per_row)) * branches
-            for k, n in enumerate(per_row):
-                self.stats._add(self.stats.row_prefill_tokens, self._active[k], int(n) * branches)
         self.stats.forwards += 1
         if self._fused:
             self.stats.steered_forwards += 1
@@ -524,8 +656,9 @@ class DecodeSession:
                 self._cache,
             )
             b = len(self._active)
+            for k in range(b):
+                self._mark_masked(k, start, width)
             self._cached = width
-            self._mask_valid = [width] * b
             return logits[:b], logits[b:]
         logits = self._decoder.forward(input_ids, self._real.long(), positions, self._cache)
         self._cached = width
@@ -600,7 +733,6 @@ class DecodeSession:
             return
         index = torch.tensor(keep, dtype=torch.long)
         self._ids, self._real, self._hidden = self._ids[index], self._real[index], self._hidden[index]
-        self._mask_valid = [self._mask_valid[k] for k in keep]
         if self._fused:
             rows_before = self._cache.layers[0].keys.shape[0] // 2
             self._cache.batch_select_indices(torch.tensor(keep + [rows_before + k for k in keep]))
@@ -616,92 +748,151 @@ class DecodeSession:
     def _trim_columns(self, n: int) -> None:
         self._ids, self._real, self._hidden = self._ids[:, n:], self._real[:, n:], self._hidden[:, n:]
         self._cached -= n
-        self._mask_valid = [max(0, v - n) for v in self._mask_valid]
         caches = [self._cache] + ([self._mask_cache] if self._mask_cache is not None else [])
         for cache in caches:
             for layer in cache.layers:
                 layer.keys = layer.keys[:, :, n:, :]
                 layer.values = layer.values[:, :, n:, :]
 
+    # -- masked-branch bookkeeping ---------------------------------------------------------------------------------
+    # A masked column's keys and values depend on which earlier columns it could see. Column t computed under
+    # anchor set A is still right under anchor set A' if A and A' hide the same columns up to t. Keeping that
+    # record per column means that when Self-Anchor hides a plan step and later shows it again, the plan's own
+    # columns (computed while it was visible) need no recomputation; hidden columns are never recomputed at all.
+
+    def _mark_masked(self, k: int, start_column: int, end_column: int) -> None:
+        """Record that batch row ``k``'s masked columns in ``[start, end)`` were computed under its current anchors."""
+        row = self._rows[self._active[k]]
+        offset = self._offset(k)
+        first, end = max(0, start_column - offset), end_column - offset
+        if len(row.kv_version) < end:
+            row.kv_version.extend([-1] * (end - len(row.kv_version)))
+        row.kv_version[first:end] = [len(row.anchor_history) - 1] * (end - first)
+
+    def _first_stale_column(self, k: int, end_column: int) -> int | None:
+        """First visible masked column before ``end_column`` that is missing or was computed under other anchors."""
+        row = self._rows[self._active[k]]
+        offset = self._offset(k)
+        n = end_column - offset
+        if n <= 0:
+            return None
+        hidden_now = _span_mask(row.anchors, n)
+        versions = torch.tensor(row.kv_version[:n] + [-1] * max(0, n - len(row.kv_version)), dtype=torch.long)
+        stale = versions < 0
+        positions = torch.arange(n)
+        for version in set(versions.tolist()) - {-1}:
+            differs = (_span_mask(row.anchor_history[version], n) != hidden_now).nonzero()
+            if len(differs):
+                stale |= (versions == version) & (positions >= int(differs[0]))
+        first = (stale & ~hidden_now).nonzero()
+        return offset + int(first[0]) if len(first) else None
+
     def _apply_anchor_changes(self) -> list[int]:
-        """Take pending anchor changes; returns the batch rows whose cached masked columns went stale."""
+        """Take pending anchor changes; returns the batch rows whose masked cache needs recomputing (when fused)."""
         stale = []
         for k, i in enumerate(self._active):
             row = self._rows[i]
             if row.pending_anchors is None:
                 continue
-            offset = int((~self._real[k]).sum())  # left padding of this row
+            offset = self._offset(k)
             new_hidden = torch.zeros_like(self._hidden[k])
             for start, end in row.pending_anchors:
                 new_hidden[offset + start : offset + end] = True
-            changed = (new_hidden != self._hidden[k]).nonzero()
             row.anchors, row.pending_anchors = row.pending_anchors, None
-            self._hidden[k] = new_hidden
-            if len(changed) == 0:
+            if torch.equal(new_hidden, self._hidden[k]):
                 continue
-            first = int(changed[0])
-            self._mask_valid[k] = min(self._mask_valid[k], first)
-            if self._mask_valid[k] < self._cached:
+            self._hidden[k] = new_hidden
+            row.anchor_history.append(list(row.anchors))
+            if self._fused and self._first_stale_column(k, self._cached) is not None:
                 stale.append(k)
         return stale
 
-    def _resync_fused_row(self, k: int) -> None:
-        """Recompute one masked row of the fused cache from its first stale column, in place."""
-        b = len(self._active)
-        start, end = self._mask_valid[k], self._cached
+    def _resync(self, rows: list[int]) -> None:
+        """Recompute the stale masked columns of batch rows ``rows`` in one forward, in place in the fused cache.
+
+        Only visible columns are fed (a hidden column is never read, so its old values are kept for the time it
+        is shown again); the rows share the first stale column, each feeding its own visible columns from there,
+        right-padded to the longest.
+        """
+        b, end = len(self._active), self._cached
+        firsts = [self._first_stale_column(k, end) for k in rows]
+        rows = [k for k, f in zip(rows, firsts, strict=True) if f is not None]
+        if not rows:
+            return
+        start = min(f for f in firsts if f is not None)
+        visible = self._masked_attention()
+        feeds = [start + visible[k, start:end].nonzero().squeeze(-1) for k in rows]
+        width = max(len(f) for f in feeds)
+        ids = torch.full((len(rows), width), self._decoder.pad_token_id, dtype=torch.long)
+        fed = torch.zeros((len(rows), width), dtype=torch.long)
+        positions = torch.zeros((len(rows), width), dtype=torch.long)
+        all_positions = self._positions()
+        for j, (k, columns) in enumerate(zip(rows, feeds, strict=True)):
+            ids[j, : len(columns)] = self._ids[k, columns]
+            fed[j, : len(columns)] = 1
+            positions[j, : len(columns)] = all_positions[k, columns]
         layers = _layer_tensors(self._cache)
-        prefix = [(keys[b + k : b + k + 1, :, :start], values[b + k : b + k + 1, :, :start]) for keys, values in layers]
-        scratch = _cache_from_tensors(prefix) if start > 0 else self._decoder.new_cache()
-        self._decoder.forward(
-            self._ids[k : k + 1, start:end],
-            self._masked_attention()[k : k + 1, :end],
-            self._positions()[k : k + 1, start:end],
-            scratch,
+        index = torch.tensor([b + k for k in rows])
+        scratch = (
+            _cache_from_tensors([(keys[index, :, :start], values[index, :, :start]) for keys, values in layers])
+            if start > 0
+            else self._decoder.new_cache()
         )
+        self._decoder.forward(ids, torch.cat([visible[rows, :start], fed], dim=1), positions, scratch)
         self.stats.forwards += 1
-        self.stats.resync_tokens += end - start
-        self.stats._add(self.stats.row_resync_tokens, self._active[k], int(self._real[k, start:end].sum()))
         for (keys, values), (new_keys, new_values) in zip(layers, _layer_tensors(scratch), strict=True):
-            keys[b + k, :, start:end] = new_keys[0, :, start:end]
-            values[b + k, :, start:end] = new_values[0, :, start:end]
-        self._mask_valid[k] = end
+            for j, (k, columns) in enumerate(zip(rows, feeds, strict=True)):
+                keys[b + k, :, columns] = new_keys[j, :, start : start + len(columns)]
+                values[b + k, :, columns] = new_values[j, :, start : start + len(columns)]
+        for k, columns in zip(rows, feeds, strict=True):
+            row = self._rows[self._active[k]]
+            version, tokens = len(row.anchor_history) - 1, (columns - self._offset(k)).tolist()
+            row.kv_version.extend([-1] * (tokens[-1] + 1 - len(row.kv_version)))
+            for token in tokens:
+                row.kv_version[token] = version
+            self.stats.resync_tokens += len(columns)
+            self.stats._add(self.stats.row_resync_tokens, self._active[k], len(columns))
 
     def _fuse(self) -> None:
-        """Bring the masked rows up to the original rows' cache and join both into one 2B-row cache."""
+        """Bring the parked masked rows up to the original rows' cache and join both into one 2B-row cache."""
         if self._fused:
             return
         end = self._cached
-        if end > 0:
-            start = min(self._mask_valid)
-            if self._mask_cache is None or start == 0:
-                self._mask_cache, start = self._decoder.new_cache(), 0
-            else:
-                # DynamicCache.crop's meaning changed across 5.x releases; slicing views is stable and copies nothing.
-                parked = _layer_tensors(self._mask_cache)
-                self._mask_cache = _cache_from_tensors([(k[:, :, :start], v[:, :, :start]) for k, v in parked])
-            if start < end:
-                # One prefill for every masked row: recomputing a still-valid column gives the same values.
-                self._decoder.forward(
-                    self._ids[:, start:end],
-                    self._masked_attention()[:, :end],
-                    self._positions()[:, start:end],
-                    self._mask_cache,
-                )
-                self.stats.forwards += 1
-                per_row = self._real[:, start:end].sum(dim=1).tolist()
-                self.stats.resync_tokens += int(sum(per_row))
-                for k, n in enumerate(per_row):
-                    self.stats._add(self.stats.row_resync_tokens, self._active[k], int(n))
-            joined = [
-                (torch.cat([ko, km]), torch.cat([vo, vm]))
-                for (ko, vo), (km, vm) in zip(
-                    _layer_tensors(self._cache), _layer_tensors(self._mask_cache), strict=True
-                )
-            ]
-            self._cache = _cache_from_tensors(joined)
+        original = _layer_tensors(self._cache)
+        first_hidden = self._hidden[:, :end].any(dim=0).nonzero()
+        shared = int(first_hidden[0]) if len(first_hidden) else end
+        parked = _layer_tensors(self._mask_cache) if self._mask_cache is not None else None
+        parked_width = parked[0][0].shape[2] if parked else 0
+        layers = []
+        for layer, (keys, values) in enumerate(original):
+            # Before the first hidden column a masked row equals its original row; after it, the parked columns
+            # are kept and the ones never computed are zero placeholders that the re-sync below fills.
+            parts_k, parts_v = [keys[:, :, :shared]], [values[:, :, :shared]]
+            if parked is not None and parked_width > shared:
+                parts_k.append(parked[layer][0][:, :, shared:parked_width])
+                parts_v.append(parked[layer][1][:, :, shared:parked_width])
+            missing = end - max(shared, parked_width)
+            if missing > 0:
+                parts_k.append(keys.new_zeros((*keys.shape[:2], missing, keys.shape[3])))
+                parts_v.append(values.new_zeros((*values.shape[:2], missing, values.shape[3])))
+            layers.append((torch.cat(parts_k, dim=2), torch.cat(parts_v, dim=2)))
+        self._mask_cache = _cache_from_tensors(layers)
+        for k in range(len(self._active)):
+            self._mark_masked(k, 0, shared)
+            row = self._rows[self._active[k]]
+            offset = self._offset(k)
+            del row.kv_version[max(0, max(shared, parked_width) - offset) :]  # placeholders are not computed
+        self._join_caches()
+        self._resync(list(range(len(self._active))))
+
+    def _join_caches(self) -> None:
+        joined = [
+            (torch.cat([ko, km]), torch.cat([vo, vm]))
+            for (ko, vo), (km, vm) in zip(_layer_tensors(self._cache), _layer_tensors(self._mask_cache), strict=True)
+        ]
+        self._cache = _cache_from_tensors(joined)
         self._mask_cache = None
         self._fused = True
-        self._mask_valid = [end] * len(self._active)
 
     def _split(self) -> None:
         """Stop steering: keep the original rows' cache and park the masked rows (views, no copy)."""
@@ -710,3 +901,20 @@ class DecodeSession:
         self._cache = _cache_from_tensors([(k[:b], v[:b]) for k, v in layers])
         self._mask_cache = _cache_from_tensors([(k[b:], v[b:]) for k, v in layers])
         self._fused = False
+
+
+def _agreement(a: Sequence[int], b: Sequence[int]) -> int:
+    """Length of the common prefix of two token sequences."""
+    n = 0
+    for x, y in zip(a, b, strict=False):
+        if x != y:
+            break
+        n += 1
+    return n
+
+
+def _span_mask(spans: Sequence[tuple[int, int]], length: int) -> torch.Tensor:
+    mask = torch.zeros(length, dtype=torch.bool)
+    for start, end in spans:
+        mask[start:end] = True
+    return mask

@@ -37,6 +37,16 @@ def chain(llm):
     return SelfAnchorChain(llm=llm, bench="gsm8k", max_new_tokens=160)
 
 
+def assert_same_steps(got, expected):
+    """Same steps, text and anchors; confidences (and the ω from them) may differ in float32 rounding, because a
+    later solve takes the shared prompt prefix from the engine's cache instead of recomputing it."""
+    exact = [{k: v for k, v in s.items() if k not in ("confidence", "omega")} for s in expected]
+    assert [{k: v for k, v in s.items() if k not in ("confidence", "omega")} for s in got] == exact
+    for a, b in zip(got, expected, strict=True):
+        assert a["confidence"] == pytest.approx(b["confidence"], abs=1e-4)
+        assert a["omega"] == pytest.approx(b["omega"], abs=1e-3)
+
+
 @pytest.fixture(scope="module")
 def solved(chain):
     return chain.invoke(QUESTIONS[0])
@@ -67,8 +77,10 @@ def test_omega_follows_schedule_from_recorded_confidences(solved):
 
 def test_one_pass_no_reprefill_of_the_prompt(solved):
     usage = solved["usage"]
-    # The prompt is prefilled once (both branches); step boundaries re-sync only plan/reasoning suffixes.
-    assert usage["prefill_tokens"] == 2 * usage["prompt_tokens"]
+    # The prompt is prefilled once: the original branch whole (or from a cached shared prefix), the masked branch
+    # from the question on (before it both branches are equal); step boundaries re-sync only what went stale.
+    computed_or_reused = usage["prefill_tokens"] + usage["reused_prefix_tokens"]
+    assert usage["prompt_tokens"] < computed_or_reused < 2 * usage["prompt_tokens"]
     assert 0 < usage["resync_tokens"] < usage["prompt_tokens"]
     assert usage["resync_tokens"] <= 2 * usage["completion_tokens"]
 
@@ -126,7 +138,7 @@ def test_stream_yields_steps_in_order_then_output(chain, solved):
     steps = [c["step"] for c in chunks if "step" in c]
     tokens = "".join(c["token"] for c in chunks if "token" in c)
     assert chunks[-1]["output"]["text"] == solved["text"]
-    assert steps == solved["steps"]
+    assert_same_steps(steps, solved["steps"])
     assert (chain.assistant_prefix + tokens).startswith(solved["text"])  # the last token may run past the answer
 
 
@@ -137,7 +149,7 @@ def test_async_paths_match(chain, solved):
         return [c async for c in chain.astream(QUESTIONS[0])]
 
     chunks = asyncio.run(collect())
-    assert chunks[-1]["output"]["steps"] == solved["steps"]
+    assert_same_steps(chunks[-1]["output"]["steps"], solved["steps"])
 
 
 def test_astream_events_show_nested_llm_tokens(chain):
@@ -166,7 +178,8 @@ def test_structure_only_never_steers(llm):
     chain = SelfAnchorChain(llm=llm, bench="gsm8k", schedule=ConstantOmega(1.0), max_new_tokens=120)
     out = chain.invoke(QUESTIONS[0])
     assert all(s["omega"] == 1.0 for s in out["steps"])
-    assert out["usage"]["prefill_tokens"] == out["usage"]["prompt_tokens"]  # no masked branch at all
+    usage = out["usage"]
+    assert usage["prefill_tokens"] + usage["reused_prefix_tokens"] == usage["prompt_tokens"]  # no masked branch
     assert out["usage"]["resync_tokens"] == 0
 
 

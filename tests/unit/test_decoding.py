@@ -291,3 +291,88 @@ def test_bad_controls_are_rejected(decoder, byte_tokenizer):
         session.set_anchors(0, [(0, len(ids) + 5)])  # beyond the tokens that exist so far
     with pytest.raises(DecodingInputError, match="omega"):
         session.set_omega(0, float("nan"))
+
+
+def test_plan_hidden_then_shown_recomputes_only_what_it_must(decoder, tiny_model, byte_tokenizer):
+    """Self-Anchor's pattern: a plan is anchored (hidden in the masked row) and later shown again.
+
+    Hidden columns are never recomputed, and when the plan is shown again its own columns are still right (they
+    were computed while it was visible under the same anchors); only the columns after it are recomputed.
+    """
+    ids = encode(byte_tokenizer, PROMPTS[0])
+    n = len(ids)
+    question = [(10, 40)]
+    schedule = {
+        5: [(0, [*question, (n, n + 3)], None)],  # reasoning step: hide the plan (tokens n .. n+3)
+        10: [(0, question, None)],  # next plan step: show it again
+    }
+    session, log = run_with_schedule(decoder, [RowRequest(ids, question, 1.6)], schedule, max_new_tokens=16)
+    check_log(tiny_model, [RowRequest(ids, question, 1.6)], session, log)
+    # At step s the row holds s+1 generated tokens, the newest not yet in the cache: s cached generated tokens.
+    # Step 5: tokens n+3 .. n+5 are stale (2); step 10: tokens n+3 .. n+10 (7). The plan itself: never.
+    assert session.stats.resync_tokens == (5 - 3) + (10 - 3)
+
+
+def test_masked_prefill_starts_at_first_hidden_column(decoder, tiny_model, byte_tokenizer):
+    ids = encode(byte_tokenizer, PROMPTS[0])
+    session = decoder.start([RowRequest(ids, [(30, 40)], 1.5)], max_new_tokens=4)
+    for _ in session:
+        expected = reference_logits(tiny_model, ids + session.generated_ids(0)[:-1], [(30, 40)], 1.5)
+        assert torch.allclose(session.last_logits[0], expected, atol=1e-4)
+    assert session.stats.prefill_tokens == len(ids) + (len(ids) - 30)
+
+
+def test_shared_prompt_prefix_is_reused_exactly(tiny_model, byte_tokenizer):
+    decoder = SteeredDecoder(tiny_model, byte_tokenizer, eos_token_ids=[], prefix_cache_size=2)
+    system = "System: you are careful. Reason step by step and give the answer. "
+
+    def row(question: str, omega: float) -> RowRequest:
+        ids = encode(byte_tokenizer, system + question)
+        return RowRequest(ids, [(len(encode(byte_tokenizer, system)), len(ids))], omega)
+
+    decoder.generate([row("Q: 2+2? A:", 1.5), row("Q: what is 12 times 3? A:", 1.5)], max_new_tokens=3)
+    rows = [row("Q: seven minus 2? A:", 1.7), row("Q: 1+1? A:", 1.2)]
+    session = decoder.start(rows, max_new_tokens=6)
+    for _ in session:
+        for k, i in enumerate(session.last_rows):
+            seq = list(rows[i].prompt_ids) + session.generated_ids(i)[:-1]
+            expected = reference_logits(tiny_model, seq, rows[i].anchor_spans, rows[i].omega)
+            assert torch.allclose(session.last_logits[k], expected, atol=1e-4), f"row {i}"
+    shared = len(encode(byte_tokenizer, system + "Q: "))
+    width = max(len(r.prompt_ids) for r in rows)
+    # The longer row reuses the whole shared prefix; the shorter one what lies right of its left padding.
+    assert session.stats.reused_prefix_tokens == shared + (shared - (width - len(rows[1].prompt_ids)))
+    off = SteeredDecoder(tiny_model, byte_tokenizer, eos_token_ids=[], prefix_cache_size=0)
+    baseline = off.start(rows, max_new_tokens=6)
+    for _ in baseline:
+        pass
+    assert [r.token_ids for r in baseline.results()] == [r.token_ids for r in session.results()]
+    assert baseline.stats.reused_prefix_tokens == 0
+    assert baseline.stats.prefill_tokens - session.stats.prefill_tokens == session.stats.reused_prefix_tokens
+
+
+def test_prefix_cache_is_bounded_and_clearable(tiny_model, byte_tokenizer):
+    decoder = SteeredDecoder(tiny_model, byte_tokenizer, eos_token_ids=[], prefix_cache_size=2)
+    prompts = [f"Prompt number {i}: a fairly long shared opening for this row." for i in range(4)]
+    for text in prompts:
+        decoder.generate([RowRequest(encode(byte_tokenizer, text), [], 1.0)], max_new_tokens=1)
+    assert len(decoder._prefixes) == 2
+    agreed, layers = decoder.lookup_prefix(encode(byte_tokenizer, prompts[3]))
+    assert layers is not None and agreed == len(encode(byte_tokenizer, prompts[3])) - 1
+    decoder.clear_prefix_cache()
+    assert decoder.lookup_prefix(encode(byte_tokenizer, prompts[3])) == (0, None)
+    with pytest.raises(DecodingInputError, match="prefix_cache_size"):
+        SteeredDecoder(tiny_model, byte_tokenizer, prefix_cache_size=-1)
+
+
+def test_rows_stale_at_the_same_step_share_one_resync_forward(decoder, tiny_model, byte_tokenizer):
+    rows = [
+        RowRequest(encode(byte_tokenizer, PROMPTS[0]), [(10, 40)], 1.6),
+        RowRequest(encode(byte_tokenizer, PROMPTS[2]), [(9, 31)], 1.4),
+    ]
+    n0, n2 = len(rows[0].prompt_ids), len(rows[1].prompt_ids)
+    schedule = {4: [(0, [(10, 40), (n0, n0 + 2)], None), (1, [(9, 31), (n2 + 1, n2 + 3)], None)]}
+    session, log = run_with_schedule(decoder, rows, schedule, max_new_tokens=8)
+    check_log(tiny_model, rows, session, log)
+    prefill_forwards = 2  # original rows, then masked rows
+    assert session.stats.forwards == prefill_forwards + (session.stats.decode_steps - 1) + 1
