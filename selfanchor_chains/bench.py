@@ -351,3 +351,56 @@ def run_solve_cost_bench(
         "median_prompt_tokens": statistics.median(r["prompt_tokens"] for r in rows),
         "dtype": str(next(model.parameters()).dtype),
     }
+
+
+def run_throughput_bench(
+    llm: Any,
+    *,
+    bench: str = "gsm8k",
+    methods: Sequence[str] = ("self-anchor", "cot"),
+    problems: int = 16,
+    batch: int = 8,
+    max_new_tokens: int = 512,
+    split: str = "dev",
+    data_dir: str | None = None,
+    log: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """Problems per minute of each method on the same problems, batch after batch, methods interleaved.
+
+    This is how ``selfanchor eval`` runs them (one ``chain.batch`` per method and batch), without writing results,
+    so the ratio is measured side by side. A warm-up batch of each method runs first (not timed), so that every
+    method starts with the engine's shared-prefix cache filled, as it is during an evaluation.
+    """
+    from .cli import make_chain
+    from .datasets import load_problems
+
+    items = list(load_problems(bench, data_dir=data_dir, split=split, limit=problems))
+    chains = {m: make_chain(m, llm, bench=bench, max_new_tokens=max_new_tokens) for m in methods}
+    for m in methods:  # warm-up: a few tokens, enough to store the method's shared prompt prefix
+        make_chain(m, llm, bench=bench, max_new_tokens=8).invoke(items[0].question)
+    seconds = {m: 0.0 for m in methods}
+    tokens = {m: 0 for m in methods}
+    for start in range(0, len(items), batch):
+        group = items[start : start + batch]
+        for m in methods:
+            began = time.perf_counter()
+            outputs = chains[m].batch([p.question for p in group])
+            took = time.perf_counter() - began
+            seconds[m] += took
+            n = [o["usage"]["completion_tokens"] for o in outputs]
+            tokens[m] += sum(n)
+            log(f"batch {start // batch + 1} {m:>12}: {took:7.1f} s, tokens {sum(n)} (longest {max(n)})")
+    per_min = {m: 60.0 * len(items) / seconds[m] for m in methods}
+    base = methods[-1]
+    return {
+        "bench": bench,
+        "split": split,
+        "problems": len(items),
+        "batch": batch,
+        "max_new_tokens": max_new_tokens,
+        "seconds": seconds,
+        "tokens": tokens,
+        "problems_per_min": per_min,
+        "tokens_per_s": {m: tokens[m] / seconds[m] for m in methods},
+        "slowdown_vs_" + base: {m: per_min[base] / per_min[m] for m in methods},
+    }

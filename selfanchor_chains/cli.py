@@ -194,6 +194,35 @@ def cmd_bench_solve_cost(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench_throughput(args: argparse.Namespace) -> int:
+    from .bench import run_throughput_bench, write_json
+    from .llms import SteeredHFLLM
+
+    model, tokenizer = _load(args.model, args.dtype)
+    result = run_throughput_bench(
+        SteeredHFLLM(model=model, tokenizer=tokenizer),
+        bench=args.bench_name,
+        methods=[m.strip() for m in args.methods.split(",") if m.strip()],
+        problems=args.problems,
+        batch=args.batch,
+        max_new_tokens=args.max_new_tokens,
+        split=args.split,
+        data_dir=args.data_dir,
+        log=lambda line: print(line, file=sys.stderr, flush=True),
+    )
+    result.update(
+        model=args.model, dtype=args.dtype, threads=_threads(), command="selfanchor " + " ".join(sys.argv[1:])
+    )
+    base = result["problems_per_min"]
+    for method, per_min in base.items():
+        print(f"{method:>14}: {per_min:6.2f} problems/min, {result['tokens_per_s'][method]:6.2f} tokens/s")
+    slowdown_key = next(k for k in result if k.startswith("slowdown_vs_"))
+    print(slowdown_key + ": " + ", ".join(f"{m} {v:.3f}" for m, v in result[slowdown_key].items()))
+    if args.json:
+        write_json(result, args.json)
+    return 0
+
+
 def _threads() -> int:
     import torch
 
@@ -261,6 +290,21 @@ def build_parser() -> argparse.ArgumentParser:
     cost.add_argument("--data-dir", default=None)
     cost.add_argument("--json", default=None)
     cost.set_defaults(func=cmd_bench_solve_cost)
+
+    throughput = bench_sub.add_parser(
+        "throughput", help="problems/min of reasoning methods on the same problems, batched as `eval` runs them"
+    )
+    throughput.add_argument("--model", default=DEFAULT_MODEL)
+    throughput.add_argument("--dtype", default="bfloat16", choices=["bfloat16", "float32", "float16"])
+    throughput.add_argument("--bench-name", default="gsm8k", help="benchmark to draw problems from")
+    throughput.add_argument("--methods", default="self-anchor,cot", help="the last one is the reference")
+    throughput.add_argument("--problems", type=int, default=16)
+    throughput.add_argument("--batch", type=int, default=8)
+    throughput.add_argument("--max-new-tokens", type=int, default=512)
+    throughput.add_argument("--split", default="dev")
+    throughput.add_argument("--data-dir", default=None)
+    throughput.add_argument("--json", default=None)
+    throughput.set_defaults(func=cmd_bench_throughput)
 
     from .eval.cli import add_eval_commands
 

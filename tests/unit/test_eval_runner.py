@@ -294,6 +294,34 @@ def test_tiny_model_end_to_end(
     assert json.loads((tmp_path / "out" / "run.json").read_text())["model"] == "tiny"
 
 
+def test_throughput_bench_times_methods_side_by_side(
+    data_dir: Path, long_context_tiny_model: Any, byte_tokenizer: Any
+) -> None:
+    from selfanchor_chains.bench import run_throughput_bench
+    from selfanchor_chains.llms import SteeredHFLLM
+
+    llm = SteeredHFLLM(model=long_context_tiny_model, tokenizer=byte_tokenizer, model_id="tiny")
+    lines: list[str] = []
+    result = run_throughput_bench(
+        llm,
+        methods=["self-anchor", "cot"],
+        problems=3,
+        batch=2,
+        max_new_tokens=5,
+        data_dir=str(data_dir),
+        log=lines.append,
+    )
+    assert result["problems"] == 3 and len(lines) == 4  # two batches (2 + 1 problems), two methods each
+    for method in ("self-anchor", "cot"):
+        assert 0 < result["tokens"][method] <= 3 * 5
+        assert result["problems_per_min"][method] == pytest.approx(60 * 3 / result["seconds"][method])
+    slowdown = result["slowdown_vs_cot"]
+    assert slowdown["cot"] == 1.0
+    assert slowdown["self-anchor"] == pytest.approx(result["seconds"]["self-anchor"] / result["seconds"]["cot"])
+    # The warm-up stored a shared prompt prefix per method (their system prompts differ).
+    assert len(llm.runtime.decoder._prefixes) >= 2
+
+
 # -- parsing ---------------------------------------------------------------------------------------------------
 
 
