@@ -40,6 +40,15 @@ def reference_logits(model, seq: list[int], spans, omega: float) -> torch.Tensor
     return omega * l_o + (1 - omega) * l_m
 
 
+def decode_checking_every_step(session, model, rows) -> None:
+    """Run a session with fixed anchors and ω, checking each step's combined logits against the reference."""
+    for _ in session:
+        for k, i in enumerate(session.last_rows):
+            seq = list(rows[i].prompt_ids) + session.generated_ids(i)[:-1]
+            expected = reference_logits(model, seq, rows[i].anchor_spans, rows[i].omega)
+            assert torch.allclose(session.last_logits[k], expected, atol=1e-4), f"row {i}"
+
+
 @pytest.fixture
 def decoder(tiny_model, byte_tokenizer):
     return SteeredDecoder(tiny_model, byte_tokenizer, eos_token_ids=[])
@@ -73,11 +82,7 @@ def test_every_step_matches_reference_forwards(decoder, tiny_model, byte_tokeniz
         RowRequest(encode(byte_tokenizer, PROMPTS[2]), [(9, 31), (42, 60)], 0.6),
     ]
     session = decoder.start(rows, max_new_tokens=12)
-    for _ in session:
-        for k, i in enumerate(session.last_rows):
-            seq = list(rows[i].prompt_ids) + session.generated_ids(i)[:-1]
-            expected = reference_logits(tiny_model, seq, rows[i].anchor_spans, rows[i].omega)
-            assert torch.allclose(session.last_logits[k], expected, atol=1e-4), f"row {i}"
+    decode_checking_every_step(session, tiny_model, rows)
     assert all(len(r.token_ids) == 12 for r in session.results())
 
 
@@ -333,11 +338,7 @@ def test_shared_prompt_prefix_is_reused_exactly(tiny_model, byte_tokenizer):
     decoder.generate([row("Q: 2+2? A:", 1.5), row("Q: what is 12 times 3? A:", 1.5)], max_new_tokens=3)
     rows = [row("Q: seven minus 2? A:", 1.7), row("Q: 1+1? A:", 1.2)]
     session = decoder.start(rows, max_new_tokens=6)
-    for _ in session:
-        for k, i in enumerate(session.last_rows):
-            seq = list(rows[i].prompt_ids) + session.generated_ids(i)[:-1]
-            expected = reference_logits(tiny_model, seq, rows[i].anchor_spans, rows[i].omega)
-            assert torch.allclose(session.last_logits[k], expected, atol=1e-4), f"row {i}"
+    decode_checking_every_step(session, tiny_model, rows)
     shared = len(encode(byte_tokenizer, system + "Q: "))
     width = max(len(r.prompt_ids) for r in rows)
     # The longer row reuses the whole shared prefix; the shorter one what lies right of its left padding.
