@@ -352,6 +352,20 @@ def test_shared_prompt_prefix_is_reused_exactly(tiny_model, byte_tokenizer):
     assert baseline.stats.prefill_tokens - session.stats.prefill_tokens == session.stats.reused_prefix_tokens
 
 
+def test_anchor_inside_a_cached_prefix_is_still_exact(tiny_model, byte_tokenizer):
+    """The masked rows start before the reused prefix ends: they are prefilled from the anchor, not from the cache."""
+    decoder = SteeredDecoder(tiny_model, byte_tokenizer, eos_token_ids=[])
+    system = "Context: the sky is green today and grass is blue. Now answer. "
+    decoder.generate([RowRequest(encode(byte_tokenizer, system + "Q: ok?"), [], 1.0)], max_new_tokens=2)
+    rows = [
+        RowRequest(encode(byte_tokenizer, system + "Q: what colour is the sky?"), [(9, 30)], 1.8),
+        RowRequest(encode(byte_tokenizer, system + "Q: and grass?"), [(9, 30), (66, 70)], 1.3),
+    ]
+    session = decoder.start(rows, max_new_tokens=5)
+    decode_checking_every_step(session, tiny_model, rows)
+    assert session.stats.reused_prefix_tokens > 0
+
+
 def test_prefix_cache_is_bounded_and_clearable(tiny_model, byte_tokenizer):
     decoder = SteeredDecoder(tiny_model, byte_tokenizer, eos_token_ids=[], prefix_cache_size=2)
     prompts = [f"Prompt number {i}: a fairly long shared opening for this row." for i in range(4)]
