@@ -3,11 +3,12 @@
 # Resumable: every command skips the items already in $OUT, so re-running after an interruption continues.
 # About 8 hours of decoding on this project's 2-core CPU; run it in the background on an otherwise idle machine:
 #   nohup bash scripts/run_evaluation.sh > logs/evaluation.log 2>&1 &
+# (SA=path/to/selfanchor and OUT=folder override the defaults, e.g. to run a frozen checkout of the code.)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export HF_HUB_OFFLINE=1
 OUT=${OUT:-evals/qwen2.5-coder-1.5b-bfloat16}
-SA=.venv/bin/selfanchor
+SA=${SA:-.venv/bin/selfanchor}
 COMMON=(--model qwen2.5-coder-1.5b --batch 8 --max-new-tokens 512 --out "$OUT" --no-progress)
 # 1. The main table: GSM8K, Self-Anchor against CoT and Plan-and-Solve+.
 $SA eval gsm8k --methods self-anchor,cot,ps --limit 200 "${COMMON[@]}"
