@@ -16,12 +16,22 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .store import ResultsFile, check_compatible, read_records, read_run_info, run_lock, update_run_info, utc_now
+from .store import (
+    ResultsFile,
+    check_compatible,
+    check_fingerprints,
+    read_records,
+    read_run_info,
+    run_lock,
+    update_run_info,
+    utc_now,
+)
 
 __all__ = [
     "ChainFactory",
     "MethodSpec",
     "make_record",
+    "method_fingerprint",
     "parse_benches",
     "parse_methods",
     "pending_items",
@@ -172,6 +182,39 @@ def _make_chain(source: Any, method: str, bench: str, max_new_tokens: int) -> An
     return source(method, bench)
 
 
+def method_fingerprint(chain: Any, source: Any, method: str, bench: str) -> str | None:
+    """A short hash of what decides a method's answers besides the model: prompt template and steering set-up.
+
+    Known for the package's reasoning chains and for the prompted baselines on other LLMs; None for chains from a
+    user's factory (their configuration is theirs to track).
+    """
+    import dataclasses
+    import hashlib
+    import json
+
+    from ..chains import ReasoningChain
+
+    payload: dict[str, Any]
+    if isinstance(chain, ReasoningChain):
+        payload = {
+            "chain": type(chain).__name__,
+            "template": dataclasses.asdict(chain._template_for()),
+            "schedule": repr(chain.schedule),
+            "omega": chain.omega,
+            "anchors": [chain.anchor_question, chain.anchor_context, chain.anchor_plan_in_final],
+            "limits": dataclasses.asdict(chain.limits),
+            "format_retries": chain.format_retries,
+        }
+    elif _is_language_model(source):
+        from .prompted import _template
+
+        payload = {"prompted": method, "template": dataclasses.asdict(_template(method, bench))}
+    else:
+        return None
+    blob = json.dumps(payload, sort_keys=True, default=repr).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]
+
+
 def _model_name(source: Any) -> str | None:
     for attr in ("model_id", "model_name", "model"):
         value = getattr(source, attr, None)
@@ -320,7 +363,9 @@ def run_eval(
     Raises:
         ValueError: Unknown benchmark or method, or a bad limit / batch size.
         SteeringRequiredError: A steered method with a plain LLM.
-        IncompatibleRunError: ``out_dir`` holds results of another model, dtype, split or token budget.
+        IncompatibleRunError: ``out_dir`` holds results of another model, dtype, split or token budget, or of a
+            method whose prompt template or steering configuration has changed since (see
+            :func:`method_fingerprint`).
         RunLockedError: Another evaluation is writing to ``out_dir``.
         DatasetError: The data cannot be found or read.
     """
@@ -365,9 +410,25 @@ def run_eval(
         problem_sets = [
             (spec, load_problems(spec, data_dir=data_dir, split=split, limit=limit)) for spec in bench_specs
         ]
-        update_run_info(out, model=model, dtype=dtype, package_version=__version__, settings=settings, command=entry)
-        files: dict[tuple[str, str], ResultsFile] = {}
+        # The chains of methods with work left are built up front, so that one whose prompt or steering changed
+        # since its results were written is refused before anything runs.
         chains: dict[tuple[str, str], Any] = {}
+        fingerprints: dict[str, str | None] = {}
+        for (bench, method), left in _pending_by_method(problem_sets, method_specs, out).items():
+            if left:
+                chain = chains[(bench, method)] = _make_chain(llm_or_chain_factory, method, bench, max_new_tokens)
+                fingerprints[f"{bench}/{method}"] = method_fingerprint(chain, llm_or_chain_factory, method, bench)
+        check_fingerprints(read_run_info(out), fingerprints, out)
+        update_run_info(
+            out,
+            model=model,
+            dtype=dtype,
+            package_version=__version__,
+            settings=settings,
+            fingerprints=fingerprints,
+            command=entry,
+        )
+        files: dict[tuple[str, str], ResultsFile] = {}
         try:
             for spec, problems in problem_sets:
                 _run_bench(
@@ -429,18 +490,27 @@ def pending_items(
     """
     from ..datasets import load_problems
 
-    method_specs = parse_methods(methods, known=None)
+    problem_sets = [
+        (spec, load_problems(spec, data_dir=data_dir, split=split, limit=limit)) for spec in parse_benches(benches)
+    ]
+    return sum(_pending_by_method(problem_sets, parse_methods(methods, known=None), Path(out_dir)).values())
+
+
+def _pending_by_method(
+    problem_sets: Sequence[tuple[str, Sequence[Any]]], method_specs: Sequence[MethodSpec], out: Path
+) -> dict[tuple[str, str], int]:
+    """``{(bench, method): items still to solve}`` from the results files (read, not repaired)."""
     done: dict[tuple[str, str], set[str]] = {}
-    total = 0
-    for spec in parse_benches(benches):
+    pending: dict[tuple[str, str], int] = {}
+    for spec, problems in problem_sets:
         bench = spec.partition(":")[0]
-        items = _unique(load_problems(spec, data_dir=data_dir, split=split, limit=limit))
+        items = _unique(problems)
         for m in method_specs:
-            if (bench, m.name) not in done:
-                path = Path(out_dir) / bench / f"{m.name}.jsonl"
-                done[(bench, m.name)] = {str(r["id"]) for r in read_records(path)}
-            total += sum(_todo(m, i, items, done[(bench, m.name)]) for i in range(len(items)))
-    return total
+            key = (bench, m.name)
+            if key not in done:
+                done[key] = {str(r["id"]) for r in read_records(out / bench / f"{m.name}.jsonl")}
+            pending[key] = pending.get(key, 0) + sum(_todo(m, i, items, done[key]) for i in range(len(items)))
+    return pending
 
 
 def _run_bench(

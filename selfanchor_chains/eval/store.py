@@ -11,7 +11,7 @@ import contextlib
 import datetime as _dt
 import json
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -195,13 +195,34 @@ def check_compatible(info: dict[str, Any], current: dict[str, Any], out_dir: Pat
             )
 
 
+def check_fingerprints(info: dict[str, Any], current: Mapping[str, str | None], out_dir: Path) -> None:
+    """Refuse to resume a method whose prompt or steering configuration changed since its results were written.
+
+    Args:
+        info: The folder's ``run.json``.
+        current: ``{"<bench>/<method>": fingerprint}`` of this run's chains (None: unknown, not checked).
+        out_dir: The folder, for the message.
+
+    Raises:
+        IncompatibleRunError: A stored fingerprint differs from this run's.
+    """
+    stored = info.get("fingerprints") or {}
+    for key, new in current.items():
+        old = stored.get(key)
+        if old is not None and new is not None and old != new:
+            raise IncompatibleRunError(
+                f"{out_dir}/{key}.jsonl was written with another prompt or steering configuration of {key} "
+                f"(fingerprint {old}, now {new}); move that file away or use another --out folder"
+            )
+
+
 def update_run_info(out_dir: str | os.PathLike[str], **fields: Any) -> dict[str, Any]:
     """Merge into ``OUT/run.json`` and write it atomically.
 
     Args:
         out_dir: The output folder.
-        **fields: Top-level fields to set; ``settings`` is merged key by key; ``command`` (a dict with an ``id``)
-            replaces the entry of ``commands`` with the same ``id`` or is appended.
+        **fields: Top-level fields to set; ``settings`` and ``fingerprints`` are merged key by key; ``command`` (a
+            dict with an ``id``) replaces the entry of ``commands`` with the same ``id`` or is appended.
 
     Returns:
         The merged content.
@@ -210,12 +231,13 @@ def update_run_info(out_dir: str | os.PathLike[str], **fields: Any) -> dict[str,
     root.mkdir(parents=True, exist_ok=True)
     info = read_run_info(root)
     command = fields.pop("command", None)
-    settings = fields.pop("settings", None)
+    merged = {key: fields.pop(key, None) for key in ("settings", "fingerprints")}
     for key, value in fields.items():
         if value is not None:
             info[key] = value
-    if settings:
-        info["settings"] = {**info.get("settings", {}), **{k: v for k, v in settings.items() if v is not None}}
+    for key, value in merged.items():
+        if value:
+            info[key] = {**info.get(key, {}), **{k: v for k, v in value.items() if v is not None}}
     if command is not None:
         commands = info.setdefault("commands", [])
         for k, existing in enumerate(commands):

@@ -294,6 +294,56 @@ def test_tiny_model_end_to_end(
     assert json.loads((tmp_path / "out" / "run.json").read_text())["model"] == "tiny"
 
 
+def test_changed_prompt_is_refused_before_anything_runs(
+    tmp_path: Path, data_dir: Path, long_context_tiny_model: Any, byte_tokenizer: Any
+) -> None:
+    import dataclasses
+
+    from selfanchor_chains.chains import CoTChain, SelfAnchorChain
+    from selfanchor_chains.eval.store import IncompatibleRunError
+    from selfanchor_chains.llms import SteeredHFLLM
+    from selfanchor_chains.prompts import SELF_ANCHOR
+
+    llm = SteeredHFLLM(model=long_context_tiny_model, tokenizer=byte_tokenizer, model_id="tiny")
+    reworded = dataclasses.replace(SELF_ANCHOR, system=SELF_ANCHOR.system.replace("short plans", "brief plans"))
+
+    def factory(template: Any) -> Any:
+        def make(method: str, bench: str) -> Any:
+            if method == "cot":
+                return CoTChain(llm=llm, bench=bench, max_new_tokens=4)
+            return SelfAnchorChain(llm=llm, bench=bench, max_new_tokens=4, template=template)
+
+        return make
+
+    out = tmp_path / "out"
+    kwargs: dict[str, Any] = {"data_dir": data_dir, "batch_size": 2, "progress": False}
+    run_eval("gsm8k", "self-anchor,cot", factory(SELF_ANCHOR), out, limit=2, **kwargs)
+    stored = json.loads((out / "run.json").read_text())["fingerprints"]
+    assert set(stored) == {"gsm8k/self-anchor", "gsm8k/cot"} and all(len(v) == 16 for v in stored.values())
+    # The same configuration resumes; a reworded Self-Anchor prompt is refused, and nothing is written.
+    run_eval("gsm8k", "self-anchor,cot", factory(SELF_ANCHOR), out, limit=3, **kwargs)
+    before = {m: _raw_ids(out / "gsm8k" / f"{m}.jsonl") for m in ("self-anchor", "cot")}
+    assert len(before["self-anchor"]) == 3
+    with pytest.raises(IncompatibleRunError, match="gsm8k/self-anchor"):
+        run_eval("gsm8k", "self-anchor,cot", factory(reworded), out, limit=4, **kwargs)
+    assert {m: _raw_ids(out / "gsm8k" / f"{m}.jsonl") for m in ("self-anchor", "cot")} == before
+    # A finished method is not checked (nothing would be appended to it).
+    run_eval("gsm8k", "self-anchor", factory(reworded), out, limit=3, **kwargs)
+
+
+def test_fingerprint_tells_methods_and_settings_apart(long_context_tiny_model: Any, byte_tokenizer: Any) -> None:
+    from selfanchor_chains.chains import SelfAnchorChain, constant_omega, structure_only
+    from selfanchor_chains.eval.runner import method_fingerprint
+    from selfanchor_chains.llms import SteeredHFLLM
+
+    llm = SteeredHFLLM(model=long_context_tiny_model, tokenizer=byte_tokenizer, model_id="tiny")
+    chains = [SelfAnchorChain(llm=llm), structure_only(llm), constant_omega(llm, 1.5), constant_omega(llm, 2.0)]
+    prints = [method_fingerprint(c, llm, "x", "gsm8k") for c in chains]
+    assert len(set(prints)) == 4
+    assert method_fingerprint(SelfAnchorChain(llm=llm), llm, "x", "gsm8k") == prints[0]  # stable
+    assert method_fingerprint(object(), lambda m, b: None, "x", "gsm8k") is None  # a user's own chain
+
+
 def test_throughput_bench_times_methods_side_by_side(
     data_dir: Path, long_context_tiny_model: Any, byte_tokenizer: Any
 ) -> None:
