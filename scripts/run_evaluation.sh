@@ -12,7 +12,9 @@ SA=${SA:-.venv/bin/selfanchor}
 COMMON=(--model qwen2.5-coder-1.5b --batch 8 --max-new-tokens 512 --out "$OUT" --no-progress)
 # 1. The main table: GSM8K, Self-Anchor against CoT and Plan-and-Solve+.
 $SA eval gsm8k --methods self-anchor,cot,ps --limit 200 "${COMMON[@]}"
-# 2. The other five benchmarks: Self-Anchor against CoT (BBH round-robin over its tasks).
+# 2. The other five benchmarks: Self-Anchor against CoT (BBH round-robin over its tasks); first 32 items of each,
+#    so that an interrupted run has covered every benchmark, then up to 60.
+$SA eval aqua,math500,strategyqa,t4d,bbh --methods self-anchor,cot --limit 32 "${COMMON[@]}"
 $SA eval aqua,math500,strategyqa,t4d,bbh --methods self-anchor,cot --limit 60 "${COMMON[@]}"
 # 3. Ablations on GSM8K: SPA's constant anchoring of the question, Self-Anchor's structure without steering, and
 #    Self-Anchor with a constant ω.
