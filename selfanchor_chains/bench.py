@@ -81,7 +81,7 @@ class SpeedBench:
         self.new_tokens, self.omega = new_tokens, omega
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
         # EOS suppressed: equal token counts. No prefix cache: the other methods recompute every prompt in full.
-        self.decoder = SteeredDecoder(model, tokenizer, eos_token_ids=[], prefix_cache_size=0)
+        self.decoder = SteeredDecoder(model, tokenizer, eos_token_ids=[], prefix_cache_tokens=0)
         self.produced: dict[str, int] = {}
 
     def _generate_kwargs(self) -> dict[str, Any]:
@@ -303,7 +303,7 @@ def run_solve_cost_bench(
     from .llms import SteeredHFLLM
 
     llm = SteeredHFLLM(model=model, tokenizer=tokenizer)
-    llm.runtime.decoder.prefix_cache_size = 0  # like plain ``generate``, which recomputes every prompt in full
+    llm.runtime.decoder.prefix_cache_tokens = 0  # like plain ``generate``, which recomputes every prompt in full
     chain = SelfAnchorChain(llm=llm, bench="gsm8k", max_new_tokens=max_new_tokens)
     cot = CoTChain(llm=llm, bench="gsm8k", max_new_tokens=max_new_tokens)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id

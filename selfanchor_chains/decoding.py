@@ -247,9 +247,10 @@ class SteeredDecoder:
         tokenizer: Used to decode text for stop strings and streaming; optional for id-only use.
         eos_token_ids: Tokens that end a row; defaults to the model's and tokenizer's EOS ids.
         pad_token_id: Id used for left padding; defaults to the tokenizer's pad, else the first EOS id.
-        prefix_cache_size: How many shared prompt prefixes (e.g. a system prompt and instructions) to keep the
-            keys and values of, so that later sessions starting with the same tokens skip recomputing them;
-            0 turns it off. Call :meth:`clear_prefix_cache` if the model's weights change.
+        prefix_cache_tokens: How many prompt-prefix tokens (over all stored prefixes) to keep the keys and values
+            of, so that later sessions starting with the same tokens (a system prompt and instructions; the
+            earlier turns of a chat) skip recomputing them. Least recently used prefixes are dropped first; 0
+            turns it off. Call :meth:`clear_prefix_cache` if the model's weights change.
     """
 
     def __init__(
@@ -259,10 +260,10 @@ class SteeredDecoder:
         *,
         eos_token_ids: Sequence[int] | None = None,
         pad_token_id: int | None = None,
-        prefix_cache_size: int = 8,
+        prefix_cache_tokens: int = 4096,
     ) -> None:
-        if prefix_cache_size < 0:
-            raise DecodingInputError(f"prefix_cache_size must be >= 0, got {prefix_cache_size}")
+        if prefix_cache_tokens < 0:
+            raise DecodingInputError(f"prefix_cache_tokens must be >= 0, got {prefix_cache_tokens}")
         self.model = model
         self.tokenizer = tokenizer
         self.eos_token_ids = frozenset(eos_token_ids if eos_token_ids is not None else self._default_eos())
@@ -278,7 +279,7 @@ class SteeredDecoder:
             p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()
         )
         self.context_length: int | None = getattr(model.config, "max_position_embeddings", None)
-        self.prefix_cache_size = prefix_cache_size
+        self.prefix_cache_tokens = prefix_cache_tokens
         self._prefixes: OrderedDict[tuple[int, ...], list[tuple[torch.Tensor, torch.Tensor]]] = OrderedDict()
         self._prefix_lock = threading.Lock()
 
@@ -337,13 +338,15 @@ class SteeredDecoder:
         return best, layers
 
     def store_prefix(self, tokens: Sequence[int], layers: list[tuple[torch.Tensor, torch.Tensor]]) -> None:
-        """Keep the keys and values (one row, positions from 0) of a prompt prefix, evicting the least used."""
-        if self.prefix_cache_size == 0:
+        """Keep the keys and values (one row, positions from 0) of a prompt prefix, evicting the least recently used
+        prefixes while the stored tokens exceed ``prefix_cache_tokens``."""
+        key = tuple(int(t) for t in tokens)
+        if len(key) > self.prefix_cache_tokens:
             return
         with self._prefix_lock:
-            self._prefixes[tuple(int(t) for t in tokens)] = layers
-            self._prefixes.move_to_end(tuple(int(t) for t in tokens))
-            while len(self._prefixes) > self.prefix_cache_size:
+            self._prefixes[key] = layers
+            self._prefixes.move_to_end(key)
+            while sum(len(k) for k in self._prefixes) > self.prefix_cache_tokens:
                 self._prefixes.popitem(last=False)
 
     def clear_prefix_cache(self) -> None:

@@ -328,7 +328,7 @@ def test_masked_prefill_starts_at_first_hidden_column(decoder, tiny_model, byte_
 
 
 def test_shared_prompt_prefix_is_reused_exactly(tiny_model, byte_tokenizer):
-    decoder = SteeredDecoder(tiny_model, byte_tokenizer, eos_token_ids=[], prefix_cache_size=2)
+    decoder = SteeredDecoder(tiny_model, byte_tokenizer, eos_token_ids=[])
     system = "System: you are careful. Reason step by step and give the answer. "
 
     def row(question: str, omega: float) -> RowRequest:
@@ -343,7 +343,7 @@ def test_shared_prompt_prefix_is_reused_exactly(tiny_model, byte_tokenizer):
     width = max(len(r.prompt_ids) for r in rows)
     # The longer row reuses the whole shared prefix; the shorter one what lies right of its left padding.
     assert session.stats.reused_prefix_tokens == shared + (shared - (width - len(rows[1].prompt_ids)))
-    off = SteeredDecoder(tiny_model, byte_tokenizer, eos_token_ids=[], prefix_cache_size=0)
+    off = SteeredDecoder(tiny_model, byte_tokenizer, eos_token_ids=[], prefix_cache_tokens=0)
     baseline = off.start(rows, max_new_tokens=6)
     for _ in baseline:
         pass
@@ -366,18 +366,22 @@ def test_anchor_inside_a_cached_prefix_is_still_exact(tiny_model, byte_tokenizer
     assert session.stats.reused_prefix_tokens > 0
 
 
-def test_prefix_cache_is_bounded_and_clearable(tiny_model, byte_tokenizer):
-    decoder = SteeredDecoder(tiny_model, byte_tokenizer, eos_token_ids=[], prefix_cache_size=2)
-    prompts = [f"Prompt number {i}: a fairly long shared opening for this row." for i in range(4)]
-    for text in prompts:
-        decoder.generate([RowRequest(encode(byte_tokenizer, text), [], 1.0)], max_new_tokens=1)
-    assert len(decoder._prefixes) == 2
-    agreed, layers = decoder.lookup_prefix(encode(byte_tokenizer, prompts[3]))
-    assert layers is not None and agreed == len(encode(byte_tokenizer, prompts[3])) - 1
+def test_prefix_cache_is_bounded_in_tokens_and_clearable(tiny_model, byte_tokenizer):
+    prompts = [encode(byte_tokenizer, f"Prompt number {i}: a fairly long opening for this row.") for i in range(4)]
+    stored = len(prompts[0]) - 1  # one row: all but the last token (its logits are needed) is a shared prefix
+    decoder = SteeredDecoder(tiny_model, byte_tokenizer, eos_token_ids=[], prefix_cache_tokens=2 * stored + 5)
+    for ids in prompts:
+        decoder.generate([RowRequest(ids, [], 1.0)], max_new_tokens=1)
+    assert [len(k) for k in decoder._prefixes] == [stored, stored]  # the two most recent
+    agreed, layers = decoder.lookup_prefix(prompts[3])
+    assert layers is not None and agreed == stored
+    assert decoder.lookup_prefix(prompts[0])[0] < 16  # evicted: only "Prompt number " agrees
+    decoder.generate([RowRequest(encode(byte_tokenizer, "x" * (3 * stored)), [], 1.0)], max_new_tokens=1)
+    assert [len(k) for k in decoder._prefixes] == [stored, stored]  # longer than the whole budget: not stored
     decoder.clear_prefix_cache()
-    assert decoder.lookup_prefix(encode(byte_tokenizer, prompts[3])) == (0, None)
-    with pytest.raises(DecodingInputError, match="prefix_cache_size"):
-        SteeredDecoder(tiny_model, byte_tokenizer, prefix_cache_size=-1)
+    assert decoder.lookup_prefix(prompts[3]) == (0, None)
+    with pytest.raises(DecodingInputError, match="prefix_cache_tokens"):
+        SteeredDecoder(tiny_model, byte_tokenizer, prefix_cache_tokens=-1)
 
 
 def test_rows_stale_at_the_same_step_share_one_resync_forward(decoder, tiny_model, byte_tokenizer):
