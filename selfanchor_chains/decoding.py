@@ -325,11 +325,15 @@ class SteeredDecoder:
     def lookup_prefix(self, tokens: Sequence[int]) -> tuple[int, list[tuple[torch.Tensor, torch.Tensor]] | None]:
         """The stored prefix agreeing longest with ``tokens``: (tokens agreed, its per-layer keys and values).
 
-        The stored tensors may be longer than the agreement; only their first ``agreed`` columns apply.
+        The stored tensors may be longer than the agreement; only their first ``agreed`` columns apply. Prefixes
+        stored before the model moved to another device or dtype are passed over.
         """
         best, layers, best_key = 0, None, None
+        weights = next(self.model.parameters(), None)
         with self._prefix_lock:
             for key, value in self._prefixes.items():
+                if weights is not None and (value[0][0].device, value[0][0].dtype) != (weights.device, weights.dtype):
+                    continue
                 agreed = min(_agreement(key, tokens), len(tokens))
                 if agreed > best:
                     best, layers, best_key = agreed, value, key

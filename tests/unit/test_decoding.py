@@ -378,6 +378,12 @@ def test_prefix_cache_is_bounded_in_tokens_and_clearable(tiny_model, byte_tokeni
     assert decoder.lookup_prefix(prompts[0])[0] < 16  # evicted: only "Prompt number " agrees
     decoder.generate([RowRequest(encode(byte_tokenizer, "x" * (3 * stored)), [], 1.0)], max_new_tokens=1)
     assert [len(k) for k in decoder._prefixes] == [stored, stored]  # longer than the whole budget: not stored
+    decoder.model.to(torch.float64)  # keys of the old dtype no longer fit the model
+    try:
+        assert decoder.lookup_prefix(prompts[3]) == (0, None)
+    finally:
+        decoder.model.to(torch.float32)
+    assert decoder.lookup_prefix(prompts[3])[0] == stored
     decoder.clear_prefix_cache()
     assert decoder.lookup_prefix(prompts[3]) == (0, None)
     with pytest.raises(DecodingInputError, match="prefix_cache_tokens"):
