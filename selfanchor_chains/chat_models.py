@@ -601,7 +601,13 @@ class ChatSteeredHF(BaseChatModel):
 
     @classmethod
     def from_model_id(
-        cls, model_id: str, *, dtype: str = "bfloat16", trust_remote_code: bool = False, **kwargs: Any
+        cls,
+        model_id: str,
+        *,
+        dtype: str = "bfloat16",
+        trust_remote_code: bool = False,
+        device: str | None = None,
+        **kwargs: Any,
     ) -> ChatSteeredHF:
         """Load a registry model (``smollm2-135m``, ``qwen2.5-coder-0.5b``, ``qwen2.5-coder-1.5b``), a local
         directory of safetensors weights, or a hub id, and wrap it.
@@ -610,6 +616,7 @@ class ChatSteeredHF(BaseChatModel):
             model_id: Registry name, local path or hub id.
             dtype: Weights dtype (``"bfloat16"`` is fastest on CPUs with AVX-512 BF16; ``"float32"`` is exact).
             trust_remote_code: Passed to ``from_pretrained``; keep ``False`` unless you trust the repository.
+            device: Where to put the weights (default the CPU); decoding runs there.
             **kwargs: Fields of this class (``omega``, ``max_tokens``, ...).
 
         Returns:
@@ -617,7 +624,9 @@ class ChatSteeredHF(BaseChatModel):
         """
         from .models import load_model_and_tokenizer
 
-        model, tokenizer = load_model_and_tokenizer(model_id, dtype=dtype, trust_remote_code=trust_remote_code)
+        model, tokenizer = load_model_and_tokenizer(
+            model_id, dtype=dtype, trust_remote_code=trust_remote_code, device=device
+        )
         return cls(model=model, tokenizer=tokenizer, model_id=f"{model_id}@{dtype}", **kwargs)
 
     @property

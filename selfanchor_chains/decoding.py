@@ -359,6 +359,11 @@ class SteeredDecoder:
 
     # -- model plumbing ------------------------------------------------------------------------------------------
 
+    @property
+    def device(self) -> torch.device:
+        weights = next(self.model.parameters(), None)
+        return weights.device if weights is not None else torch.device("cpu")
+
     def new_cache(self) -> Any:
         from transformers import DynamicCache
 
@@ -367,7 +372,12 @@ class SteeredDecoder:
     def forward(
         self, input_ids: torch.Tensor, attention_mask: torch.Tensor, position_ids: torch.Tensor, cache: Any
     ) -> torch.Tensor:
-        """One cached forward; returns float32 logits of the last position, ``(rows, vocab)``."""
+        """One cached forward; returns float32 logits of the last position, ``(rows, vocab)``, on the model's device.
+
+        The session keeps its bookkeeping on the CPU; the inputs move to wherever the model's weights are.
+        """
+        device = self.device
+        input_ids, attention_mask, position_ids = (t.to(device) for t in (input_ids, attention_mask, position_ids))
         kwargs: dict[str, Any] = {self._cache_kw: cache, "use_cache": True}
         if self._logits_to_keep:
             kwargs["logits_to_keep"] = 1  # the LM head over a long prompt is costly and only the last row is used
@@ -676,14 +686,15 @@ class DecodeSession:
     ) -> tuple[list[int], list[float], list[float]]:
         omegas = [self._rows[i].omega if self._rows[i].steered else 1.0 for i in self._active]
         if logits_m is None:
-            combined = combine_logits(logits_o, logits_o, torch.ones(len(omegas)))
+            combined = combine_logits(logits_o, logits_o, torch.ones(len(omegas), device=logits_o.device))
         else:
-            combined = combine_logits(logits_o, logits_m, torch.tensor(omegas, dtype=torch.float32))
+            omega = torch.tensor(omegas, dtype=torch.float32, device=logits_o.device)
+            combined = combine_logits(logits_o, logits_m, omega)
         # Self-Anchor's confidence is the original branch's own certainty, not the steered one's.
         confidences = torch.softmax(logits_o.float(), dim=-1).amax(dim=-1)
         self.last_logits, self.last_rows = combined, list(self._active)
         if self.sampling.do_sample:
-            scores = self._warp(combined)
+            scores = self._warp(combined.cpu())  # the seeded generator lives on the CPU
             tokens = torch.multinomial(torch.softmax(scores, dim=-1), 1, generator=self._generator).squeeze(-1)
         else:
             tokens = combined.argmax(dim=-1)
@@ -740,13 +751,14 @@ class DecodeSession:
             return
         index = torch.tensor(keep, dtype=torch.long)
         self._ids, self._real, self._hidden = self._ids[index], self._real[index], self._hidden[index]
+        device = self._cache.layers[0].keys.device
         if self._fused:
             rows_before = self._cache.layers[0].keys.shape[0] // 2
-            self._cache.batch_select_indices(torch.tensor(keep + [rows_before + k for k in keep]))
+            self._cache.batch_select_indices(torch.tensor(keep + [rows_before + k for k in keep], device=device))
         else:
-            self._cache.batch_select_indices(index)
+            self._cache.batch_select_indices(index.to(device))
             if self._mask_cache is not None:
-                self._mask_cache.batch_select_indices(index)
+                self._mask_cache.batch_select_indices(index.to(device))
         # Columns where every remaining row is padding carry no information; trimming them keeps masks short.
         first_real = int(self._real.any(dim=0).long().argmax())
         if first_real > 0:
@@ -839,7 +851,7 @@ class DecodeSession:
             fed[j, : len(columns)] = 1
             positions[j, : len(columns)] = all_positions[k, columns]
         layers = _layer_tensors(self._cache)
-        index = torch.tensor([b + k for k in rows])
+        index = torch.tensor([b + k for k in rows], device=layers[0][0].device)
         scratch = (
             _cache_from_tensors([(keys[index, :, :start], values[index, :, :start]) for keys, values in layers])
             if start > 0
@@ -849,8 +861,9 @@ class DecodeSession:
         self.stats.forwards += 1
         for (keys, values), (new_keys, new_values) in zip(layers, _layer_tensors(scratch), strict=True):
             for j, (k, columns) in enumerate(zip(rows, feeds, strict=True)):
-                keys[b + k, :, columns] = new_keys[j, :, start : start + len(columns)]
-                values[b + k, :, columns] = new_values[j, :, start : start + len(columns)]
+                at = columns.to(keys.device)
+                keys[b + k, :, at] = new_keys[j, :, start : start + len(columns)]
+                values[b + k, :, at] = new_values[j, :, start : start + len(columns)]
         for k, columns in zip(rows, feeds, strict=True):
             row = self._rows[self._active[k]]
             version, tokens = len(row.anchor_history) - 1, (columns - self._offset(k)).tolist()

@@ -501,6 +501,7 @@ def load_model_and_tokenizer(
     *,
     dtype: str | torch.dtype = DEFAULT_DTYPE,
     trust_remote_code: bool = False,
+    device: str | torch.device | None = None,
 ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     """Load a causal LM and its tokenizer, ready for left-padded batched generation.
 
@@ -509,9 +510,11 @@ def load_model_and_tokenizer(
             safetensors weights, or a hub id (works only if it is in the local HF cache or online).
         dtype: ``"bfloat16"``, ``"float16"``, ``"float32"`` or the matching ``torch.dtype``.
         trust_remote_code: Passed to ``from_pretrained``; leave False unless you trust the source.
+        device: Where to put the weights (``"cuda"``, ``"cuda:1"``, ...); default the CPU. The engine runs its
+            forwards wherever the weights are (this project's CI has no GPU, so only the CPU path is tested).
 
     Returns:
-        ``(model, tokenizer)``: the model in eval mode on CPU; the tokenizer with a pad token
+        ``(model, tokenizer)``: the model in eval mode on ``device``; the tokenizer with a pad token
         (falling back to eos) and ``padding_side="left"``.
 
     Raises:
@@ -521,7 +524,15 @@ def load_model_and_tokenizer(
         OSError: A hub id could not be loaded.
         ValueError: ``dtype`` is not supported.
     """
-    dtype_name = _dtype_name(dtype)
+    model, tokenizer = _load_any(name_or_path, _dtype_name(dtype), trust_remote_code)
+    if device is not None:
+        model = model.to(device)  # type: ignore[arg-type]  # transformers types .to oddly
+    return model, tokenizer
+
+
+def _load_any(
+    name_or_path: str, dtype_name: str, trust_remote_code: bool
+) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     if name_or_path in REGISTRY:
         dest = converted_model_dir(name_or_path, dtype_name)
         if not (dest / _MARKER).is_file():

@@ -318,6 +318,10 @@ def test_local_folder_gets_pad_token_and_left_padding(tmp_path: Path, tiny_model
     assert loaded.pad_token == loaded.eos_token == "</s>"
     assert loaded.padding_side == "left"
     assert not model.training
+    assert next(model.parameters()).device.type == "cpu"
+    # ``device`` moves the weights (no GPU here: the meta device shows the move happens).
+    moved, _ = models.load_model_and_tokenizer(str(tmp_path / "local"), dtype="float32", device="meta")
+    assert next(moved.parameters()).device.type == "meta"
 
 
 def test_local_folder_refuses_pickled_weights(tmp_path: Path, tiny_model, byte_tokenizer) -> None:
