@@ -545,8 +545,8 @@ class DecodeSession:
 
     # Batch state: ``_ids``/``_real`` are (B, W) over left-padded columns (rows are right-aligned, so token t of a
     # row of length n sits in column W - n + t); ``_hidden`` marks anchor columns. Cache layout: fused → one cache
-    # of 2B rows (original rows first); split → ``_orig_cache`` (B rows) plus ``_mask_cache`` (B rows, maybe
-    # shorter). Each row's ``kv_version`` says under which anchor set each masked column was computed.
+    # of 2B rows (original rows first); split → ``_cache`` (the B original rows) plus ``_mask_cache`` (B rows,
+    # maybe shorter). Each row's ``kv_version`` says under which anchor set each masked column was computed.
 
     def _setup_batch(self) -> None:
         width = max(r.prompt_len for r in self._rows)
@@ -784,6 +784,8 @@ class DecodeSession:
         row = self._rows[self._active[k]]
         offset = self._offset(k)
         first, end = max(0, start_column - offset), end_column - offset
+        if end <= first:
+            return  # the columns lie in this row's left padding
         if len(row.kv_version) < end:
             row.kv_version.extend([-1] * (end - len(row.kv_version)))
         row.kv_version[first:end] = [len(row.anchor_history) - 1] * (end - first)

@@ -401,3 +401,35 @@ def test_rows_stale_at_the_same_step_share_one_resync_forward(decoder, tiny_mode
     check_log(tiny_model, rows, session, log)
     prefill_forwards = 2  # original rows, then masked rows
     assert session.stats.forwards == prefill_forwards + (session.stats.decode_steps - 1) + 1
+
+
+def test_resume_after_pause_with_padded_rows_is_exact(decoder, tiny_model, byte_tokenizer):
+    """Steered, paused (masked rows parked), resumed: left-padded rows keep their masked history."""
+    rows = [
+        RowRequest(encode(byte_tokenizer, PROMPTS[2]), [(0, 12)], 1.5),  # anchored from its first token
+        RowRequest(encode(byte_tokenizer, PROMPTS[0]), [(3, 8)], 1.7),  # a little left padding
+        RowRequest(encode(byte_tokenizer, PROMPTS[1]), [(3, 8)], 1.3),  # much left padding
+    ]
+    n1 = len(rows[1].prompt_ids)
+    schedule = {
+        2: [(0, None, 1.0), (1, None, 1.0), (2, None, 1.0)],  # pause: masked rows parked
+        4: [(1, [(3, 8), (n1 + 1, n1 + 3)], None)],  # anchors change while parked
+        5: [(0, None, 1.5), (1, None, 1.7), (2, None, 1.3)],  # resume
+        8: [(1, [(3, 8)], None)],
+    }
+    session, log = run_with_schedule(decoder, rows, schedule, max_new_tokens=12)
+    check_log(tiny_model, rows, session, log)
+
+
+def test_marking_columns_inside_left_padding_changes_nothing(decoder, byte_tokenizer):
+    rows = [
+        RowRequest(encode(byte_tokenizer, PROMPTS[2]), [(0, 5)], 1.5),
+        RowRequest(encode(byte_tokenizer, PROMPTS[0]), [(3, 8)], 1.5),  # one column of left padding
+    ]
+    session = decoder.start(rows, max_new_tokens=4)
+    next(iter(session))
+    before = list(session._rows[1].kv_version)
+    assert len(before) == len(rows[1].prompt_ids)
+    for end_column in (0, 1):  # an empty range, and the padding column (a resumed fuse shares none of row 0)
+        session._mark_masked(1, 0, end_column)
+        assert session._rows[1].kv_version == before
