@@ -4,14 +4,17 @@ Prints, per variant: accuracy, how many reasoning steps actually compute somethi
 time and finish reasons. Used to decide on the template's wording without tuning it to the evaluation items:
 
     python scripts/compare_templates.py --offset 0 --problems 24 --variants current,compute,cot
+    python scripts/compare_templates.py --offset 0 --problems 48 --variants gentle,structure --save out.json
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import time
+from pathlib import Path
 
 COMPUTE_SYSTEM = (
     "Solve the problem by alternating short plans and reasoning. {core}\n"
@@ -33,7 +36,12 @@ def main() -> None:
     parser.add_argument("--offset", type=int, default=0)
     parser.add_argument("--problems", type=int, default=24)
     parser.add_argument("--batch", type=int, default=8)
-    parser.add_argument("--variants", default="current,compute,cot")
+    parser.add_argument(
+        "--variants",
+        default="current,compute,cot",
+        help="current, compute (reworded template), cot, structure (ω = 1), gentle (ω from 1.25, at most 1.5)",
+    )
+    parser.add_argument("--save", default=None, help="write every solve's text and correctness here (JSON)")
     args = parser.parse_args()
 
     from selfanchor_chains import prompts
@@ -41,6 +49,7 @@ def main() -> None:
     from selfanchor_chains.chains import CoTChain, SelfAnchorChain
     from selfanchor_chains.datasets import load_problems
     from selfanchor_chains.llms import SteeredHFLLM
+    from selfanchor_chains.schedules import ConfidenceOmega, ConstantOmega
 
     compute = prompts.ReasoningTemplate(
         name="self-anchor", system=COMPUTE_SYSTEM.format(core=prompts._CORE), assistant_prefix="Plan 1:"
@@ -50,7 +59,12 @@ def main() -> None:
         "current": SelfAnchorChain(llm=llm, bench="gsm8k", max_new_tokens=512),
         "compute": SelfAnchorChain(llm=llm, bench="gsm8k", max_new_tokens=512, template=compute),
         "cot": CoTChain(llm=llm, bench="gsm8k", max_new_tokens=512),
+        "structure": SelfAnchorChain(llm=llm, bench="gsm8k", max_new_tokens=512, schedule=ConstantOmega(1.0)),
+        "gentle": SelfAnchorChain(
+            llm=llm, bench="gsm8k", max_new_tokens=512, schedule=ConfidenceOmega(omega_init=1.25, omega_max=1.5)
+        ),
     }
+    saved: dict[str, list[dict[str, object]]] = {}
     problems = load_problems("gsm8k", split="train", limit=args.offset + args.problems)[args.offset :]
     for variant in args.variants.split(","):
         start, outputs = time.perf_counter(), []
@@ -64,6 +78,17 @@ def main() -> None:
         for o in outputs:
             reasons[o["finish_reason"]] = reasons.get(o["finish_reason"], 0) + 1
         tokens = sum(o["usage"]["completion_tokens"] for o in outputs)
+        saved[variant] = [
+            {
+                "id": p.id,
+                "question": p.question,
+                "correct": is_correct("gsm8k", o["answer"], p.answer),
+                "text": o["text"],
+            }
+            for o, p in zip(outputs, problems, strict=True)
+        ]
+        if args.save:
+            Path(args.save).write_text(json.dumps(saved, indent=1))
         print(
             f"{variant}: accuracy {correct}/{len(problems)}, reasoning steps computing {computing}/{len(steps)}, "
             f"tokens {tokens}, {wall:.0f} s, {reasons}",

@@ -329,6 +329,14 @@ def test_changed_prompt_is_refused_before_anything_runs(
     assert {m: _raw_ids(out / "gsm8k" / f"{m}.jsonl") for m in ("self-anchor", "cot")} == before
     # A finished method is not checked (nothing would be appended to it).
     run_eval("gsm8k", "self-anchor", factory(reworded), out, limit=3, **kwargs)
+    # Moving the old results away frees the method for its new configuration.
+    (out / "gsm8k" / "self-anchor.jsonl").rename(tmp_path / "old-self-anchor.jsonl")
+    run_eval("gsm8k", "self-anchor", factory(reworded), out, limit=2, **kwargs)
+    assert len(_raw_ids(out / "gsm8k" / "self-anchor.jsonl")) == 2
+    stored = json.loads((out / "run.json").read_text())["fingerprints"]
+    assert stored["gsm8k/self-anchor"] != stored["gsm8k/cot"]
+    with pytest.raises(IncompatibleRunError, match="gsm8k/self-anchor"):
+        run_eval("gsm8k", "self-anchor", factory(SELF_ANCHOR), out, limit=3, **kwargs)
 
 
 def test_fingerprint_tells_methods_and_settings_apart(long_context_tiny_model: Any, byte_tokenizer: Any) -> None:
