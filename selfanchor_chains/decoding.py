@@ -583,14 +583,15 @@ class DecodeSession:
 
     def _prefill(self) -> tuple[torch.Tensor, torch.Tensor | None]:
         width = self._ids.shape[1]
-        start = self._start_from_cached_prefix()
+        common = self._common_prefix()
+        start = self._start_from_cached_prefix(common)
         logits_o = self._decoder.forward(
             self._ids[:, start:], self._real.long(), self._positions()[:, start:], self._cache
         )
         self.stats.forwards += 1
         self._count_prefill(self._real[:, start:].sum(dim=1).tolist())
         self._cached = width
-        self._store_shared_prefix()
+        self._store_shared_prefix(common)
         if not any(r.steered for r in self._rows):
             return logits_o, None
         # A masked row sees exactly what its original row sees up to the first hidden column.
@@ -612,9 +613,8 @@ class DecodeSession:
         self._join_caches()
         return logits_o, logits_m
 
-    def _start_from_cached_prefix(self) -> int:
+    def _start_from_cached_prefix(self, common: int) -> int:
         """Fill the original cache with a stored KV of the prompts' shared prefix; returns the first column to run."""
-        common = self._common_prefix()
         agreed, stored = self._decoder.lookup_prefix(self._prompts[0][:common])
         if stored is None or agreed < _MIN_SHARED_PREFIX:
             return 0
@@ -643,8 +643,7 @@ class DecodeSession:
             common = min(common, _agreement(first, prompt))
         return common
 
-    def _store_shared_prefix(self) -> None:
-        common = self._common_prefix()
+    def _store_shared_prefix(self, common: int) -> None:
         if common < _MIN_SHARED_PREFIX:
             return
         agreed, _ = self._decoder.lookup_prefix(self._prompts[0][:common])

@@ -414,14 +414,13 @@ def run_eval(
         # since its results were written is refused before anything runs.
         chains: dict[tuple[str, str], Any] = {}
         fingerprints: dict[str, str | None] = {}
-        for (bench, method), left in _pending_by_method(problem_sets, method_specs, out).items():
+        pending, done = _pending_by_method(problem_sets, method_specs, out)
+        for (bench, method), left in pending.items():
             if left:
                 chain = chains[(bench, method)] = _make_chain(llm_or_chain_factory, method, bench, max_new_tokens)
                 fingerprints[f"{bench}/{method}"] = method_fingerprint(chain, llm_or_chain_factory, method, bench)
         # Only results on disk bind a method to its old configuration: a moved-away file frees it.
-        with_results = {
-            key: f for key, f in fingerprints.items() if any(True for _ in read_records(out / f"{key}.jsonl"))
-        }
+        with_results = {key: f for key, f in fingerprints.items() if done[key.split("/")[0], key.split("/")[1]]}
         check_fingerprints(read_run_info(out), with_results, out)
         update_run_info(
             out,
@@ -497,13 +496,14 @@ def pending_items(
     problem_sets = [
         (spec, load_problems(spec, data_dir=data_dir, split=split, limit=limit)) for spec in parse_benches(benches)
     ]
-    return sum(_pending_by_method(problem_sets, parse_methods(methods, known=None), Path(out_dir)).values())
+    return sum(_pending_by_method(problem_sets, parse_methods(methods, known=None), Path(out_dir))[0].values())
 
 
 def _pending_by_method(
     problem_sets: Sequence[tuple[str, Sequence[Any]]], method_specs: Sequence[MethodSpec], out: Path
-) -> dict[tuple[str, str], int]:
-    """``{(bench, method): items still to solve}`` from the results files (read, not repaired)."""
+) -> tuple[dict[tuple[str, str], int], dict[tuple[str, str], set[str]]]:
+    """Items still to solve and ids already solved, by ``(bench, method)``, from the results files (read, not
+    repaired)."""
     done: dict[tuple[str, str], set[str]] = {}
     pending: dict[tuple[str, str], int] = {}
     for spec, problems in problem_sets:
@@ -514,7 +514,7 @@ def _pending_by_method(
             if key not in done:
                 done[key] = {str(r["id"]) for r in read_records(out / bench / f"{m.name}.jsonl")}
             pending[key] = pending.get(key, 0) + sum(_todo(m, i, items, done[key]) for i in range(len(items)))
-    return pending
+    return pending, done
 
 
 def _run_bench(
