@@ -128,6 +128,19 @@ def _paired(
     return [a for a, _ in pairs], [b for _, b in pairs]
 
 
+def _time_ratio(reference: Sequence[Mapping[str, Any]], baseline: Sequence[Mapping[str, Any]]) -> float | None:
+    """Reference seconds over baseline seconds on the items both completed.
+
+    ``selfanchor eval`` runs the methods on the same batches one after the other, so this is a side-by-side
+    measure even when the machine's speed drifts over a long run (the methods' overall problems/min are not).
+    """
+    base = {str(r["id"]): float(r.get("seconds") or 0.0) for r in baseline}
+    common = [r for r in reference if str(r["id"]) in base]
+    ref_seconds = sum(float(r.get("seconds") or 0.0) for r in common)
+    base_seconds = sum(base[str(r["id"])] for r in common)
+    return ref_seconds / base_seconds if ref_seconds > 0 and base_seconds > 0 else None
+
+
 def _comparison(
     row: str,
     baseline: str,
@@ -233,6 +246,7 @@ def build_report(
                 bbh_strata.setdefault(baseline, []).append(pair)
             found = _comparison(row, baseline, [pair], **opts)
             if found:
+                found["time_ratio"] = _time_ratio(by_method[reference], by_method[baseline])
                 paired.append(found)
     if bbh_cells:
         bbh_records = results.get("bbh", {})
@@ -248,6 +262,7 @@ def build_report(
         for baseline, strata in bbh_strata.items():
             found = _comparison(MACRO_ROW, baseline, strata, **opts)
             if found:
+                found["time_ratio"] = _time_ratio(bbh_records.get(reference, []), bbh_records.get(baseline, []))
                 paired.append(found)
     all_records = {m: [r for by_method in results.values() for r in by_method.get(m, [])] for m in methods}
     run = read_run_info(out_dir)
@@ -331,7 +346,8 @@ def format_markdown(report: Mapping[str, Any]) -> str:
             f"Δ in percentage points; {level}% paired bootstrap interval ({settings['resamples']} resamples, seed "
             f"{settings['seed']}); b = only {reference} right, c = only the baseline right; exact McNemar p "
             f"(two-sided). The {MACRO_ROW} row averages per-task differences (resampled within tasks); its p pools "
-            "the tasks' pairs.",
+            "the tasks' pairs. time × = the reference's seconds over the baseline's on those items (both ran on the "
+            "same batches, one after the other).",
             "",
         ]
         body = [
@@ -345,10 +361,11 @@ def format_markdown(report: Mapping[str, Any]) -> str:
                 str(p["b"]),
                 str(p["c"]),
                 _p(p["p_value"]),
+                _num(p.get("time_ratio"), 2),
             ]
             for p in report["paired"]
         ]
-        lines += [*_table(["benchmark", "baseline", "n", "accuracy", "Δ", "CI", "b", "c", "p"], body), ""]
+        lines += [*_table(["benchmark", "baseline", "n", "accuracy", "Δ", "CI", "b", "c", "p", "time ×"], body), ""]
 
     lines += ["## Speed and failure modes (all benchmarks)", ""]
     body = []

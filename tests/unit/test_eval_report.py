@@ -179,11 +179,13 @@ def test_report_paired_differences(results: Path) -> None:
 
 def test_paired_uses_only_items_both_completed(tmp_path: Path) -> None:
     root = tmp_path / "out"
-    _write(root, "gsm8k", "self-anchor", [_record("gsm8k", i, True) for i in range(10)])
+    # The items only self-anchor completed are slow; the time ratio must not see them.
+    _write(root, "gsm8k", "self-anchor", [_record("gsm8k", i, True, seconds=3.0 if i < 4 else 99.0) for i in range(10)])
     _write(root, "gsm8k", "spa", [_record("gsm8k", i, False) for i in range(4)])
     report = build_report(root)
     pair = _pair(report, "gsm8k", "spa")
     assert (pair["n"], pair["b"], pair["c"], pair["diff"]) == (4, 4, 0, 1.0)
+    assert pair["time_ratio"] == pytest.approx(1.5)
     assert _row(report, "gsm8k")["methods"]["self-anchor"]["n"] == 10
 
 
@@ -196,6 +198,10 @@ def test_failure_modes_and_speed(results: Path) -> None:
     assert cot["finish_reasons"] == {"final_answer": 45, "length": 1}
     assert cot["problems_per_minute"] == pytest.approx(60 * 46 / (10 * 1.0 + 36 * 2.0))
     assert report["efficiency"]["self-anchor"]["problems_per_minute"] == pytest.approx(30.0)
+    # Side by side on the same items: gsm8k self-anchor 2 s vs cot 1 s per item; elsewhere 2 s each.
+    assert _pair(report, "gsm8k")["time_ratio"] == pytest.approx(2.0)
+    assert _pair(report, "aqua")["time_ratio"] == pytest.approx(1.0)
+    assert _pair(report, MACRO_ROW)["time_ratio"] == pytest.approx(1.0)
 
 
 def test_write_report_files(results: Path) -> None:
@@ -207,7 +213,7 @@ def test_write_report_files(results: Path) -> None:
     assert data["run"]["model"] == "m@bfloat16" and len(data["paired"]) == 5
     markdown = written["markdown"].read_text()
     assert "| gsm8k | 80.0 [49.0, 94.3] (n=10) | 50.0 [23.7, 76.3] (n=10) |" in markdown
-    assert "| aqua | cot | 30 | 73.3 vs 46.7 | +26.7 |" in markdown and "| 10 | 2 | 0.0386 |" in markdown
+    assert "| aqua | cot | 30 | 73.3 vs 46.7 | +26.7 |" in markdown and "| 10 | 2 | 0.0386 | 1.00 |" in markdown
     assert MACRO_ROW in markdown and markdown == format_markdown(build_report(results))
 
 
