@@ -15,9 +15,9 @@ $SA eval gsm8k --methods self-anchor,cot,ps --limit 200 "${COMMON[@]}"
 # 2. The other five benchmarks: Self-Anchor against CoT (BBH round-robin over its tasks); first 32 items of each,
 #    so that an interrupted run has covered every benchmark.
 $SA eval aqua,math500,strategyqa,t4d,bbh --methods self-anchor,cot --limit 32 "${COMMON[@]}"
-# 3. Ablations on GSM8K: Self-Anchor's structure without steering, SPA's constant anchoring of the question, and
+# 3. The other five benchmarks up to 60 items each.
+$SA eval aqua,math500,strategyqa,t4d,bbh --methods self-anchor,cot --limit 60 "${COMMON[@]}"
+# 4. Ablations on GSM8K: Self-Anchor's structure without steering, SPA's constant anchoring of the question, and
 #    Self-Anchor with a constant ω.
 $SA eval gsm8k --methods structure-only,spa,constant-omega --limit 100 "${COMMON[@]}"
-# 4. The other five benchmarks up to 60 items each.
-$SA eval aqua,math500,strategyqa,t4d,bbh --methods self-anchor,cot --limit 60 "${COMMON[@]}"
 $SA report "$OUT"
