@@ -30,6 +30,8 @@ __all__ = [
 ]
 
 MACRO_ROW = "bbh (macro)"
+# Below this many paired items in some BBH task the within-task bootstrap of the macro row is flagged as too narrow.
+_RELIABLE_TASK_SIZE = 5
 TRUNCATED = frozenset({"length", "max_tokens", "MAX_TOKENS"})
 """Finish reasons meaning the token budget ran out (ours, and hosted APIs' spellings)."""
 _FINAL_LINE = re.compile(r"final\s+answer", re.IGNORECASE)
@@ -263,6 +265,8 @@ def build_report(
             found = _comparison(MACRO_ROW, baseline, strata, **opts)
             if found:
                 found["time_ratio"] = _time_ratio(bbh_records.get(reference, []), bbh_records.get(baseline, []))
+                # Resampling within a task of one or two items barely varies, so such an interval is too narrow.
+                found["smallest_task"] = min(len(first) for first, _ in strata if first)
                 paired.append(found)
     all_records = {m: [r for by_method in results.values() for r in by_method.get(m, [])] for m in methods}
     run = read_run_info(out_dir)
@@ -366,6 +370,14 @@ def format_markdown(report: Mapping[str, Any]) -> str:
             for p in report["paired"]
         ]
         lines += [*_table(["benchmark", "baseline", "n", "accuracy", "Δ", "CI", "b", "c", "p", "time ×"], body), ""]
+        small = [p for p in report["paired"] if p.get("smallest_task", _RELIABLE_TASK_SIZE) < _RELIABLE_TASK_SIZE]
+        if small:
+            lines += [
+                f"Some tasks of the {MACRO_ROW} row have fewer than {_RELIABLE_TASK_SIZE} paired items (smallest: "
+                f"{min(p['smallest_task'] for p in small)}); resampling within such tasks understates the spread, so "
+                "read that row's interval as too narrow and rely on its McNemar p.",
+                "",
+            ]
 
     lines += ["## Speed and failure modes (all benchmarks)", ""]
     body = []

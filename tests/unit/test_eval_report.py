@@ -215,6 +215,8 @@ def test_write_report_files(results: Path) -> None:
     assert "| gsm8k | 80.0 [49.0, 94.3] (n=10) | 50.0 [23.7, 76.3] (n=10) |" in markdown
     assert "| aqua | cot | 30 | 73.3 vs 46.7 | +26.7 |" in markdown and "| 10 | 2 | 0.0386 | 1.00 |" in markdown
     assert MACRO_ROW in markdown and markdown == format_markdown(build_report(results))
+    # bbh task b has two paired items: the macro interval is flagged.
+    assert data["paired"][-1]["smallest_task"] == 2 and "fewer than 5 paired items (smallest: 2)" in markdown
 
 
 def _report_args(*argv: str) -> argparse.Namespace:
