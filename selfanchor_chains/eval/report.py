@@ -133,8 +133,9 @@ def _paired(
 def _time_ratio(reference: Sequence[Mapping[str, Any]], baseline: Sequence[Mapping[str, Any]]) -> float | None:
     """Reference seconds over baseline seconds on the items both completed.
 
-    ``selfanchor eval`` runs the methods on the same batches one after the other, so this is a side-by-side
-    measure even when the machine's speed drifts over a long run (the methods' overall problems/min are not).
+    When one ``selfanchor eval`` command ran both methods they ran on the same batches one after the other, so this
+    is a side-by-side measure even when the machine's speed drifts over a long run (overall problems/min are not);
+    items the two methods completed in separate runs compare those runs' conditions as well.
     """
     base = {str(r["id"]): float(r.get("seconds") or 0.0) for r in baseline}
     common = [r for r in reference if str(r["id"]) in base]
@@ -350,8 +351,9 @@ def format_markdown(report: Mapping[str, Any]) -> str:
             f"Δ in percentage points; {level}% paired bootstrap interval ({settings['resamples']} resamples, seed "
             f"{settings['seed']}); b = only {reference} right, c = only the baseline right; exact McNemar p "
             f"(two-sided). The {MACRO_ROW} row averages per-task differences (resampled within tasks); its p pools "
-            "the tasks' pairs. time × = the reference's seconds over the baseline's on those items (both ran on the "
-            "same batches, one after the other).",
+            "the tasks' pairs. time × = the reference's seconds over the baseline's on those items: side by side "
+            "only where one `selfanchor eval` command ran both (it runs them on the same batches, one after the "
+            "other), not for items resumed from runs made at other times.",
             "",
         ]
         body = [
