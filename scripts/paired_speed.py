@@ -14,7 +14,7 @@ import argparse
 import json
 from typing import Any
 
-from selfanchor_chains.eval.report import load_results
+from selfanchor_chains.eval.report import load_results, paired_records
 
 
 def main() -> None:
@@ -40,11 +40,10 @@ def main() -> None:
         by_method = results.get(bench, {})
         if args.reference not in by_method or args.baseline not in by_method:
             raise SystemExit(f"{bench}: no results for both {args.reference} and {args.baseline} in {args.out}")
-        baseline_records = by_method[args.baseline][skip.get(bench, 0) :]
-        base = {str(r["id"]): r for r in baseline_records}
-        ref = {str(r["id"]): r for r in by_method[args.reference] if str(r["id"]) in base}
-        row: dict[str, Any] = {"bench": bench, "n": len(ref)}
-        for name, records in ((args.reference, list(ref.values())), (args.baseline, [base[i] for i in ref])):
+        pairs = paired_records(by_method[args.reference], by_method[args.baseline][skip.get(bench, 0) :])
+        row: dict[str, Any] = {"bench": bench, "n": len(pairs)}
+        for name, side in ((args.reference, 0), (args.baseline, 1)):
+            records = [pair[side] for pair in pairs]
             row[name] = {
                 "seconds": sum(float(r.get("seconds") or 0.0) for r in records),
                 "tokens": sum(int(r.get("tokens") or 0) for r in records),

@@ -24,6 +24,7 @@ __all__ = [
     "build_report",
     "format_markdown",
     "load_results",
+    "paired_records",
     "plot_accuracy",
     "plot_tokens",
     "write_report",
@@ -121,13 +122,20 @@ def _groups(
     return groups
 
 
+def paired_records(
+    reference: Sequence[Mapping[str, Any]], baseline: Sequence[Mapping[str, Any]]
+) -> list[tuple[Mapping[str, Any], Mapping[str, Any]]]:
+    """``(reference record, baseline record)`` for the items both completed, in the reference's order."""
+    base = {str(r["id"]): r for r in baseline}
+    return [(r, base[str(r["id"])]) for r in reference if str(r["id"]) in base]
+
+
 def _paired(
     reference: Sequence[Mapping[str, Any]], baseline: Sequence[Mapping[str, Any]]
 ) -> tuple[list[bool], list[bool]]:
     """Correctness of both methods on the items both completed, in the reference's order."""
-    base = {str(r["id"]): bool(r.get("correct")) for r in baseline}
-    pairs = [(bool(r.get("correct")), base[str(r["id"])]) for r in reference if str(r["id"]) in base]
-    return [a for a, _ in pairs], [b for _, b in pairs]
+    pairs = paired_records(reference, baseline)
+    return [bool(a.get("correct")) for a, _ in pairs], [bool(b.get("correct")) for _, b in pairs]
 
 
 def _time_ratio(reference: Sequence[Mapping[str, Any]], baseline: Sequence[Mapping[str, Any]]) -> float | None:
@@ -137,10 +145,9 @@ def _time_ratio(reference: Sequence[Mapping[str, Any]], baseline: Sequence[Mappi
     is a side-by-side measure even when the machine's speed drifts over a long run (overall problems/min are not);
     items the two methods completed in separate runs compare those runs' conditions as well.
     """
-    base = {str(r["id"]): float(r.get("seconds") or 0.0) for r in baseline}
-    common = [r for r in reference if str(r["id"]) in base]
-    ref_seconds = sum(float(r.get("seconds") or 0.0) for r in common)
-    base_seconds = sum(base[str(r["id"])] for r in common)
+    pairs = paired_records(reference, baseline)
+    ref_seconds = sum(float(a.get("seconds") or 0.0) for a, _ in pairs)
+    base_seconds = sum(float(b.get("seconds") or 0.0) for _, b in pairs)
     return ref_seconds / base_seconds if ref_seconds > 0 and base_seconds > 0 else None
 
 

@@ -414,13 +414,16 @@ def run_eval(
         # since its results were written is refused before anything runs.
         chains: dict[tuple[str, str], Any] = {}
         fingerprints: dict[str, str | None] = {}
+        # Only results on disk bind a method to its old configuration: a moved-away file frees it.
+        with_results: dict[str, str | None] = {}
         pending, done = _pending_by_method(problem_sets, method_specs, out)
         for (bench, method), left in pending.items():
             if left:
                 chain = chains[(bench, method)] = _make_chain(llm_or_chain_factory, method, bench, max_new_tokens)
-                fingerprints[f"{bench}/{method}"] = method_fingerprint(chain, llm_or_chain_factory, method, bench)
-        # Only results on disk bind a method to its old configuration: a moved-away file frees it.
-        with_results = {key: f for key, f in fingerprints.items() if done[key.split("/")[0], key.split("/")[1]]}
+                key = f"{bench}/{method}"
+                fingerprints[key] = method_fingerprint(chain, llm_or_chain_factory, method, bench)
+                if done[(bench, method)]:
+                    with_results[key] = fingerprints[key]
         check_fingerprints(read_run_info(out), with_results, out)
         update_run_info(
             out,
