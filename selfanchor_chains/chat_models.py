@@ -604,7 +604,7 @@ class ChatSteeredHF(BaseChatModel):
         cls,
         model_id: str,
         *,
-        dtype: str = "bfloat16",
+        dtype: str = "auto",
         trust_remote_code: bool = False,
         device: str | None = None,
         **kwargs: Any,
@@ -614,20 +614,24 @@ class ChatSteeredHF(BaseChatModel):
 
         Args:
             model_id: Registry name, local path or hub id.
-            dtype: Weights dtype (``"bfloat16"`` is fastest on CPUs with AVX-512 BF16; ``"float32"`` is exact).
+            dtype: Weights dtype. ``"auto"`` (default) is bfloat16 where the hardware computes it natively
+                (CPUs with AVX-512 BF16 or AMX, GPUs) and float32 on other CPUs (see
+                :func:`~selfanchor_chains.models.resolve_dtype`); or ``"bfloat16"``, ``"float16"``, ``"float32"``
+                (exact, and batch-invariant on the CPU).
             trust_remote_code: Passed to ``from_pretrained``; keep ``False`` unless you trust the repository.
             device: Where to put the weights (default the CPU); decoding runs there.
             **kwargs: Fields of this class (``omega``, ``max_tokens``, ...).
 
         Returns:
-            The chat model, with ``model_id`` set to ``"{model_id}@{dtype}"``.
+            The chat model, with ``model_id`` set to ``"{model_id}@{dtype}"`` (the concrete dtype ``"auto"`` chose).
         """
-        from .models import load_model_and_tokenizer
+        from .models import load_model_and_tokenizer, resolve_dtype
 
+        concrete = resolve_dtype(dtype, device).dtype  # "auto" is named by what it chose: caches key on it
         model, tokenizer = load_model_and_tokenizer(
-            model_id, dtype=dtype, trust_remote_code=trust_remote_code, device=device
+            model_id, dtype=concrete, trust_remote_code=trust_remote_code, device=device
         )
-        return cls(model=model, tokenizer=tokenizer, model_id=f"{model_id}@{dtype}", **kwargs)
+        return cls(model=model, tokenizer=tokenizer, model_id=f"{model_id}@{concrete}", **kwargs)
 
     @property
     def runtime(self) -> SteeredRuntime:

@@ -10,22 +10,34 @@ from collections.abc import Sequence
 from typing import Any
 
 DEFAULT_MODEL = "qwen2.5-coder-0.5b"
+DTYPES = ("auto", "bfloat16", "float32", "float16")
+"""``--dtype`` choices; ``auto`` (the default) is bfloat16 where the CPU computes it natively, else float32."""
 
 
-def _load(model: str, dtype: str) -> tuple[Any, Any]:
-    from .models import load_model_and_tokenizer
+def _load(args: argparse.Namespace) -> tuple[Any, Any, dict[str, Any]]:
+    """Load ``args.model`` in ``args.dtype`` ("auto" resolved first) and say on stderr what was chosen and why.
 
+    Returns:
+        ``(model, tokenizer, info)``; ``info`` holds ``dtype`` (concrete) and ``dtype_choice`` (requested, chosen,
+        reason), for the JSON a benchmark writes.
+    """
+    from .models import load_model_and_tokenizer, resolve_dtype
+
+    choice = resolve_dtype(args.dtype)
     start = time.perf_counter()
-    loaded = load_model_and_tokenizer(model, dtype=dtype)
-    print(f"[loaded {model} ({dtype}) in {time.perf_counter() - start:.1f} s]", file=sys.stderr)
-    return loaded
+    model, tokenizer = load_model_and_tokenizer(args.model, dtype=choice.dtype)
+    print(
+        f"[loaded {args.model} ({choice.dtype}: {choice.reason}) in {time.perf_counter() - start:.1f} s]",
+        file=sys.stderr,
+    )
+    return model, tokenizer, {"dtype": choice.dtype, "dtype_choice": choice.as_dict()}
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
     from .decoding import RowRequest, SamplingConfig, SteeredDecoder
     from .inputs import prepare_prompt
 
-    model, tokenizer = _load(args.model, args.dtype)
+    model, tokenizer, _ = _load(args)
     prepared = prepare_prompt(tokenizer, args.prompt, anchors=args.anchor or (), chat=not args.raw)
     decoder = SteeredDecoder(model, tokenizer)
     sampling = SamplingConfig(
@@ -82,7 +94,7 @@ def make_chain(method: str, llm: Any, **kwargs: Any) -> Any:
 def cmd_solve(args: argparse.Namespace) -> int:
     from .llms import SteeredHFLLM
 
-    model, tokenizer = _load(args.model, args.dtype)
+    model, tokenizer, _ = _load(args)
     llm = SteeredHFLLM(model=model, tokenizer=tokenizer, model_id=args.model)
     chain = make_chain(args.method, llm, max_new_tokens=args.max_new_tokens, bench=args.bench)
     start = time.perf_counter()
@@ -132,7 +144,7 @@ def cmd_models(args: argparse.Namespace) -> int:
 def cmd_bench_speed(args: argparse.Namespace) -> int:
     from .bench import format_table, run_speed_bench, write_json
 
-    model, tokenizer = _load(args.model, args.dtype)
+    model, tokenizer, loaded = _load(args)
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     result = run_speed_bench(
         model,
@@ -145,6 +157,7 @@ def cmd_bench_speed(args: argparse.Namespace) -> int:
         log=lambda line: print(line, file=sys.stderr, flush=True),
     )
     result["model"] = args.model
+    result.update(loaded)
     result["threads"] = _threads()
     result["command"] = "selfanchor " + " ".join(sys.argv[1:])
     print(format_table(result))
@@ -156,7 +169,7 @@ def cmd_bench_speed(args: argparse.Namespace) -> int:
 def cmd_bench_overhead(args: argparse.Namespace) -> int:
     from .bench import run_overhead_bench, write_json
 
-    model, tokenizer = _load(args.model, args.dtype)
+    model, tokenizer, loaded = _load(args)
     result = run_overhead_bench(
         model,
         tokenizer,
@@ -164,7 +177,7 @@ def cmd_bench_overhead(args: argparse.Namespace) -> int:
         repeats=args.repeats,
         log=lambda line: print(line, file=sys.stderr, flush=True),
     )
-    result.update(model=args.model, command="selfanchor " + " ".join(sys.argv[1:]))
+    result.update(loaded, model=args.model, command="selfanchor " + " ".join(sys.argv[1:]))
     print(f"invoke_over_engine = {result['invoke_over_engine']:.3f}  (medians: {result['median_s']})")
     if args.json:
         write_json(result, args.json)
@@ -174,7 +187,7 @@ def cmd_bench_overhead(args: argparse.Namespace) -> int:
 def cmd_bench_solve_cost(args: argparse.Namespace) -> int:
     from .bench import run_solve_cost_bench, write_json
 
-    model, tokenizer = _load(args.model, args.dtype)
+    model, tokenizer, loaded = _load(args)
     result = run_solve_cost_bench(
         model,
         tokenizer,
@@ -183,7 +196,7 @@ def cmd_bench_solve_cost(args: argparse.Namespace) -> int:
         data_dir=args.data_dir,
         log=lambda line: print(line, file=sys.stderr, flush=True),
     )
-    result.update(model=args.model, command="selfanchor " + " ".join(sys.argv[1:]))
+    result.update(loaded, model=args.model, command="selfanchor " + " ".join(sys.argv[1:]))
     print(
         f"median self-anchor / plain CoT time (same tokens) = {result['median_ratio']:.3f}; "
         f"median prefill tokens per solve = {result['median_prefill_tokens']} "
@@ -198,7 +211,7 @@ def cmd_bench_throughput(args: argparse.Namespace) -> int:
     from .bench import run_throughput_bench, write_json
     from .llms import SteeredHFLLM
 
-    model, tokenizer = _load(args.model, args.dtype)
+    model, tokenizer, loaded = _load(args)
     result = run_throughput_bench(
         SteeredHFLLM(model=model, tokenizer=tokenizer),
         bench=args.bench_name,
@@ -210,9 +223,7 @@ def cmd_bench_throughput(args: argparse.Namespace) -> int:
         data_dir=args.data_dir,
         log=lambda line: print(line, file=sys.stderr, flush=True),
     )
-    result.update(
-        model=args.model, dtype=args.dtype, threads=_threads(), command="selfanchor " + " ".join(sys.argv[1:])
-    )
+    result.update(loaded, model=args.model, threads=_threads(), command="selfanchor " + " ".join(sys.argv[1:]))
     base = result["problems_per_min"]
     for method, per_min in base.items():
         print(f"{method:>14}: {per_min:6.2f} problems/min, {result['tokens_per_s'][method]:6.2f} tokens/s")
@@ -238,7 +249,7 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--anchor", action="append", help="a substring of the prompt to anchor (repeatable)")
     gen.add_argument("--omega", type=float, default=1.5, help="steering strength (1 = plain decoding)")
     gen.add_argument("--model", default=os.environ.get("SELFANCHOR_MODEL", DEFAULT_MODEL))
-    gen.add_argument("--dtype", default="bfloat16", choices=["bfloat16", "float32", "float16"])
+    gen.add_argument("--dtype", default="auto", choices=DTYPES)
     gen.add_argument("--max-new-tokens", type=int, default=256)
     gen.add_argument("--temperature", type=float, default=0.0, help="0 = greedy")
     gen.add_argument("--top-p", type=float, default=1.0)
@@ -252,7 +263,7 @@ def build_parser() -> argparse.ArgumentParser:
     solve.add_argument("question")
     solve.add_argument("--method", default="self-anchor", choices=METHODS)
     solve.add_argument("--model", default=os.environ.get("SELFANCHOR_MODEL", DEFAULT_MODEL))
-    solve.add_argument("--dtype", default="bfloat16", choices=["bfloat16", "float32", "float16"])
+    solve.add_argument("--dtype", default="auto", choices=DTYPES)
     solve.add_argument("--bench", default="gsm8k", help="answer format/extractor (gsm8k, aqua, math500, ...)")
     solve.add_argument("--max-new-tokens", type=int, default=512)
     solve.add_argument("--quiet-steps", dest="show_steps", action="store_false", help="hide per-step ω lines")
@@ -265,7 +276,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench_sub = bench.add_subparsers(dest="bench", required=True)
     speed = bench_sub.add_parser("speed", help="steered decoding vs plain generate, SPA and CFG")
     speed.add_argument("--model", default=DEFAULT_MODEL)
-    speed.add_argument("--dtype", default="bfloat16", choices=["bfloat16", "float32", "float16"])
+    speed.add_argument("--dtype", default="auto", choices=DTYPES)
     speed.add_argument("--new-tokens", type=int, default=256)
     speed.add_argument("--batch", type=int, default=1)
     speed.add_argument("--omega", type=float, default=1.5)
@@ -276,7 +287,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     overhead = bench_sub.add_parser("llm-overhead", help="SteeredHFLLM.invoke over the bare engine")
     overhead.add_argument("--model", default=DEFAULT_MODEL)
-    overhead.add_argument("--dtype", default="bfloat16", choices=["bfloat16", "float32", "float16"])
+    overhead.add_argument("--dtype", default="auto", choices=DTYPES)
     overhead.add_argument("--new-tokens", type=int, default=256)
     overhead.add_argument("--repeats", type=int, default=3)
     overhead.add_argument("--json", default=None)
@@ -284,7 +295,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     cost = bench_sub.add_parser("solve-cost", help="Self-Anchor solve over plain CoT decoding, same tokens")
     cost.add_argument("--model", default=DEFAULT_MODEL)
-    cost.add_argument("--dtype", default="bfloat16", choices=["bfloat16", "float32", "float16"])
+    cost.add_argument("--dtype", default="auto", choices=DTYPES)
     cost.add_argument("--problems", type=int, default=10)
     cost.add_argument("--max-new-tokens", type=int, default=512)
     cost.add_argument("--data-dir", default=None)
@@ -295,7 +306,7 @@ def build_parser() -> argparse.ArgumentParser:
         "throughput", help="problems/min of reasoning methods on the same problems, batched as `eval` runs them"
     )
     throughput.add_argument("--model", default=DEFAULT_MODEL)
-    throughput.add_argument("--dtype", default="bfloat16", choices=["bfloat16", "float32", "float16"])
+    throughput.add_argument("--dtype", default="auto", choices=DTYPES)
     throughput.add_argument("--bench-name", default="gsm8k", help="benchmark to draw problems from")
     throughput.add_argument("--methods", default="self-anchor,cot", help="the last one is the reference")
     throughput.add_argument("--problems", type=int, default=16)

@@ -80,7 +80,7 @@ class SteeredHFLLM(BaseLLM):
         cls,
         model_id: str,
         *,
-        dtype: str = "bfloat16",
+        dtype: str = "auto",
         trust_remote_code: bool = False,
         device: str | None = None,
         **kwargs: Any,
@@ -90,17 +90,21 @@ class SteeredHFLLM(BaseLLM):
 
         Args:
             model_id: Registry name, local path or hub id.
-            dtype: Weights dtype (``"bfloat16"`` is fastest on CPUs with AVX-512 BF16; ``"float32"`` is exact).
+            dtype: Weights dtype. ``"auto"`` (default) is bfloat16 where the hardware computes it natively
+                (CPUs with AVX-512 BF16 or AMX, GPUs) and float32 on other CPUs (see
+                :func:`~selfanchor_chains.models.resolve_dtype`); or ``"bfloat16"``, ``"float16"``, ``"float32"``
+                (exact, and batch-invariant on the CPU).
             trust_remote_code: Passed to ``from_pretrained``; keep ``False`` unless you trust the repository.
             device: Where to put the weights (default the CPU); decoding runs there.
             **kwargs: Fields of this class (``omega``, ``max_new_tokens``, ...).
         """
-        from .models import load_model_and_tokenizer
+        from .models import load_model_and_tokenizer, resolve_dtype
 
+        concrete = resolve_dtype(dtype, device).dtype  # "auto" is named by what it chose: caches key on it
         model, tokenizer = load_model_and_tokenizer(
-            model_id, dtype=dtype, trust_remote_code=trust_remote_code, device=device
+            model_id, dtype=concrete, trust_remote_code=trust_remote_code, device=device
         )
-        return cls(model=model, tokenizer=tokenizer, model_id=f"{model_id}@{dtype}", **kwargs)
+        return cls(model=model, tokenizer=tokenizer, model_id=f"{model_id}@{concrete}", **kwargs)
 
     @property
     def runtime(self) -> SteeredRuntime:

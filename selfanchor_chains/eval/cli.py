@@ -14,7 +14,7 @@ from .runner import METHOD_NAMES, MethodSpec, parse_benches, parse_methods
 
 __all__ = ["add_eval_commands", "cmd_eval", "cmd_report", "default_out_dir"]
 
-DTYPES = ("bfloat16", "float32", "float16")
+DTYPES = ("auto", "bfloat16", "float32", "float16")
 
 
 def _benches_arg(value: str) -> list[str]:
@@ -52,7 +52,10 @@ def _non_negative(value: str) -> int:
 
 
 def default_out_dir(model: str, dtype: str) -> Path:
-    """``evals/<model>-<dtype>``: one folder per model, since a folder only holds results of one model."""
+    """``evals/<model>-<dtype>``: one folder per model, since a folder only holds results of one model.
+
+    ``dtype`` is the concrete dtype (``"auto"`` resolved), so a folder made with ``--dtype bfloat16`` is found again.
+    """
     slug = re.sub(r"[^A-Za-z0-9._-]+", "_", model).strip("_.") or "model"
     return Path("evals") / f"{slug}-{dtype}"
 
@@ -86,7 +89,12 @@ def add_eval_commands(subparsers: Any) -> None:
         default=None,
         help="registry name, local path or hub id (default: $SELFANCHOR_MODEL, else the solve default)",
     )
-    ev.add_argument("--dtype", default="bfloat16", choices=DTYPES)
+    ev.add_argument(
+        "--dtype",
+        default="auto",
+        choices=DTYPES,
+        help="weights dtype; auto (default): bfloat16 where the CPU computes it natively, else float32",
+    )
     ev.add_argument("--limit", type=_non_negative, default=None, help="at most N problems per benchmark")
     ev.add_argument("--data-dir", default=None, help="benchmark data folder (default: $SELFANCHOR_DATA_DIR, ...)")
     ev.add_argument("--split", default="dev")
@@ -123,6 +131,14 @@ def _error(message: str) -> int:
     return 2
 
 
+def _record_dtype_choice(out: Path, choice: dict[str, str], ran: Any) -> None:
+    """Add how the dtype was chosen to ``run.json`` (after the run released the folder's lock)."""
+    from .store import update_run_info
+
+    if ran and out.is_dir():
+        update_run_info(out, dtype_choice=choice)
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
     """Run ``selfanchor eval``; returns the exit code (0, 2 on bad input, 130 when interrupted)."""
     from ..datasets import DatasetError, load_problems
@@ -134,13 +150,17 @@ def cmd_eval(args: argparse.Namespace) -> int:
         from ..cli import DEFAULT_MODEL
 
         args.model = os.environ.get("SELFANCHOR_MODEL", DEFAULT_MODEL)
-    out = Path(args.out) if args.out else default_out_dir(args.model, args.dtype)
-    model_id = f"{args.model}@{args.dtype}"  # what SteeredHFLLM.from_model_id records as the model's identity
+    from ..models import resolve_dtype
+
+    choice = resolve_dtype(args.dtype)  # "auto" becomes what it chose before it names a folder or a model
+    dtype = choice.dtype
+    out = Path(args.out) if args.out else default_out_dir(args.model, dtype)
+    model_id = f"{args.model}@{dtype}"  # what SteeredHFLLM.from_model_id records as the model's identity
     # Loading a model takes a while: find bad data or an incompatible folder first.
     try:
         for spec in args.benches:
             load_problems(spec, data_dir=args.data_dir, split=args.split, limit=args.limit)
-        current = {"model": model_id, "dtype": args.dtype, "split": args.split, "max_new_tokens": args.max_new_tokens}
+        current = {"model": model_id, "dtype": dtype, "split": args.split, "max_new_tokens": args.max_new_tokens}
         check_compatible(read_run_info(out), current, out)
         remaining = pending_items(
             args.benches, args.methods, out, limit=args.limit, data_dir=args.data_dir, split=args.split
@@ -158,7 +178,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
         random.seed(args.seed)
         torch.manual_seed(args.seed)
-        source = SteeredHFLLM.from_model_id(args.model, dtype=args.dtype, seed=args.seed)
+        print(f"[dtype {dtype}: {choice.reason}]", file=sys.stderr)
+        source = SteeredHFLLM.from_model_id(args.model, dtype=dtype, seed=args.seed)
     else:
         source = _nothing_to_solve  # everything is done: the run only prints the summary, no model needed
     command = "selfanchor " + " ".join(shlex.quote(a) for a in sys.argv[1:])
@@ -175,15 +196,17 @@ def cmd_eval(args: argparse.Namespace) -> int:
             max_new_tokens=args.max_new_tokens,
             seed=args.seed,
             model_name=model_id,
-            dtype=args.dtype,
+            dtype=dtype,
             progress=args.progress,
             command=command,
         )
     except KeyboardInterrupt:
+        _record_dtype_choice(out, choice.as_dict(), remaining)
         print(f"\ninterrupted: results so far are in {out}; run the same command again to resume", file=sys.stderr)
         return 130
     except (DatasetError, IncompatibleRunError, SteeringRequiredError, RunLockedError, ResultsFileError) as exc:
         return _error(str(exc))
+    _record_dtype_choice(out, choice.as_dict(), remaining)
     print(f"{'benchmark':<12} {'method':<16} {'n':>6} {'new':>6} {'accuracy':>9}")
     for bench, by_method in summary.items():
         for method, row in by_method.items():

@@ -436,7 +436,7 @@ def test_cli_parses_eval_arguments() -> None:
     )
     defaults = _parser().parse_args(["eval", "aqua"])
     assert [m.name for m in defaults.methods] == ["self-anchor", "cot", "ps", "spa", "structure-only", "constant-omega"]
-    assert defaults.split == "dev" and defaults.dtype == "bfloat16" and defaults.progress is True
+    assert defaults.split == "dev" and defaults.dtype == "auto" and defaults.progress is True
 
 
 @pytest.mark.parametrize(

@@ -200,7 +200,7 @@ def test_cache_dir_names_include_dtype(cache: Path) -> None:
         for dtype in ("bfloat16", "bf16", torch.bfloat16, "float32", "fp32", torch.float32, "float16")
     }
     assert names == {"m-bfloat16", "m-float32", "m-float16"}
-    assert models.converted_model_dir("m").name == "m-bfloat16"
+    assert models.converted_model_dir("m").name == f"m-{models.resolve_dtype().dtype}"  # "auto", resolved
 
 
 def test_unsupported_dtype_rejected(cache: Path) -> None:

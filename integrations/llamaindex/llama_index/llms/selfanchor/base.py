@@ -112,14 +112,15 @@ class SelfAnchorLLM(CustomLLM):
 
     @classmethod
     def from_model_id(
-        cls, model_id: str, *, dtype: str = "bfloat16", trust_remote_code: bool = False, **kwargs: Any
+        cls, model_id: str, *, dtype: str = "auto", trust_remote_code: bool = False, **kwargs: Any
     ) -> SelfAnchorLLM:
         """Load a registry model (``smollm2-135m``, ``qwen2.5-coder-0.5b``, ``qwen2.5-coder-1.5b``), a local
         safetensors directory or a hub id you already have, and wrap it.
 
         Args:
             model_id: Registry name, local path or hub id.
-            dtype: Weights dtype (``"bfloat16"`` or ``"float32"``).
+            dtype: Weights dtype: ``"auto"`` (default: bfloat16 where the hardware computes it natively, else
+                float32 on a CPU), ``"bfloat16"``, ``"float16"`` or ``"float32"``.
             trust_remote_code: Passed to ``from_pretrained``.
             **kwargs: Fields of this class (``omega``, ``max_new_tokens``, ``system_prompt``, ...).
         """
