@@ -24,12 +24,20 @@ from langchain_core.callbacks import (
 from langchain_core.documents import Document
 from langchain_core.outputs import Generation, LLMResult
 from langchain_core.runnables import RunnableConfig, RunnableSerializable
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from .decoding import DecodeSession, DecodingStats, RowRequest, RowResult, TokenEvent
 from .inputs import PreparedPrompt, markup_from_spans, prepare_chat
 from .llms import SteeredHFLLM
-from .prompts import COT, PLAN_AND_SOLVE, PLAN_AND_SOLVE_STRATEGYQA, SELF_ANCHOR, ReasoningTemplate, render_user_message
+from .prompts import (
+    COT,
+    PLAN_AND_SOLVE,
+    PLAN_AND_SOLVE_STRATEGYQA,
+    SELF_ANCHOR,
+    ReasoningTemplate,
+    render_user_message,
+    worked_example,
+)
 from .runtime import DecodeSettings
 from .schedules import ConfidenceOmega, ConstantOmega, OmegaSchedule
 from .steps import StepLimits, StepTracker
@@ -73,6 +81,10 @@ class ReasoningStep(BaseModel):
     confidence: float
     anchors: list[str]
     tokens: int
+    changed: int = 0
+    """Tokens of the step whose choice steering changed (steered argmax ≠ original argmax)."""
+    kl: float = 0.0
+    """Mean KL(steered ‖ original) over the step's tokens, in nats."""
 
 
 class ReasoningOutput(BaseModel):
@@ -160,8 +172,34 @@ class ReasoningChain(RunnableSerializable[Any, dict]):
     limits: StepLimits = Field(default_factory=StepLimits)
     format_retries: int = 1
     """Self-Anchor: re-decode a solve whose output ignored the plan/reasoning format, with a reminder."""
+    step_strength: dict[str, float] = Field(default_factory=dict)
+    """Per step kind (``plan``, ``reasoning``, ``final``): the share of the schedule's steering that applies,
+    ω_kind = 1 + s·(ω − 1); 0 leaves that kind unsteered; kinds not given get 1."""
+    reasoning_scope: Literal["question+plan", "plan", "question+plans"] = "question+plan"
+    """What a reasoning step anchors: the question (and context) plus its own plan, its plan alone, or the
+    question plus every plan so far."""
+    midline_labels: bool = False
+    """Also take a numbered ``Reasoning k:`` / ``Plan k:`` label inside a line as a step boundary."""
+    anchor_masking: Literal["attention", "replace"] = "attention"
+    """The masked branch's counterfactual: anchors hidden from attention, or replaced by a neutral token at the
+    same positions (SPA's paper setting)."""
+    steer_below: float | None = Field(default=None, gt=0.0, le=1.0)
+    """Steer a token only when the original branch's top probability is below this (None: every token)."""
+    worked_example: bool = False
+    """Show one worked example in the method's own format (Self-Anchor: plan/reason; CoT: a plain trace of the
+    same solution) in the system message."""
 
     model_config = ConfigDict(arbitrary_types_allowed=True, extra="forbid")
+
+    @field_validator("step_strength")
+    @classmethod
+    def _check_step_strength(cls, value: dict[str, float]) -> dict[str, float]:
+        for kind, strength in value.items():
+            if kind not in ("plan", "reasoning", "final"):
+                raise ValueError(f"step_strength keys are plan, reasoning and final; got {kind!r}")
+            if not (strength >= 0 and strength < float("inf")):
+                raise ValueError(f"step_strength[{kind!r}] must be a finite number >= 0, got {strength!r}")
+        return value
 
     @property
     def adaptive(self) -> bool:
@@ -219,6 +257,8 @@ class ReasoningChain(RunnableSerializable[Any, dict]):
             clean, spans = parse_anchor_markup(user)
             user = markup_from_spans(clean, [*spans, *resolve_anchor_strings(clean, request.anchors)])
         system = template.system_message(self._hint(request))
+        if self.worked_example:
+            system += "\n\n" + worked_example(self.bench).render(template)
         if reminder:
             system += "\n" + FORMAT_REMINDER
         return [{"role": "system", "content": system}, {"role": "user", "content": user}]
@@ -242,6 +282,9 @@ class ReasoningChain(RunnableSerializable[Any, dict]):
             anchor_plan_in_final=self.anchor_plan_in_final,
             limits=self.limits,
             fixed_omega=self.omega,
+            step_strength=dict(self.step_strength),
+            reasoning_scope=self.reasoning_scope,
+            midline_labels=self.midline_labels,
         )
         return _Solve(index, prepared, ids, tracker, request)
 
@@ -250,7 +293,16 @@ class ReasoningChain(RunnableSerializable[Any, dict]):
         return DecodeSettings(self.max_new_tokens, base.sampling, ())
 
     def _rows(self, solves: Sequence[_Solve]) -> list[RowRequest]:
-        return [RowRequest(s.ids, s.tracker.initial_spans(), s.tracker.initial_omega()) for s in solves]
+        return [
+            RowRequest(
+                s.ids,
+                s.tracker.initial_spans(),
+                s.tracker.initial_omega(),
+                anchor_masking=self.anchor_masking,
+                steer_below=self.steer_below,
+            )
+            for s in solves
+        ]
 
     # -- one batched pass ------------------------------------------------------------------------------------------
 

@@ -88,11 +88,18 @@ class RowRequest:
         prompt_ids: The prompt's token ids (no padding).
         anchor_spans: Token index spans ``[start, end)`` into the prompt to hide from the masked branch.
         omega: Steering strength; 1 is plain decoding, > 1 amplifies the anchors.
+        anchor_masking: How the masked branch loses the anchors: ``"attention"`` hides their columns from
+            attention (positions kept); ``"replace"`` shows the decoder's neutral token at the same positions
+            instead (SPA's paper setting, without its position shift).
+        steer_below: Steer a token only when the original branch's top probability is below this; None steers
+            every token.
     """
 
     prompt_ids: Sequence[int]
     anchor_spans: Sequence[tuple[int, int]] = ()
     omega: float = 1.0
+    anchor_masking: str = "attention"
+    steer_below: float | None = None
 
 
 @dataclass(frozen=True)
@@ -110,6 +117,10 @@ class TokenEvent:
     confidence: float
     omega: float
     finish_reason: str | None = None
+    flipped: bool = False
+    """Steering changed the most likely token (argmax of the combined logits ≠ argmax of the original ones)."""
+    kl: float = 0.0
+    """KL(steered ‖ original) of the next-token distributions, in nats (0 for an unsteered token)."""
 
 
 @dataclass
@@ -122,6 +133,8 @@ class RowResult:
     confidences: list[float]
     omegas: list[float]
     prompt_tokens: int
+    flips: list[bool] = field(default_factory=list)
+    kls: list[float] = field(default_factory=list)
 
     @property
     def mean_confidence(self) -> float:
@@ -225,6 +238,10 @@ class _Row:
     generated: list[int] = field(default_factory=list)
     confidences: list[float] = field(default_factory=list)
     omegas: list[float] = field(default_factory=list)
+    flips: list[bool] = field(default_factory=list)
+    kls: list[float] = field(default_factory=list)
+    replace_anchors: bool = False  # the masked branch sees a neutral token at anchor columns (not hidden)
+    steer_below: float | None = None
     finish_reason: str | None = None
     pending_anchors: list[tuple[int, int]] | None = None
     anchor_history: list[list[tuple[int, int]]] = field(default_factory=list)  # every anchor set, in order
@@ -247,6 +264,8 @@ class SteeredDecoder:
         tokenizer: Used to decode text for stop strings and streaming; optional for id-only use.
         eos_token_ids: Tokens that end a row; defaults to the model's and tokenizer's EOS ids.
         pad_token_id: Id used for left padding; defaults to the tokenizer's pad, else the first EOS id.
+        neutral_token_id: The token the masked branch sees in place of each anchor token when a row asks for
+            ``anchor_masking="replace"``; defaults to the tokenizer's unknown token, else the pad token.
         prefix_cache_tokens: How many prompt-prefix tokens (over all stored prefixes) to keep the keys and values
             of, so that later sessions starting with the same tokens (a system prompt and instructions; the
             earlier turns of a chat) skip recomputing them. Least recently used prefixes are dropped first; 0
@@ -260,6 +279,7 @@ class SteeredDecoder:
         *,
         eos_token_ids: Sequence[int] | None = None,
         pad_token_id: int | None = None,
+        neutral_token_id: int | None = None,
         prefix_cache_tokens: int = 4096,
     ) -> None:
         if prefix_cache_tokens < 0:
@@ -272,6 +292,9 @@ class SteeredDecoder:
         if pad_token_id is None:
             pad_token_id = min(self.eos_token_ids) if self.eos_token_ids else 0
         self.pad_token_id = int(pad_token_id)
+        if neutral_token_id is None:
+            neutral_token_id = getattr(tokenizer, "unk_token_id", None)
+        self.neutral_token_id = int(neutral_token_id) if neutral_token_id is not None else self.pad_token_id
         params = inspect.signature(model.forward).parameters
         # transformers 5.24 renamed the cache keyword; older 5.x releases only know the old one.
         self._cache_kw = "cache" if "cache" in params else "past_key_values"
@@ -427,6 +450,8 @@ class DecodeSession:
                 omega=float(r.omega),
                 anchors=sorted((int(a), int(b)) for a, b in r.anchor_spans),
                 text=_RowText(decoder.tokenizer, stop),
+                replace_anchors=r.anchor_masking == "replace",
+                steer_below=r.steer_below,
             )
             for i, r in enumerate(rows)
         ]
@@ -458,6 +483,13 @@ class DecodeSession:
                 raise DecodingInputError(f"row {i}: prompt of {n} tokens does not fit the model's context of {ctx}")
             if not (isinstance(row.omega, (int, float)) and math.isfinite(row.omega) and row.omega >= 0):
                 raise DecodingInputError(f"row {i}: omega must be a finite number >= 0, got {row.omega!r}")
+            if row.anchor_masking not in ("attention", "replace"):
+                raise DecodingInputError(
+                    f"row {i}: anchor_masking must be 'attention' or 'replace', got {row.anchor_masking!r}"
+                )
+            gate = row.steer_below
+            if gate is not None and not (isinstance(gate, (int, float)) and 0 < gate <= 1):
+                raise DecodingInputError(f"row {i}: steer_below must be in (0, 1] or None, got {gate!r}")
             self._check_spans(i, row.anchor_spans, n)
 
     @staticmethod
@@ -506,6 +538,8 @@ class DecodeSession:
                 confidences=list(r.confidences),
                 omegas=list(r.omegas),
                 prompt_tokens=r.prompt_len,
+                flips=list(r.flips),
+                kls=list(r.kls),
             )
             for r in self._rows
         ]
@@ -522,9 +556,9 @@ class DecodeSession:
         logits_o, logits_m = self._prefill()
         while True:
             # 2. Combine the branches and choose each active row's next token.
-            tokens, confidences, omegas = self._choose(logits_o, logits_m)
+            tokens, confidences, omegas, flips, kls = self._choose(logits_o, logits_m)
             # 3. Append the tokens; detokenise, check EOS, stop strings and length.
-            events = self._append(tokens, confidences, omegas)
+            events = self._append(tokens, confidences, omegas, flips, kls)
             yield events
             # 4. Drop rows that finished (or were cancelled while the caller held the events).
             self._compact()
@@ -570,8 +604,17 @@ class DecodeSession:
     def _positions(self) -> torch.Tensor:
         return (self._real.long().cumsum(-1) - 1).clamp(min=0)
 
+    def _replacing(self) -> torch.Tensor:
+        """``(B, 1)``: which active rows show a neutral token at anchor columns instead of hiding them."""
+        return torch.tensor([[self._rows[i].replace_anchors] for i in self._active], dtype=torch.bool)
+
     def _masked_attention(self) -> torch.Tensor:
-        return (self._real & ~self._hidden).long()
+        # Hidden anchors are left out of attention; replaced ones stay visible (as the neutral token).
+        return (self._real & ~(self._hidden & ~self._replacing())).long()
+
+    def _masked_ids(self) -> torch.Tensor:
+        """The masked rows' input ids: anchor columns of replacing rows hold the neutral token."""
+        return torch.where(self._hidden & self._replacing(), self._decoder.neutral_token_id, self._ids)
 
     def _offset(self, k: int) -> int:
         return self._ids.shape[1] - self._rows[self._active[k]].length
@@ -601,7 +644,10 @@ class DecodeSession:
         self._mask_cache = _cache_from_tensors([(k[:, :, :shared], v[:, :, :shared]) for k, v in original])
         if shared < width:
             logits_m = self._decoder.forward(
-                self._ids[:, shared:], self._masked_attention(), self._positions()[:, shared:], self._mask_cache
+                self._masked_ids()[:, shared:],
+                self._masked_attention(),
+                self._positions()[:, shared:],
+                self._mask_cache,
             )
             self.stats.forwards += 1
             self.stats.steered_forwards += 1
@@ -682,22 +728,35 @@ class DecodeSession:
 
     def _choose(
         self, logits_o: torch.Tensor, logits_m: torch.Tensor | None
-    ) -> tuple[list[int], list[float], list[float]]:
+    ) -> tuple[list[int], list[float], list[float], list[bool], list[float]]:
+        """Combine the branches and pick each active row's token.
+
+        Returns tokens, confidences, the ω applied to each token, whether steering changed the argmax, and
+        KL(steered ‖ original).
+        """
+        # Self-Anchor's confidence is the original branch's own certainty, not the steered one's.
+        confidences = torch.softmax(logits_o.float(), dim=-1).amax(dim=-1)
         omegas = [self._rows[i].omega if self._rows[i].steered else 1.0 for i in self._active]
-        if logits_m is None:
+        if logits_m is not None:
+            # Steering only when unsure: a row with a gate leaves its confident tokens unsteered.
+            for k, i in enumerate(self._active):
+                gate = self._rows[i].steer_below
+                if gate is not None and float(confidences[k]) >= gate:
+                    omegas[k] = 1.0
+        if logits_m is None or all(w == 1.0 for w in omegas):
             combined = combine_logits(logits_o, logits_o, torch.ones(len(omegas), device=logits_o.device))
+            flips, kls = [False] * len(omegas), [0.0] * len(omegas)
         else:
             omega = torch.tensor(omegas, dtype=torch.float32, device=logits_o.device)
             combined = combine_logits(logits_o, logits_m, omega)
-        # Self-Anchor's confidence is the original branch's own certainty, not the steered one's.
-        confidences = torch.softmax(logits_o.float(), dim=-1).amax(dim=-1)
+            flips, kls = _steering_effect(combined, logits_o)
         self.last_logits, self.last_rows = combined, list(self._active)
         if self.sampling.do_sample:
             scores = self._warp(combined.cpu())  # the seeded generator lives on the CPU
             tokens = torch.multinomial(torch.softmax(scores, dim=-1), 1, generator=self._generator).squeeze(-1)
         else:
             tokens = combined.argmax(dim=-1)
-        return tokens.tolist(), confidences.tolist(), omegas
+        return tokens.tolist(), confidences.tolist(), omegas, flips, kls
 
     def _warp(self, scores: torch.Tensor) -> torch.Tensor:
         from transformers import TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper
@@ -712,7 +771,14 @@ class DecodeSession:
             scores = TopPLogitsWarper(top_p=s.top_p)(dummy_ids, scores)
         return scores
 
-    def _append(self, tokens: list[int], confidences: list[float], omegas: list[float]) -> list[TokenEvent]:
+    def _append(
+        self,
+        tokens: list[int],
+        confidences: list[float],
+        omegas: list[float],
+        flips: list[bool],
+        kls: list[float],
+    ) -> list[TokenEvent]:
         self.stats.decode_steps += 1
         column = torch.tensor(tokens, dtype=torch.long).unsqueeze(-1)
         self._ids = torch.cat([self._ids, column], dim=1)
@@ -720,7 +786,7 @@ class DecodeSession:
         self._hidden = torch.cat([self._hidden, torch.zeros_like(column, dtype=torch.bool)], dim=1)
         ctx = self._decoder.context_length
         events = []
-        for i, token, conf, omega in zip(self._active, tokens, confidences, omegas, strict=True):
+        for i, token, conf, omega, flip, kl in zip(self._active, tokens, confidences, omegas, flips, kls, strict=True):
             row = self._rows[i]
             if row.finish_reason is not None:  # cancelled between steps: its token is discarded
                 continue
@@ -737,8 +803,10 @@ class DecodeSession:
                     text += row.text.flush()
             row.confidences.append(conf)
             row.omegas.append(omega)
+            row.flips.append(flip)
+            row.kls.append(kl)
             row.finish_reason = finish
-            events.append(TokenEvent(i, token, len(row.confidences) - 1, text, conf, omega, finish))
+            events.append(TokenEvent(i, token, len(row.confidences) - 1, text, conf, omega, finish, flip, kl))
         return events
 
     def _compact(self) -> None:
@@ -804,7 +872,8 @@ class DecodeSession:
             differs = (_span_mask(row.anchor_history[version], n) != hidden_now).nonzero()
             if len(differs):
                 stale |= (versions == version) & (positions >= int(differs[0]))
-        first = (stale & ~hidden_now).nonzero()
+        # A hidden column is never read, so its old values may stay; a replaced one is read (as the neutral token).
+        first = (stale if row.replace_anchors else stale & ~hidden_now).nonzero()
         return offset + int(first[0]) if len(first) else None
 
     def _apply_anchor_changes(self) -> list[int]:
@@ -841,6 +910,7 @@ class DecodeSession:
             return
         start = min(f for f in firsts if f is not None)
         visible = self._masked_attention()
+        masked_ids = self._masked_ids()
         feeds = [start + visible[k, start:end].nonzero().squeeze(-1) for k in rows]
         width = max(len(f) for f in feeds)
         ids = torch.full((len(rows), width), self._decoder.pad_token_id, dtype=torch.long)
@@ -848,7 +918,7 @@ class DecodeSession:
         positions = torch.zeros((len(rows), width), dtype=torch.long)
         all_positions = self._positions()
         for j, (k, columns) in enumerate(zip(rows, feeds, strict=True)):
-            ids[j, : len(columns)] = self._ids[k, columns]
+            ids[j, : len(columns)] = masked_ids[k, columns]
             fed[j, : len(columns)] = 1
             positions[j, : len(columns)] = all_positions[k, columns]
         layers = _layer_tensors(self._cache)
@@ -922,6 +992,17 @@ class DecodeSession:
         self._cache = _cache_from_tensors([(k[:b], v[:b]) for k, v in layers])
         self._mask_cache = _cache_from_tensors([(k[b:], v[b:]) for k, v in layers])
         self._fused = False
+
+
+def _steering_effect(combined: torch.Tensor, original: torch.Tensor) -> tuple[list[bool], list[float]]:
+    """Per row: did steering change the argmax, and KL(steered ‖ original) of the softmax distributions (nats)."""
+    flipped = combined.argmax(dim=-1) != original.argmax(dim=-1)
+    log_s = torch.log_softmax(combined, dim=-1)
+    log_o = torch.log_softmax(
+        torch.nan_to_num(original.float(), nan=-_LOGIT_BOUND).clamp(-_LOGIT_BOUND, _LOGIT_BOUND), dim=-1
+    )
+    kl = (log_s.exp() * (log_s - log_o)).sum(dim=-1).clamp(min=0.0)
+    return flipped.tolist(), kl.tolist()
 
 
 def _agreement(a: Sequence[int], b: Sequence[int]) -> int:

@@ -20,9 +20,12 @@ __all__ = [
     "PLAN_AND_SOLVE",
     "PLAN_AND_SOLVE_STRATEGYQA",
     "SELF_ANCHOR",
+    "WORKED_EXAMPLES",
     "ReasoningTemplate",
     "StepMarkers",
+    "WorkedExample",
     "render_user_message",
+    "worked_example",
 ]
 
 _CORE = (
@@ -133,3 +136,90 @@ def _escaped(text: str) -> str:
     from .anchors import escape_anchor_markup
 
     return escape_anchor_markup(text)
+
+
+@dataclass(frozen=True)
+class WorkedExample:
+    """One solved problem, written both in Self-Anchor's plan/reason format and as a plain CoT trace, so that a
+    comparison that shows it to one method can show the same example to the other.
+
+    Written for this project (no benchmark item): a small model given only the format's description tends to
+    restate its plan in the reasoning step; an example shows a reasoning step that computes.
+    """
+
+    question: str
+    plan_reason: str
+    cot: str
+
+    def render(self, template: ReasoningTemplate) -> str:
+        """The example as text for a system message, in the format of ``template``."""
+        trace = self.plan_reason if template.name == "self-anchor" else self.cot
+        return f"Example:\nQuestion: {self.question}\n{trace}"
+
+
+WORKED_EXAMPLES: dict[str, WorkedExample] = {
+    "number": WorkedExample(
+        question=(
+            "A shop sells pencils at $3 each and notebooks at $5 each. Mia buys 4 pencils and 2 notebooks and pays "
+            "with a $50 bill. How much change does she get?"
+        ),
+        plan_reason=(
+            "Plan 1: Find the cost of the pencils.\n"
+            "Reasoning 1: 4 pencils at $3 each cost 4 * 3 = $12.\n"
+            "Plan 2: Find the cost of the notebooks.\n"
+            "Reasoning 2: 2 notebooks at $5 each cost 2 * 5 = $10.\n"
+            "Plan 3: Find the total cost and the change.\n"
+            "Reasoning 3: The total is 12 + 10 = $22, so the change is 50 - 22 = $28.\n"
+            "Final Answer: 28"
+        ),
+        cot=(
+            "Let's think step by step.\n"
+            "4 pencils at $3 each cost 4 * 3 = $12. 2 notebooks at $5 each cost 2 * 5 = $10. "
+            "The total is 12 + 10 = $22, so the change is 50 - 22 = $28.\n"
+            "Final Answer: 28"
+        ),
+    ),
+    "yes_no": WorkedExample(
+        question="Could a penguin fly to its nesting site?",
+        plan_reason=(
+            "Plan 1: Find out whether penguins can fly.\n"
+            "Reasoning 1: Penguins are flightless birds; their wings are flippers used for swimming.\n"
+            "Plan 2: Decide whether a penguin could fly to its nesting site.\n"
+            "Reasoning 2: A bird that cannot fly cannot fly anywhere, so it walks or swims to its nest.\n"
+            "Final Answer: no"
+        ),
+        cot=(
+            "Let's think step by step.\n"
+            "Penguins are flightless birds; their wings are flippers used for swimming. A bird that cannot fly "
+            "cannot fly anywhere, so it walks or swims to its nest.\n"
+            "Final Answer: no"
+        ),
+    ),
+    "option": WorkedExample(
+        question=(
+            "A train travels 150 km in 2.5 hours. What is its average speed? "
+            "Options: A)50 km/h B)55 km/h C)60 km/h D)65 km/h E)75 km/h"
+        ),
+        plan_reason=(
+            "Plan 1: Find the average speed.\n"
+            "Reasoning 1: Speed is distance over time: 150 / 2.5 = 60 km/h.\n"
+            "Plan 2: Match the result with the options.\n"
+            "Reasoning 2: 60 km/h is option C.\n"
+            "Final Answer: C"
+        ),
+        cot=(
+            "Let's think step by step.\n"
+            "Speed is distance over time: 150 / 2.5 = 60 km/h, which is option C.\n"
+            "Final Answer: C"
+        ),
+    ),
+}
+"""Worked examples by answer format (see :func:`worked_example`)."""
+
+_EXAMPLE_FOR_BENCH = {"gsm8k": "number", "math500": "number", "strategyqa": "yes_no", "aqua": "option"}
+
+
+def worked_example(bench: str | None) -> WorkedExample:
+    """The worked example matching a benchmark's answer format (a numeric one for unknown benchmarks)."""
+    name = (bench or "").partition(":")[0]
+    return WORKED_EXAMPLES[_EXAMPLE_FOR_BENCH.get(name, "number")]

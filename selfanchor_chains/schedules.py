@@ -11,7 +11,7 @@ import math
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
-__all__ = ["ConfidenceOmega", "ConstantOmega", "OmegaSchedule"]
+__all__ = ["ConfidenceOmega", "ConstantOmega", "OmegaSchedule", "ScaledOmega"]
 
 
 @runtime_checkable
@@ -70,3 +70,40 @@ class ConfidenceOmega:
     def next(self, confidence: float) -> float:
         c = min(max(confidence, 0.0), 1.0) if math.isfinite(confidence) else 0.0
         return min(max(1.0 + (self.omega_max - 1.0) * (1.0 - c), 1.0), self.omega_max)
+
+
+@dataclass(frozen=True)
+class ScaledOmega:
+    """ω = ω_base·(1 + α·(1 − c)), at most ``omega_max``: a base strength that low confidence raises.
+
+    Unlike :class:`ConfidenceOmega`, whose floor is 1 (a confident step is barely steered), every step is steered
+    at least at ``omega_base``; ``alpha`` sets how much an unsure step adds. The first step gets ``omega_init``
+    (default: ``omega_base``).
+
+    Args:
+        omega_base: ω of a step after a fully confident one.
+        alpha: Relative increase for a step after one of zero confidence (ω = ω_base·(1 + α)).
+        omega_max: Upper bound; None leaves ω unbounded (it is at most ω_base·(1 + α) anyway).
+        omega_init: ω of the first step.
+    """
+
+    omega_base: float = 1.5
+    alpha: float = 0.5
+    omega_max: float | None = None
+    omega_init: float | None = None
+
+    def __post_init__(self) -> None:
+        _check("omega_base", self.omega_base)
+        _check("alpha", self.alpha)
+        if self.omega_max is not None:
+            _check("omega_max", self.omega_max)
+        if self.omega_init is not None:
+            _check("omega_init", self.omega_init)
+
+    def initial(self) -> float:
+        return self.omega_base if self.omega_init is None else self.omega_init
+
+    def next(self, confidence: float) -> float:
+        c = min(max(confidence, 0.0), 1.0) if math.isfinite(confidence) else 0.0
+        omega = self.omega_base * (1.0 + self.alpha * (1.0 - c))
+        return omega if self.omega_max is None else min(omega, self.omega_max)

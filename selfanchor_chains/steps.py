@@ -15,9 +15,13 @@ from .decoding import DecodeSession, TokenEvent, harmonic_mean
 from .prompts import StepMarkers
 from .schedules import OmegaSchedule
 
-__all__ = ["StepLimits", "StepRecord", "StepTracker", "marker_pattern"]
+__all__ = ["REASONING_SCOPES", "StepLimits", "StepRecord", "StepTracker", "marker_pattern"]
 
 Span = tuple[int, int]
+
+REASONING_SCOPES = ("question+plan", "plan", "question+plans")
+"""What a reasoning step anchors: the question (and context) plus its own plan (the paper's choice), its plan
+alone, or the question plus every plan so far."""
 
 
 @dataclass(frozen=True)
@@ -55,6 +59,10 @@ class StepRecord:
     confidence: float
     anchors: list[str]
     tokens: int
+    changed: int = 0
+    """Tokens whose choice steering changed (argmax of the steered logits ≠ argmax of the original ones)."""
+    kl: float = 0.0
+    """Mean KL(steered ‖ original) over the step's tokens, in nats."""
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -65,16 +73,33 @@ class StepRecord:
             "confidence": self.confidence,
             "anchors": list(self.anchors),
             "tokens": self.tokens,
+            "changed": self.changed,
+            "kl": self.kl,
         }
 
 
-def marker_pattern(markers: StepMarkers) -> re.Pattern[str]:
-    """A line that opens a step: optional markdown decoration, the label, an optional number, then a colon."""
+def marker_pattern(markers: StepMarkers, midline: bool = False) -> re.Pattern[str]:
+    """A line that opens a step: optional markdown decoration, the label, an optional number, then a colon.
+
+    With ``midline``, a numbered label after a space inside a line opens a step too (``... = 15. Reasoning 2:``);
+    an unnumbered one must start its line (``the plan: ...`` is prose).
+    """
     labels = "|".join(re.escape(m) for m in (markers.final, markers.reasoning, markers.plan))
-    return re.compile(
-        rf"^[ \t>#*_-]*(?P<label>{labels})(?:[ \t]*(?P<number>\d+))?[ \t]*[*_]*[ \t]*:[*_]*",
-        re.IGNORECASE | re.MULTILINE,
-    )
+    at_line_start = rf"^[ \t>#*_-]*(?P<label>{labels})(?:[ \t]*(?P<number>\d+))?"
+    if midline:
+        numbered = rf"(?<=[ \t])[*_]*(?P<mlabel>{markers.reasoning}|{markers.plan})[ \t]*(?P<mnumber>\d+)"
+        final = rf"(?<=[.!?][ \t])[*_]*(?P<flabel>{re.escape(markers.final)})"
+        at_line_start = rf"(?:{at_line_start}|{numbered}|{final})"
+    return re.compile(rf"{at_line_start}[ \t]*[*_]*[ \t]*:[*_]*", re.IGNORECASE | re.MULTILINE)
+
+
+def _label(match: re.Match[str]) -> tuple[str, str | None, int]:
+    """The label, number and label start of a marker match (from whichever alternative matched)."""
+    groups = match.groupdict()
+    for label, number in (("label", "number"), ("mlabel", "mnumber"), ("flabel", None)):
+        if groups.get(label):
+            return groups[label], groups.get(number) if number else None, match.start(label)
+    raise AssertionError("a marker match without a label")
 
 
 @dataclass
@@ -103,6 +128,11 @@ class StepTracker:
         first_kind: Kind of the step the prefix opens.
         anchor_plan_in_final: Anchor the last plan while the final answer is written.
         limits: Runaway guards.
+        fixed_omega: ω of the whole answer when there is no schedule (baselines).
+        step_strength: Per step kind (``plan``, ``reasoning``, ``final``), how much of the schedule's steering
+            applies: ω_kind = 1 + s·(ω − 1); 0 leaves that kind unsteered. Kinds not given use 1.
+        reasoning_scope: What reasoning steps anchor; one of :data:`REASONING_SCOPES`.
+        midline_labels: Also take numbered labels inside a line as step boundaries.
     """
 
     row: int
@@ -117,13 +147,26 @@ class StepTracker:
     anchor_plan_in_final: bool = True
     limits: StepLimits = field(default_factory=StepLimits)
     fixed_omega: float = 1.0
-    """ω of the whole answer when there is no schedule (baselines)."""
+    step_strength: dict[str, float] = field(default_factory=dict)
+    reasoning_scope: str = "question+plan"
+    midline_labels: bool = False
 
     def __post_init__(self) -> None:
-        self._pattern = marker_pattern(self.markers)
+        if self.reasoning_scope not in REASONING_SCOPES:
+            raise ValueError(f"reasoning_scope must be one of {REASONING_SCOPES}, got {self.reasoning_scope!r}")
+        for kind, strength in self.step_strength.items():
+            if kind not in ("plan", "reasoning", "final") or not (strength >= 0):
+                raise ValueError(
+                    f"step_strength takes plan/reasoning/final -> a number >= 0, got {kind!r}: {strength!r}"
+                )
+        self._pattern = marker_pattern(self.markers, midline=self.midline_labels)
         self.text = ""
         self._ends: list[int] = []  # generated text length after each token
         self._confidences: list[float] = []
+        self._flips: list[bool] = []
+        self._kls: list[float] = []
+        self._plan_spans: list[Span] = []  # every closed plan, for the "question+plans" scope
+        self._plan_texts: list[str] = []
         self._scan_from = 0
         self.steps: list[StepRecord] = []
         self.finish_reason: str | None = None
@@ -136,6 +179,8 @@ class StepTracker:
         if not self.base_spans:
             omega = 1.0  # nothing to anchor: steering would change nothing
         kind = self.first_kind if adaptive else "text"
+        if adaptive:
+            omega = self._strength(kind, omega)
         self._current = _OpenStep(kind, 1, -self.prefix_tokens, 0, omega, list(self.base_texts))
 
     @property
@@ -155,6 +200,8 @@ class StepTracker:
         if self.finish_reason is not None:
             return
         self._confidences.append(event.confidence)
+        self._flips.append(event.flipped)
+        self._kls.append(event.kl)
         self.text += event.text
         self._ends.append(len(self.text))
         if event.finish_reason is not None:
@@ -194,8 +241,13 @@ class StepTracker:
         """Index of the generated token that holds character ``char``."""
         return bisect.bisect_right(self._ends, char)
 
+    def _strength(self, kind: str, omega: float) -> float:
+        """The schedule's ω scaled for a step kind: 1 + s·(ω − 1)."""
+        return 1.0 + self.step_strength.get(kind, 1.0) * (omega - 1.0)
+
     def _boundary(self, match: re.Match[str], session: DecodeSession) -> None:
-        label = match.group("label").lower()
+        label_text, number, start_char = _label(match)
+        label = label_text.lower()
         kind = (
             "final"
             if label == self.markers.final.lower()
@@ -205,7 +257,6 @@ class StepTracker:
         )
         if not self.adaptive and kind != "final":
             return
-        start_char = match.start("label")
         boundary = min(self._token_at(start_char), len(self._confidences) - 1)
         closed_from = self._current.start_token
         closed = self._close(start_char, boundary)
@@ -213,13 +264,19 @@ class StepTracker:
             # The plan's own tokens, prefix included, in sequence coordinates: the next reasoning step's anchor.
             self.plan_span = (self.prompt_len + closed_from, self.prompt_len + boundary)
             self._plan_text = closed.text
-        index = int(match.group("number")) if match.group("number") else self._next_index(kind)
+            if self.plan_span[1] > self.plan_span[0]:
+                self._plan_spans.append(self.plan_span)
+                self._plan_texts.append(closed.text)
+        index = int(number) if number else self._next_index(kind)
         done = len([s for s in self.steps if s.kind in ("plan", "reasoning")])
         if self.adaptive and kind != "final" and done >= self.limits.max_steps:
             session.cancel(self.row)  # the step just closed is complete; nothing new is opened
             self.finish_reason = "max_steps"
             return
-        omega = self.schedule.next(self.steps[-1].confidence) if self.schedule is not None else closed.omega
+        if self.schedule is not None:
+            omega = self._strength(kind, self.schedule.next(self.steps[-1].confidence))
+        else:
+            omega = closed.omega
         spans, texts = self._anchors_for(kind)
         self._current = _OpenStep(kind, index, boundary, start_char, omega, texts)
         if self.adaptive:
@@ -235,17 +292,22 @@ class StepTracker:
     def _anchors_for(self, kind: str) -> tuple[list[Span], list[str]]:
         spans, texts = list(self.base_spans), list(self.base_texts)
         with_plan = kind == "reasoning" or (kind == "final" and self.anchor_plan_in_final)
-        if with_plan and self.plan_span is not None and self.plan_span[1] > self.plan_span[0]:
-            spans.append(self.plan_span)
-            texts.append(self._plan_text)
-        return spans, texts
+        if not with_plan or self.plan_span is None or self.plan_span[1] <= self.plan_span[0]:
+            return spans, texts
+        if kind == "reasoning" and self.reasoning_scope == "plan":
+            return [self.plan_span], [self._plan_text]
+        if kind == "reasoning" and self.reasoning_scope == "question+plans":
+            return [*spans, *self._plan_spans], [*texts, *self._plan_texts]
+        return [*spans, self.plan_span], [*texts, self._plan_text]
 
     def _close(self, end_char: int, end_token: int) -> StepRecord:
         step = self._current
         text = self.text[step.start_char : end_char]
         if step.start_token < 0 and self.first_prefix_text:
             text = self.first_prefix_text + text
-        confidences = self._confidences[max(step.start_token, 0) : max(end_token, 0)]
+        first, last = max(step.start_token, 0), max(end_token, 0)
+        confidences = self._confidences[first:last]
+        kls = self._kls[first:last]
         record = StepRecord(
             kind=step.kind,
             index=step.index,
@@ -254,6 +316,8 @@ class StepTracker:
             confidence=harmonic_mean(confidences),
             anchors=list(step.anchors),
             tokens=len(confidences),
+            changed=sum(self._flips[first:last]),
+            kl=sum(kls) / len(kls) if kls else 0.0,
         )
         self.steps.append(record)
         return record

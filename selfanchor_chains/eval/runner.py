@@ -41,6 +41,19 @@ __all__ = [
 METHOD_NAMES = ("self-anchor", "cot", "ps", "spa", "structure-only", "constant-omega")
 """The method names of ``selfanchor eval`` (those of :data:`selfanchor_chains.cli.METHODS`)."""
 
+STEP_LOG_KEYS = ("kind", "omega", "confidence", "tokens", "changed", "kl")
+"""What a results file keeps of each step: its kind, ω, confidence, length and the steering diagnostics."""
+
+STUDY_OPTION_DEFAULTS: dict[str, Any] = {
+    "step_strength": {},
+    "reasoning_scope": "question+plan",
+    "midline_labels": False,
+    "anchor_masking": "attention",
+    "steer_below": None,
+    "worked_example": False,
+}
+"""Reasoning-chain options whose non-default values are part of a method's fingerprint."""
+
 ChainFactory = Callable[[str, str], Any]
 """``factory(method, bench) -> runnable`` whose ``batch`` maps ``{"question", "task", "options"}`` dicts to the
 reasoning chains' output dicts (``answer``, ``text``, ``steps``, ``finish_reason``, ``usage``, ``retried``)."""
@@ -205,6 +218,12 @@ def method_fingerprint(chain: Any, source: Any, method: str, bench: str) -> str 
             "limits": dataclasses.asdict(chain.limits),
             "format_retries": chain.format_retries,
         }
+        # Options added by the steering study enter the hash only when set, so that the fingerprints of
+        # configurations that existed before them stay the same.
+        for name, default in STUDY_OPTION_DEFAULTS.items():
+            value = getattr(chain, name)
+            if value != default:
+                payload[name] = value
     elif _is_language_model(source):
         from .prompted import _template
 
@@ -252,7 +271,7 @@ def make_record(
     else:
         prediction = extract_answer(bench, text, task=problem.task, options=problem.options)
     usage = output.get("usage") or {}
-    steps = [{k: step.get(k) for k in ("kind", "omega", "confidence", "tokens")} for step in output.get("steps") or []]
+    steps = [{k: step[k] for k in STEP_LOG_KEYS if k in step} for step in output.get("steps") or []]
     return {
         "id": problem.id,
         "bench": bench,

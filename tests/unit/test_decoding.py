@@ -433,3 +433,109 @@ def test_marking_columns_inside_left_padding_changes_nothing(decoder, byte_token
     for end_column in (0, 1):  # an empty range, and the padding column (a resumed fuse shares none of row 0)
         session._mark_masked(1, 0, end_column)
         assert session._rows[1].kv_version == before
+
+
+# -- the replace counterfactual, steering only when unsure, and the steering diagnostics -------------------------
+
+
+def reference_replaced(model, seq: list[int], spans, omega: float, neutral: int) -> torch.Tensor:
+    """ω·l_o + (1−ω)·l_m where the masked forward sees ``neutral`` at the anchor positions (full attention)."""
+    ids = torch.tensor([seq])
+    masked = ids.clone()
+    for start, end in spans:
+        masked[0, start:end] = neutral
+    with torch.no_grad():
+        l_o = model(input_ids=ids).logits[0, -1].float()
+        l_m = model(input_ids=masked).logits[0, -1].float()
+    return omega * l_o + (1 - omega) * l_m
+
+
+def test_replace_masking_matches_reference_through_anchor_changes(tiny_model, byte_tokenizer):
+    decoder = SteeredDecoder(tiny_model, byte_tokenizer, eos_token_ids=[], neutral_token_id=7)
+    rows = [
+        RowRequest(encode(byte_tokenizer, PROMPTS[0]), [(10, 40)], 1.6, anchor_masking="replace"),
+        RowRequest(encode(byte_tokenizer, PROMPTS[2]), [(9, 31)], 1.4, anchor_masking="replace"),
+        RowRequest(encode(byte_tokenizer, PROMPTS[1]), [(3, 8)], 1.5),  # a hiding row in the same batch
+    ]
+    n0 = len(rows[0].prompt_ids)
+    schedule = {
+        3: [(0, [(10, 40), (n0, n0 + 3)], None)],  # a "plan" anchored: its columns now read as neutral
+        6: [(0, [(10, 40)], None), (1, [(0, 5)], None)],  # shown again; row 1's anchors move
+        8: [(0, None, 1.0), (1, None, 1.0), (2, None, 1.0)],  # pause: masked rows parked
+        10: [(0, None, 2.0), (1, None, 1.3), (2, None, 1.5)],  # resume
+    }
+    session, log = run_with_schedule(decoder, rows, schedule, max_new_tokens=14)
+    for step, (logits, active, state) in enumerate(log):
+        for k, i in enumerate(active):
+            seq = list(rows[i].prompt_ids) + session.generated_ids(i)[:step]
+            spans, omega = state[i]
+            if rows[i].anchor_masking == "replace":
+                expected = reference_replaced(tiny_model, seq, spans, omega, neutral=7)
+            else:
+                expected = reference_logits(tiny_model, seq, spans, omega)
+            assert torch.allclose(logits[k], expected, atol=1e-4), f"step {step}, row {i}"
+
+
+def test_replace_recomputes_the_anchor_columns_themselves(tiny_model, byte_tokenizer):
+    """Unlike hidden columns (never read), replaced columns are read, so a newly anchored plan is recomputed."""
+    ids = encode(byte_tokenizer, PROMPTS[0])
+    n = len(ids)
+    counts = {}
+    for masking in ("attention", "replace"):
+        decoder = SteeredDecoder(tiny_model, byte_tokenizer, eos_token_ids=[])
+        rows = [RowRequest(ids, [(10, 40)], 1.6, anchor_masking=masking)]
+        session, _ = run_with_schedule(decoder, rows, {5: [(0, [(10, 40), (n, n + 3)], None)]}, max_new_tokens=8)
+        counts[masking] = session.stats.resync_tokens
+    # At step 5 the cache holds 5 generated tokens: hiding n..n+3 re-feeds the 2 after it; replacing re-feeds all 5.
+    assert counts == {"attention": 2, "replace": 5}
+
+
+def test_steer_below_leaves_confident_tokens_unsteered(decoder, tiny_model, byte_tokenizer):
+    ids = encode(byte_tokenizer, PROMPTS[0])
+    steered = decoder.generate([RowRequest(ids, [(10, 40)], 3.0)], max_new_tokens=12)[0]
+    confidences = steered.confidences
+    gate = sorted(confidences)[len(confidences) // 2]  # about half of the tokens are at least this confident
+    session = decoder.start([RowRequest(ids, [(10, 40)], 3.0, steer_below=gate)], max_new_tokens=12)
+    for _ in session:
+        seq = ids + session.generated_ids(0)[:-1]
+        with torch.no_grad():
+            l_o = tiny_model(input_ids=torch.tensor([seq])).logits[0, -1].float()
+        confident = float(torch.softmax(l_o, -1).max()) >= gate
+        expected = l_o if confident else reference_logits(tiny_model, seq, [(10, 40)], 3.0)
+        assert torch.allclose(session.last_logits[0], expected, atol=1e-4)
+    result = session.results()[0]
+    assert all((w == 1.0) == (c >= gate) for w, c in zip(result.omegas, result.confidences, strict=True))
+    assert 0 < sum(w == 1.0 for w in result.omegas) < len(result.omegas)
+
+
+def test_steering_diagnostics_flips_and_kl(decoder, tiny_model, byte_tokenizer):
+    ids = encode(byte_tokenizer, PROMPTS[0])
+    session = decoder.start([RowRequest(ids, [(10, 40)], 4.0)], max_new_tokens=10)
+    for events in session:
+        seq = ids + session.generated_ids(0)[:-1]
+        with torch.no_grad():
+            l_o = tiny_model(input_ids=torch.tensor([seq])).logits[0, -1].float()
+        steered = session.last_logits[0]
+        p_s, p_o = torch.softmax(steered, -1), torch.softmax(l_o, -1)
+        kl = float((p_s * (p_s.log() - p_o.log())).sum())
+        (event,) = events
+        assert event.flipped == bool(steered.argmax() != l_o.argmax())
+        assert math.isclose(event.kl, kl, rel_tol=1e-3, abs_tol=1e-6)
+    result = session.results()[0]
+    assert len(result.flips) == len(result.kls) == len(result.token_ids)
+    assert any(k > 0 for k in result.kls)
+    plain = decoder.generate([RowRequest(ids, [(10, 40)], 1.0)], max_new_tokens=5)[0]
+    assert plain.kls == [0.0] * 5 and not any(plain.flips)
+
+
+@pytest.mark.parametrize(
+    "row, message",
+    [
+        (RowRequest([1, 2, 3], [(0, 1)], 1.5, anchor_masking="blank"), "anchor_masking"),
+        (RowRequest([1, 2, 3], [(0, 1)], 1.5, steer_below=0.0), "steer_below"),
+        (RowRequest([1, 2, 3], [(0, 1)], 1.5, steer_below=1.5), "steer_below"),
+    ],
+)
+def test_bad_masking_and_gate_are_rejected(decoder, row, message):
+    with pytest.raises(DecodingInputError, match=message):
+        decoder.start([row], max_new_tokens=2)

@@ -6,7 +6,7 @@ import pytest
 
 from selfanchor_chains.decoding import TokenEvent
 from selfanchor_chains.prompts import StepMarkers
-from selfanchor_chains.schedules import ConfidenceOmega, ConstantOmega
+from selfanchor_chains.schedules import ConfidenceOmega, ConstantOmega, ScaledOmega
 from selfanchor_chains.steps import StepLimits, StepTracker, marker_pattern
 
 PROMPT_LEN = 50
@@ -228,3 +228,100 @@ def test_a_short_final_answer_line_ends_the_solve():
     feed(t, s, tokens(" a\nReasoning 1: b\nFinal Answer: 42 apples\nextra words"))
     assert t.finish_reason == "final_answer" and t.text.endswith("Final Answer: 42 apples")
     assert t.answer_text() == "42 apples"
+
+
+def plan_spans_of_script() -> tuple[tuple[int, int], tuple[int, int]]:
+    plan1 = (PROMPT_LEN - PREFIX, PROMPT_LEN + 3)
+    plan2_start = 3 + len(tokens("\nReasoning 1: 3 + 5 = 8"))
+    plan2 = (PROMPT_LEN + plan2_start, PROMPT_LEN + plan2_start + len(tokens("\nPlan 2: answer")))
+    return plan1, plan2
+
+
+@pytest.mark.parametrize(
+    "scope, reasoning2",
+    [
+        ("question+plan", "q+p2"),
+        ("plan", "p2"),
+        ("question+plans", "q+p1+p2"),
+    ],
+)
+def test_reasoning_scope(scope, reasoning2):
+    plan1, plan2 = plan_spans_of_script()
+    expected = {"q+p2": [QUESTION, plan2], "p2": [plan2], "q+p1+p2": [QUESTION, plan1, plan2]}[reasoning2]
+    t = tracker(reasoning_scope=scope)
+    s = FakeSession()
+    feed(t, s, SCRIPT)
+    assert s.anchors[2] == (0, expected)  # reasoning 2
+    assert s.anchors[1] == (0, [QUESTION])  # plan 2 anchors the question whatever the scope
+    assert s.anchors[3] == (0, [QUESTION, plan2])  # the final line: question + last plan
+    assert len(t.steps[3].anchors) == len(expected)
+    with pytest.raises(ValueError, match="reasoning_scope"):
+        tracker(reasoning_scope="everything")
+
+
+def test_step_strength_scales_the_schedules_omega_per_kind():
+    schedule = ConstantOmega(1.6)
+    t = tracker(schedule, step_strength={"plan": 0.0, "reasoning": 1.0, "final": 0.5})
+    assert t.initial_omega() == 1.0  # plan 1 opens unsteered
+    s = FakeSession()
+    feed(t, s, SCRIPT)
+    by_kind = {(r.kind, r.index): r.omega for r in t.steps}
+    assert by_kind[("plan", 1)] == 1.0 and by_kind[("plan", 2)] == 1.0
+    assert by_kind[("reasoning", 1)] == pytest.approx(1.6) and by_kind[("reasoning", 2)] == pytest.approx(1.6)
+    assert by_kind[("final", 1)] == pytest.approx(1.3)
+    with pytest.raises(ValueError, match="step_strength"):
+        tracker(step_strength={"answer": 1.0})
+    with pytest.raises(ValueError, match="step_strength"):
+        tracker(step_strength={"plan": -1.0})
+
+
+def test_midline_labels_open_steps_only_when_asked():
+    text = " add them. Reasoning 1: 3 + 5 = 8. Plan 2: answer. Reasoning 2: it is 8. Final Answer: 8\n"
+    plain, midline = tracker(), tracker(midline_labels=True)
+    for t in (plain, midline):
+        feed(t, FakeSession(), tokens(text, 0.5))
+    assert plain.steps == [] and plain.answer_text() is None  # one long plan step, still open
+    assert [(r.kind, r.index) for r in midline.steps] == [
+        ("plan", 1),
+        ("reasoning", 1),
+        ("plan", 2),
+        ("reasoning", 2),
+        ("final", 1),
+    ]
+    assert midline.answer_text() == "8"
+    pattern = marker_pattern(StepMarkers(), midline=True)
+    for line in ("so the plan: x", "as in plan: y", "the final answer: 3"):  # unnumbered mid-line is prose
+        assert not pattern.search(line), line
+
+
+def test_steps_record_what_steering_changed():
+    t = tracker()
+    s = FakeSession()
+    events = [
+        (" a", True, 0.2),
+        (" b", False, 0.0),
+        (" c", True, 0.4),
+        ("\nReasoning 1:", False, 0.1),
+        (" d", False, 0.3),
+    ]
+    for i, (text, flipped, kl) in enumerate(events):
+        t.on_event(TokenEvent(0, 0, i, text, 0.5, 1.5, None, flipped, kl), s)
+    t._finish("length", len(t.text))
+    plan, reasoning = t.steps
+    assert (plan.changed, plan.kl) == (2, pytest.approx(0.2))  # tokens a, b, c
+    assert (reasoning.changed, reasoning.kl) == (0, pytest.approx(0.2))  # the label token and d
+    assert plan.as_dict()["changed"] == 2 and "kl" in reasoning.as_dict()
+
+
+def test_scaled_omega_closed_form():
+    schedule = ScaledOmega(omega_base=1.4, alpha=0.5)
+    assert schedule.initial() == 1.4
+    assert schedule.next(1.0) == pytest.approx(1.4)
+    assert schedule.next(0.0) == pytest.approx(2.1)
+    assert schedule.next(0.6) == pytest.approx(1.4 * 1.2)
+    assert schedule.next(float("nan")) == pytest.approx(2.1)
+    assert ScaledOmega(2.0, 1.0, omega_max=3.0).next(0.0) == 3.0
+    assert ScaledOmega(1.2, 0.0, omega_init=1.0).initial() == 1.0
+    for bad in ({"omega_base": -1.0}, {"alpha": float("inf")}, {"omega_max": float("nan")}):
+        with pytest.raises(ValueError):
+            ScaledOmega(**bad)
