@@ -35,11 +35,12 @@ __all__ = [
     "normalize_math",
     "parse_options",
     "score",
+    "short_answer",
 ]
 
 Options = Sequence[str] | Mapping[str, str] | None
 
-_BENCHES = ("gsm8k", "aqua", "math500", "strategyqa", "bbh", "t4d")
+_BENCHES = ("gsm8k", "aqua", "math500", "strategyqa", "bbh", "t4d", "conflictqa")
 
 # Answer format of each BBH task, read off the gold `target` values of the data.
 BBH_TASK_FORMATS: dict[str, str] = {
@@ -90,6 +91,7 @@ ANSWER_HINTS: dict[str, str] = {
     "strategyqa": "Give the final answer as yes or no.",
     "bbh": "Give the final answer in the exact format the question asks for.",
     "t4d": "Give the final answer as the option letter (A, B, C or D).",
+    "conflictqa": "Give the final answer as a short name or phrase, nothing else.",
     **{f"bbh:{task}": _BBH_FORMAT_HINTS[fmt] for task, fmt in BBH_TASK_FORMATS.items()},
 }
 
@@ -1128,6 +1130,28 @@ def _fallback(bench: str, fmt: str | None, text: str, options: dict[str, str]) -
     return None
 
 
+_LEAD_IN_RE = re.compile(r"^(?:the\s+)?(?:final\s+)?answer\s*(?:is\s*)?:?\s*", re.IGNORECASE)
+
+
+def short_answer(text: str) -> str | None:
+    """A short free-form answer (conflictqa): the ``Final Answer:`` segment if there is one, else the first
+    non-empty line, without a leading "Answer:", markdown or a trailing full stop.
+
+    Returns:
+        The answer text, or None when the output is empty.
+    """
+    stripped = _strip_code_blocks(text)
+    for candidate in _candidates(stripped):
+        cleaned = _clean(_LEAD_IN_RE.sub("", candidate.strip()))
+        if cleaned:
+            return cleaned
+    for line in stripped.splitlines():
+        cleaned = _clean(_LEAD_IN_RE.sub("", line.strip().lstrip("#*-> ").strip()))
+        if cleaned:
+            return cleaned
+    return None
+
+
 def extract_answer(bench: str, text: str, *, task: str | None = None, options: Options = None) -> str | None:
     """Read the final answer out of a model output, in the benchmark's canonical form.
 
@@ -1146,6 +1170,8 @@ def extract_answer(bench: str, text: str, *, task: str | None = None, options: O
         lower-cased words), or None when no answer is found.
     """
     name, task = _split_spec(bench, task)
+    if name == "conflictqa":
+        return short_answer(text)
     fmt = _bbh_format(task) if name == "bbh" else None
     opts = _options_map(options)
     parse = _parser_for(name, fmt, opts)
@@ -1183,6 +1209,10 @@ def is_correct(bench: str, prediction: str | None, gold: str, *, task: str | Non
         return False
     if name == "math500":
         return math_equal(_parse_math(prediction) or prediction, gold)
+    if name == "conflictqa":
+        from .conflict import mentions
+
+        return mentions(prediction, [gold])
     fmt = (_bbh_format(task) or _infer_bbh_format(gold)) if name == "bbh" else None
     if name == "gsm8k" or fmt == "integer":
         p, g = _parse_number(prediction), _as_number(gold)

@@ -31,7 +31,7 @@ __all__ = [
     "load_problems",
 ]
 
-BENCHMARKS = ("gsm8k", "aqua", "math500", "strategyqa", "bbh", "t4d")
+BENCHMARKS = ("gsm8k", "aqua", "math500", "strategyqa", "bbh", "t4d", "conflictqa")
 BBH_TASKS: tuple[str, ...] = tuple(BBH_TASK_FORMATS)
 DATA_DIR_ENV = "SELFANCHOR_DATA_DIR"
 

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from .stats import mcnemar_exact, stratified_paired_bootstrap, wilson_interval
+from .steering_report import build_steering_summary, format_steering_markdown
 from .store import iter_result_files, read_records, read_run_info
 
 __all__ = [
@@ -278,7 +279,7 @@ def build_report(
                 paired.append(found)
     all_records = {m: [r for by_method in results.values() for r in by_method.get(m, [])] for m in methods}
     run = read_run_info(out_dir)
-    return {
+    report = {
         "out_dir": str(out_dir),
         "run": {k: run.get(k) for k in ("model", "dtype", "package_version", "settings")},
         "settings": {"reference": reference, **opts},
@@ -286,7 +287,13 @@ def build_report(
         "rows": rows,
         "paired": paired,
         "efficiency": {m: _failure_modes(all_records[m]) for m in methods},
+        "steering": build_steering_summary(results),
     }
+    if "conflictqa" in results:
+        from .conflict_report import build_conflict_report
+
+        report["conflict"] = build_conflict_report(results["conflictqa"], **opts)
+    return report
 
 
 # -- rendering ---------------------------------------------------------------------------------------------------
@@ -388,6 +395,12 @@ def format_markdown(report: Mapping[str, Any]) -> str:
                 "",
             ]
 
+    if report.get("conflict"):
+        from .conflict_report import format_conflict_markdown
+
+        lines += format_conflict_markdown(report["conflict"], settings["confidence"])
+
+    lines += format_steering_markdown(report.get("steering") or {})
     lines += ["## Speed and failure modes (all benchmarks)", ""]
     body = []
     for m in methods:

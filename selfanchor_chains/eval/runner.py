@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..conflict import CONFLICT_METHODS
 from .store import (
     ResultsFile,
     check_compatible,
@@ -54,6 +55,9 @@ STUDY_OPTION_DEFAULTS: dict[str, Any] = {
 }
 """Reasoning-chain options whose non-default values are part of a method's fingerprint."""
 
+CONFLICT_METHOD_NAMES = CONFLICT_METHODS
+"""The methods of the knowledge-conflict benchmark ``conflictqa`` (:mod:`selfanchor_chains.conflict_methods`)."""
+
 ChainFactory = Callable[[str, str], Any]
 """``factory(method, bench) -> runnable`` whose ``batch`` maps ``{"question", "task", "options"}`` dicts to the
 reasoning chains' output dicts (``answer``, ``text``, ``steps``, ``finish_reason``, ``usage``, ``retried``)."""
@@ -77,7 +81,7 @@ class MethodSpec:
 
 
 def parse_methods(
-    spec: str | Sequence[str | MethodSpec], known: Sequence[str] | None = METHOD_NAMES
+    spec: str | Sequence[str | MethodSpec], known: Sequence[str] | None = METHOD_NAMES + CONFLICT_METHOD_NAMES
 ) -> list[MethodSpec]:
     """Parse ``"self-anchor,cot,spa:100"`` (``method:N`` caps the method at N items per benchmark).
 
@@ -184,6 +188,10 @@ def _check_source(source: Any, methods: Sequence[MethodSpec]) -> None:
 
 
 def _make_chain(source: Any, method: str, bench: str, max_new_tokens: int) -> Any:
+    if _is_steered(source) and bench == "conflictqa":
+        from ..conflict_methods import make_conflict_chain
+
+        return make_conflict_chain(method, source, max_new_tokens=max_new_tokens)
     if _is_steered(source):
         from ..cli import make_chain
 
@@ -234,6 +242,20 @@ def method_fingerprint(chain: Any, source: Any, method: str, bench: str) -> str 
     return hashlib.sha256(blob).hexdigest()[:16]
 
 
+def _check_bench_methods(benches: Sequence[str], methods: Sequence[MethodSpec], *, factory: bool) -> None:
+    """conflictqa runs only its own methods (they read the passages), and they run only on it (names a chain factory
+    defines are its own business)."""
+    if factory:
+        return
+    for bench in benches:
+        conflict = bench.partition(":")[0] == "conflictqa"
+        other = METHOD_NAMES if conflict else CONFLICT_METHOD_NAMES
+        wrong = [m.name for m in methods if m.name in other]
+        if wrong:
+            allowed = CONFLICT_METHOD_NAMES if conflict else METHOD_NAMES
+            raise ValueError(f"{', '.join(wrong)} cannot run on {bench}; its methods are {', '.join(allowed)}")
+
+
 def _model_name(source: Any) -> str | None:
     for attr in ("model_id", "model_name", "model"):
         value = getattr(source, attr, None)
@@ -272,7 +294,7 @@ def make_record(
         prediction = extract_answer(bench, text, task=problem.task, options=problem.options)
     usage = output.get("usage") or {}
     steps = [{k: step[k] for k in STEP_LOG_KEYS if k in step} for step in output.get("steps") or []]
-    return {
+    record = {
         "id": problem.id,
         "bench": bench,
         "task": problem.task,
@@ -288,9 +310,18 @@ def make_record(
         "retried": bool(output.get("retried", False)),
         "text": text,
     }
+    if bench == "conflictqa":
+        from ..conflict import grade_conflict
+
+        record.update(grade_conflict(prediction, problem.extra))
+    return record
 
 
 def _chain_input(problem: Any) -> dict[str, Any]:
+    if problem.bench == "conflictqa":
+        from ..conflict import chain_input
+
+        return chain_input(problem)
     return {"question": problem.question, "task": problem.task, "options": problem.options}
 
 
@@ -392,13 +423,14 @@ def run_eval(
     from ..datasets import load_problems
 
     bench_specs = parse_benches(benches)
-    known = METHOD_NAMES if _is_language_model(llm_or_chain_factory) else None
+    known = METHOD_NAMES + CONFLICT_METHOD_NAMES if _is_language_model(llm_or_chain_factory) else None
     method_specs = parse_methods(methods, known=known)
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     if limit is not None and limit < 0:
         raise ValueError(f"limit must be >= 0, got {limit}")
     _check_source(llm_or_chain_factory, method_specs)
+    _check_bench_methods(bench_specs, method_specs, factory=not _is_language_model(llm_or_chain_factory))
 
     out = Path(out_dir)
     model = model_name or _model_name(llm_or_chain_factory)
@@ -440,7 +472,12 @@ def run_eval(
             if left:
                 chain = chains[(bench, method)] = _make_chain(llm_or_chain_factory, method, bench, max_new_tokens)
                 key = f"{bench}/{method}"
-                fingerprints[key] = method_fingerprint(chain, llm_or_chain_factory, method, bench)
+                if bench == "conflictqa" and _is_steered(llm_or_chain_factory):
+                    from ..conflict_methods import conflict_fingerprint
+
+                    fingerprints[key] = conflict_fingerprint(chain)
+                else:
+                    fingerprints[key] = method_fingerprint(chain, llm_or_chain_factory, method, bench)
                 if done[(bench, method)]:
                     with_results[key] = fingerprints[key]
         check_fingerprints(read_run_info(out), with_results, out)
@@ -515,10 +552,11 @@ def pending_items(
     """
     from ..datasets import load_problems
 
-    problem_sets = [
-        (spec, load_problems(spec, data_dir=data_dir, split=split, limit=limit)) for spec in parse_benches(benches)
-    ]
-    return sum(_pending_by_method(problem_sets, parse_methods(methods, known=None), Path(out_dir))[0].values())
+    bench_specs = parse_benches(benches)
+    method_specs = parse_methods(methods, known=None)
+    _check_bench_methods(bench_specs, method_specs, factory=False)
+    problem_sets = [(spec, load_problems(spec, data_dir=data_dir, split=split, limit=limit)) for spec in bench_specs]
+    return sum(_pending_by_method(problem_sets, method_specs, Path(out_dir))[0].values())
 
 
 def _pending_by_method(

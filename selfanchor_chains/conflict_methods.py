@@ -1,0 +1,281 @@
+"""The methods compared on the knowledge-conflict set (:mod:`selfanchor_chains.conflict`), on the same items.
+
+All but ``rag-self-anchor`` ask for a short direct answer (one batched decode of at most
+:data:`SHORT_ANSWER_TOKENS` tokens); the anchored ones differ from plain RAG only in the anchor markup around the
+passages (the model sees the same text) and in ω:
+
+- ``closed-book``: the question alone (what the model answers from memory);
+- ``rag-plain``: the passages and the question, ω = 1 (plain decoding);
+- ``rag-instructed``: the best prompt-only faithfulness baseline we found, Zhou et al. 2023 ("Context-faithful
+  prompting for large language models", arXiv 2303.11315): the opinion-based prompt ("Bob said: …" / "… in Bob's
+  opinion?") with their instruction, the combination that scored best in their knowledge-conflict experiments,
+  plus an explicit "answer from the passages even if they contradict what you know";
+- ``rag-anchored``: the plain-RAG prompt with every passage anchored and ω = :data:`ANCHORED_OMEGA` (context-aware
+  decoding, Shi et al. 2023: the masked branch sees no passage, so ω > 1 pushes away from the memorised answer);
+- ``rag-anchored-oracle``: only the evidence passage anchored, same ω (an upper bound: it needs to know which
+  passage answers);
+- ``rag-self-anchor``: :class:`~selfanchor_chains.chains.SelfAnchorChain` with the passages as (anchored) context,
+  plan/reason steps, at most ``min(max_new_tokens, 256)`` tokens.
+
+``rag-anchored@2.5`` / ``rag-anchored-oracle@2.5`` set ω explicitly (for choosing ω on the train split).
+Retrieved passages are untrusted: they are escaped (:func:`~selfanchor_chains.anchors.anchor`), never read as
+markup.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from langchain_core.runnables import RunnableConfig, RunnableSerializable
+from pydantic import ConfigDict
+
+from .conflict import CONFLICT_METHODS
+
+__all__ = [
+    "ANCHORED_OMEGA",
+    "CONFLICT_METHODS",
+    "SELF_ANCHOR_TOKENS",
+    "SHORT_ANSWER_TOKENS",
+    "ShortAnswerChain",
+    "conflict_fingerprint",
+    "make_conflict_chain",
+    "parse_conflict_method",
+]
+
+ANCHORED_OMEGA = 2.0
+"""ω of ``rag-anchored`` and ``rag-anchored-oracle``: chosen on the train split (see ``results/conflictqa``)."""
+
+SHORT_ANSWER_TOKENS = 24
+"""Token budget of the direct-answer methods (a name or a short phrase)."""
+
+SELF_ANCHOR_TOKENS = 256
+"""Token budget cap of ``rag-self-anchor`` (plan and reasoning steps, then the answer)."""
+
+_SHORT = "Reply with the answer only (a name or a few words), no explanation and no code."
+_PLAIN = "Answer the question using the passages below. {short}\n\nPassages:\n{passages}\n\nQuestion: {question}"
+_INSTRUCTED = (
+    "Instruction: read the given information and answer the corresponding question. Answer only from the given "
+    "information, even if it contradicts what you know. {short}\n\nBob said:\n{passages}\n\nQuestion: {question}"
+)
+_CLOSED = "Answer the question. {short}\n\nQuestion: {question}"
+
+_STYLE = {
+    # method: (prompt, which passages are anchored)
+    "closed-book": (_CLOSED, "none"),
+    "rag-plain": (_PLAIN, "none"),
+    "rag-instructed": (_INSTRUCTED, "none"),
+    "rag-anchored": (_PLAIN, "all"),
+    "rag-anchored-oracle": (_PLAIN, "evidence"),
+}
+
+
+def parse_conflict_method(name: str) -> tuple[str, float | None]:
+    """``"rag-anchored@2.5"`` → ``("rag-anchored", 2.5)``; ``"rag-plain"`` → ``("rag-plain", None)``.
+
+    Raises:
+        ValueError: Unknown method, an ω on a method without steering, or an ω that is not a number ≥ 1.
+    """
+    base, sep, value = name.partition("@")
+    if base not in CONFLICT_METHODS:
+        raise ValueError(f"unknown conflictqa method {name!r}; choose from {', '.join(CONFLICT_METHODS)}")
+    if not sep:
+        return base, None
+    if base not in ("rag-anchored", "rag-anchored-oracle"):
+        raise ValueError(f"{base} takes no ω (only rag-anchored and rag-anchored-oracle do), got {name!r}")
+    try:
+        omega = float(value)
+    except ValueError:
+        raise ValueError(f"bad ω in {name!r}: expected a number, e.g. rag-anchored@2.5") from None
+    if not omega >= 1.0:
+        raise ValueError(f"ω must be >= 1 in {name!r}")
+    return base, omega
+
+
+def _untrusted(text: str, specials: Sequence[str]) -> str:
+    """Untrusted text with the tokenizer's control-token strings removed and whitespace collapsed."""
+    for token in specials:
+        text = text.replace(token, " ")
+    return " ".join(text.split())
+
+
+def _format_passages(passages: Sequence[str], anchored: Sequence[bool], specials: Sequence[str]) -> str:
+    from .anchors import anchor
+
+    lines = []
+    for number, (text, steer) in enumerate(zip(passages, anchored, strict=True), start=1):
+        clean = _untrusted(text, specials)
+        lines.append(f"[{number}] {anchor(clean) if steer else _escape(clean)}")
+    return "\n".join(lines)
+
+
+def _escape(text: str) -> str:
+    """Untrusted text outside anchors: escaped the same way, so markup in it stays text."""
+    from .anchors import escape_anchor_markup
+
+    return escape_anchor_markup(text)
+
+
+class ShortAnswerChain(RunnableSerializable[dict[str, Any], dict[str, Any]]):
+    """A direct-answer RAG prompt over given passages, decoded in one batched call.
+
+    Input: ``{"question", "passages", "evidence_index"}`` (see :func:`~selfanchor_chains.conflict.chain_input`).
+    Output: ``{"answer", "text", "finish_reason", "usage", "steps": [], "omega", "prompt"}``.
+
+    Attributes:
+        llm: A :class:`~selfanchor_chains.llms.SteeredHFLLM`.
+        method: One of the direct-answer methods of :data:`CONFLICT_METHODS`.
+        omega: Steering strength (used only when some passage is anchored).
+        max_new_tokens: Decoding budget.
+    """
+
+    llm: Any
+    method: str = "rag-plain"
+    omega: float = 1.0
+    max_new_tokens: int = SHORT_ANSWER_TOKENS
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    def prompt(self, inputs: dict[str, Any], specials: Sequence[str] = ()) -> str:
+        """The prompt with anchor markup for one input.
+
+        Args:
+            inputs: ``{"question", "passages", "evidence_index"}``.
+            specials: Control-token strings to remove from the (untrusted) question and passages.
+
+        Raises:
+            ValueError: Missing question or passages, or an evidence index out of range.
+        """
+        template, anchored = _STYLE[self.method]
+        question = _untrusted(str(inputs.get("question") or ""), specials)
+        if not question:
+            raise ValueError("conflictqa input lacks a question")
+        passages = [str(p) for p in inputs.get("passages") or []]
+        if self.method == "closed-book":
+            return template.format(short=_SHORT, question=_escape(question))
+        if not passages:
+            raise ValueError(f"{self.method} needs passages; the input has none")
+        evidence = inputs.get("evidence_index")
+        if anchored == "evidence" and not (isinstance(evidence, int) and 0 <= evidence < len(passages)):
+            raise ValueError(f"{self.method} needs a valid evidence_index, got {evidence!r}")
+        flags = [anchored == "all" or (anchored == "evidence" and i == evidence) for i in range(len(passages))]
+        if self.method == "rag-instructed":
+            question = question.rstrip(" ?") + " in Bob's opinion?"
+        return template.format(
+            short=_SHORT, passages=_format_passages(passages, flags, specials), question=_escape(question)
+        )
+
+    def invoke(self, input: dict[str, Any], config: RunnableConfig | None = None, **kwargs: Any) -> dict[str, Any]:
+        return self.batch([input], config)[0]
+
+    def batch(
+        self,
+        inputs: list[dict[str, Any]],
+        config: RunnableConfig | list[RunnableConfig] | None = None,
+        *,
+        return_exceptions: bool = False,
+        **kwargs: Any,
+    ) -> list[dict[str, Any]]:
+        from .anchors import special_token_strings
+        from .answers import short_answer
+
+        if not inputs:
+            return []
+        specials = special_token_strings(self.llm.tokenizer)
+        prompts = [self.prompt(i, specials) for i in inputs]  # every input is checked before any decoding
+        steered = _STYLE[self.method][1] != "none"
+        omega = self.omega if steered else 1.0
+        result = self.llm.generate(prompts, omega=omega, max_new_tokens=self.max_new_tokens)
+        outputs = []
+        for prompt, generations in zip(prompts, result.generations, strict=True):
+            generation = generations[0]
+            info = generation.generation_info or {}
+            outputs.append(
+                {
+                    "answer": short_answer(generation.text),
+                    "text": generation.text,
+                    "finish_reason": info.get("finish_reason"),
+                    "usage": {
+                        "prompt_tokens": info.get("prompt_tokens"),
+                        "completion_tokens": info.get("completion_tokens"),
+                    },
+                    "steps": [],
+                    "omega": omega,
+                    "prompt": prompt,
+                }
+            )
+        return outputs
+
+
+def _self_anchor(llm: Any, max_new_tokens: int) -> Any:
+    from langchain_core.documents import Document
+    from langchain_core.runnables import RunnableLambda
+
+    from .chains import SelfAnchorChain
+
+    def to_context(inputs: dict[str, Any]) -> dict[str, Any]:
+        passages = [str(p) for p in inputs.get("passages") or []]
+        if not passages:
+            raise ValueError("rag-self-anchor needs passages; the input has none")
+        return {"question": inputs["question"], "context": [Document(page_content=p) for p in passages]}
+
+    chain = SelfAnchorChain(llm=llm, bench="conflictqa", max_new_tokens=min(max_new_tokens, SELF_ANCHOR_TOKENS))
+    return RunnableLambda(to_context) | chain
+
+
+def make_conflict_chain(method: str, llm: Any, *, max_new_tokens: int = SHORT_ANSWER_TOKENS) -> Any:
+    """The runnable of a conflictqa method (``rag-anchored@ω`` sets ω).
+
+    Args:
+        method: A name of :data:`CONFLICT_METHODS`, optionally with ``@ω`` for the anchored ones.
+        llm: A :class:`~selfanchor_chains.llms.SteeredHFLLM`.
+        max_new_tokens: The run's budget; direct-answer methods use at most :data:`SHORT_ANSWER_TOKENS`,
+            ``rag-self-anchor`` at most :data:`SELF_ANCHOR_TOKENS`.
+
+    Raises:
+        ValueError: Unknown method or bad ω.
+        TypeError: ``llm`` is not a SteeredHFLLM.
+    """
+    from .llms import SteeredHFLLM
+
+    base, omega = parse_conflict_method(method)
+    if not isinstance(llm, SteeredHFLLM):
+        raise TypeError(f"conflictqa methods need a SteeredHFLLM, got {type(llm).__name__}")
+    if base == "rag-self-anchor":
+        return _self_anchor(llm, max_new_tokens)
+    return ShortAnswerChain(
+        llm=llm,
+        method=base,
+        omega=ANCHORED_OMEGA if omega is None else omega,
+        max_new_tokens=min(max_new_tokens, SHORT_ANSWER_TOKENS),
+    )
+
+
+def conflict_fingerprint(chain: Any) -> str:
+    """A short hash of what decides a conflictqa method's answers besides the model: prompt, anchoring, ω, budget
+    (for ``rag-self-anchor``, the reasoning chain's own fingerprint).
+
+    Results written under one configuration are not mixed with another's (the eval runner refuses the folder).
+    """
+    import hashlib
+    import json
+
+    if isinstance(chain, ShortAnswerChain):
+        template, anchored = _STYLE[chain.method]
+        payload: dict[str, Any] = {
+            "method": chain.method,
+            "template": template,
+            "short": _SHORT,
+            "anchored": anchored,
+            "omega": chain.omega,
+            "max_new_tokens": chain.max_new_tokens,
+        }
+    else:
+        from .eval.runner import method_fingerprint
+
+        reasoner = chain.last  # RunnableLambda(to_context) | SelfAnchorChain
+        payload = {
+            "method": "rag-self-anchor",
+            "reasoner": method_fingerprint(reasoner, reasoner.llm, "", "conflictqa"),
+        }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
