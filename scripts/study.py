@@ -25,14 +25,61 @@ ChainKwargs = dict[str, Any]
 
 def _variants() -> dict[str, tuple[str, Callable[[], ChainKwargs]]]:
     """name -> (description, kwargs for :class:`SelfAnchorChain` or, with ``"_chain": "cot"``, :class:`CoTChain`)."""
-    from selfanchor_chains.schedules import ConfidenceOmega, ConstantOmega
+    from selfanchor_chains.schedules import ConfidenceOmega, ConstantOmega, ScaledOmega
 
+    def sa(**kwargs: Any) -> Callable[[], ChainKwargs]:
+        return lambda: {"schedule": ConfidenceOmega(), **kwargs}
+
+    def scaled(base: float, alpha: float, **kwargs: Any) -> Callable[[], ChainKwargs]:
+        return lambda: {"schedule": ScaledOmega(base, alpha), **kwargs}
+
+    reasoning_only = {"step_strength": {"plan": 0.0, "final": 0.0}}
     return {
-        "cot": ("zero-shot CoT (reference)", lambda: {"_chain": "cot"}),
+        # references
+        "cot": ("zero-shot CoT", lambda: {"_chain": "cot"}),
+        "cot-example": (
+            "CoT with the worked example as a CoT trace",
+            lambda: {"_chain": "cot", "worked_example": True},
+        ),
         "structure": ("plan/reason format, no steering (ω = 1)", lambda: {"schedule": ConstantOmega(1.0)}),
-        "sa-default": (
-            "Self-Anchor as shipped before the study: ω = 1 + 0.5·(1 − c) in [1, 1.5], first step 1.25",
-            lambda: {"schedule": ConfidenceOmega()},
+        "structure-example": (
+            "plan/reason format with the worked example, no steering",
+            lambda: {"schedule": ConstantOmega(1.0), "worked_example": True},
+        ),
+        "sa-default": ("Self-Anchor as shipped before the study: ω = 1 + 0.5·(1 − c) in [1, 1.5], first 1.25", sa()),
+        # 6. format
+        "sa-example": ("sa-default + the worked example in plan/reason format", sa(worked_example=True)),
+        "sa-midline": ("sa-default + numbered labels inside a line open steps", sa(midline_labels=True)),
+        "sa-noretry": ("sa-default without the format retry (as every baseline)", sa(format_retries=0)),
+        # 1. ω mapping: ω = ω_base·(1 + α·(1 − c))
+        "sa-scaled-1.25-0.5": ("ω = 1.25·(1 + 0.5·(1 − c))", scaled(1.25, 0.5)),
+        "sa-scaled-1.5-0.5": ("ω = 1.5·(1 + 0.5·(1 − c))", scaled(1.5, 0.5)),
+        "sa-scaled-2-0.5": ("ω = 2·(1 + 0.5·(1 − c))", scaled(2.0, 0.5)),
+        "sa-scaled-1.5-1": ("ω = 1.5·(1 + (1 − c))", scaled(1.5, 1.0)),
+        # 2. per-kind strength
+        "sa-reasoning-only": ("sa-default, steering only reasoning steps", sa(**reasoning_only)),
+        "sa-scaled-1.5-0.5-reasoning-only": (
+            "ω = 1.5·(1 + 0.5·(1 − c)) on reasoning steps only",
+            scaled(1.5, 0.5, **reasoning_only),
+        ),
+        "sa-plans-half": ("sa-default, plans steered at half strength", sa(step_strength={"plan": 0.5})),
+        # 3. what the final-answer line anchors
+        "sa-final-none": ("sa-default, final-answer line unsteered", sa(step_strength={"final": 0.0})),
+        "sa-final-question": (
+            "sa-default, final-answer line anchors the question only",
+            sa(anchor_plan_in_final=False),
+        ),
+        # 4. the masked branch's counterfactual
+        "sa-replace": ("sa-default, anchors replaced by a neutral token (not hidden)", sa(anchor_masking="replace")),
+        # 5. what reasoning steps anchor
+        "sa-scope-plan": ("sa-default, reasoning anchors its plan only", sa(reasoning_scope="plan")),
+        "sa-scope-plans": ("sa-default, reasoning anchors question + all plans", sa(reasoning_scope="question+plans")),
+        # 7. steering only when unsure
+        "sa-gate-0.5": ("ω = 1.5·(1 + 0.5·(1 − c)), only tokens with top p < 0.5", scaled(1.5, 0.5, steer_below=0.5)),
+        "sa-gate-0.8": ("ω = 1.5·(1 + 0.5·(1 − c)), only tokens with top p < 0.8", scaled(1.5, 0.5, steer_below=0.8)),
+        "sa-gate-0.5-strong": (
+            "ω = 2·(1 + 0.5·(1 − c)), only tokens with top p < 0.5",
+            scaled(2.0, 0.5, steer_below=0.5),
         ),
     }
 
@@ -53,7 +100,9 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--bench", default="gsm8k")
-    parser.add_argument("--split", default="train", help="a training pool: train (gsm8k, strategyqa), official_dev (aqua)")
+    parser.add_argument(
+        "--split", default="train", help="a training pool: train (gsm8k, strategyqa), official_dev (aqua)"
+    )
     parser.add_argument("--limit", type=int, default=100)
     parser.add_argument("--variants", default="cot,structure,sa-default")
     parser.add_argument("--model", default="qwen2.5-coder-1.5b")
