@@ -3,7 +3,10 @@
 # Lines may be appended while it runs; a line is run once (its number is recorded in DONE); safe to restart:
 # every run is resumable, so a line cut off part-way is simply run again.
 #   nohup bash scripts/study_queue.sh evals/study/queue.txt > evals/study/queue.log 2>&1 &
+# STUDY_THREADS sets torch's threads: on a CPU shared with other jobs, 1 thread per job avoids OpenMP threads
+# waiting for each other (measured here: 2 threads under contention ran ~10x slower than alone).
 set -u
+export OMP_NUM_THREADS=${STUDY_THREADS:-2}
 QUEUE=${1:-evals/study/queue.txt}
 DONE=${QUEUE%.txt}.done
 touch "$QUEUE" "$DONE"

@@ -1,7 +1,8 @@
 """One loaded model shared by the LangChain classes: serialised decoding, cancellation, and an async bridge.
 
-Decoding is CPU/GPU-bound and runs in the caller's thread (sync) or a worker thread (async), one session at a
-time per model: concurrent callers queue on a lock instead of interleaving forwards.
+Decoding is CPU/GPU-bound and runs in the caller's thread (sync) or a worker thread (async). A lock per model
+serialises the forwards: it is held for one decode step at a time, so concurrent sessions take turns step by
+step, and a stream whose consumer walked away (without closing it) holds nothing between steps.
 """
 
 from __future__ import annotations
@@ -80,20 +81,29 @@ class SteeredRuntime:
         session_out: list[DecodeSession] | None = None,
         on_step: StepHook | None = None,
     ) -> Iterator[list[TokenEvent]]:
-        """Decode ``rows`` in one batched session, yielding each step's events; ``cancel`` stops between steps."""
-        with self._lock:
-            session = self.decoder.start(
-                rows, max_new_tokens=settings.max_new_tokens, sampling=settings.sampling, stop=settings.stop
-            )
-            if session_out is not None:
-                session_out.append(session)
-            for step in session:
+        """Decode ``rows`` in one batched session, yielding each step's events; ``cancel`` stops between steps.
+
+        The model's lock is held while a step computes (the forward and ``on_step``), never while the caller holds
+        a step's events: a consumer that stops iterating without closing the generator blocks no other call on
+        the model, and concurrent sessions take turns step by step.
+        """
+        session = self.decoder.start(
+            rows, max_new_tokens=settings.max_new_tokens, sampling=settings.sampling, stop=settings.stop
+        )
+        if session_out is not None:
+            session_out.append(session)
+        steps = iter(session)
+        while True:
+            with self._lock:
+                step = next(steps, None)
+                if step is None:
+                    return
                 if on_step is not None:
                     on_step(session, step)
-                yield step
-                if cancel is not None and cancel.is_set():
-                    for row in range(len(rows)):
-                        session.cancel(row)
+            yield step
+            if cancel is not None and cancel.is_set():
+                for row in range(len(rows)):
+                    session.cancel(row)
 
     def run(self, rows: Sequence[RowRequest], settings: DecodeSettings) -> list[RowResult]:
         sessions: list[DecodeSession] = []

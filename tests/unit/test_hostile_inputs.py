@@ -1,0 +1,102 @@
+"""Hostile and careless use (issue #12), on the tiny random model: no deadlock, clear typed errors, state intact."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+import torch
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_torch_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def _finishes(call: Callable[[], Any], seconds: float = 60.0) -> Any:
+    """Run ``call`` in a thread; fail (instead of hanging the suite) if it does not return in time."""
+    out: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            out["value"] = call()
+        except BaseException as exc:  # pragma: no cover - re-raised below
+            out["error"] = exc
+
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    thread.join(seconds)
+    assert not thread.is_alive(), "the call is blocked (deadlock)"
+    if "error" in out:
+        raise out["error"]
+    return out["value"]
+
+
+def _abandon(stream: Any, after: int = 1) -> Any:
+    """Take ``after`` chunks of a stream, then walk away while keeping the generator alive."""
+    for i, _ in enumerate(stream):
+        if i + 1 >= after:
+            break
+    return stream
+
+
+def test_an_abandoned_llm_stream_blocks_nothing(tiny_model, byte_tokenizer):
+    from selfanchor_chains.llms import SteeredHFLLM
+
+    llm = SteeredHFLLM(model=tiny_model, tokenizer=byte_tokenizer, model_id="tiny", omega=1.5, max_new_tokens=8)
+    kept = _abandon(llm.stream("Tell me a story about <anchor>a cat</anchor>."))
+    expected = _finishes(lambda: llm.invoke("What is 2+2?"))
+    assert expected
+    # Another thread too, and the abandoned stream can still be resumed afterwards.
+    assert _finishes(lambda: llm.invoke("What is 2+2?")) == expected
+    rest = _finishes(lambda: "".join(kept))
+    assert isinstance(rest, str)
+
+
+def test_an_abandoned_chat_stream_blocks_nothing(tiny_model, byte_tokenizer):
+    from selfanchor_chains.chat_models import ChatSteeredHF
+
+    chat = ChatSteeredHF(model=tiny_model, tokenizer=byte_tokenizer, model_id="tiny", omega=1.5, max_tokens=8)
+    kept = _abandon(chat.stream("Tell me a story."))
+    assert _finishes(lambda: chat.invoke("What is 2+2?")).content is not None
+    del kept
+
+
+@pytest.fixture(scope="module")
+def long_context_model(byte_tokenizer):
+    """A 1-layer random Llama whose context holds the reasoning templates (~600 byte tokens)."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    vocab = len(byte_tokenizer)
+    config = LlamaConfig(
+        vocab_size=vocab,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        max_position_embeddings=4096,
+        pad_token_id=vocab - 5,
+        bos_token_id=vocab - 4,
+        eos_token_id=vocab - 3,
+    )
+    return LlamaForCausalLM(config).to(torch.float32).eval()
+
+
+def test_an_abandoned_chain_stream_blocks_the_shared_model_for_no_one(long_context_model, byte_tokenizer):
+    from selfanchor_chains.chains import SelfAnchorChain
+    from selfanchor_chains.llms import SteeredHFLLM
+
+    llm = SteeredHFLLM(model=long_context_model, tokenizer=byte_tokenizer, model_id="tiny", max_new_tokens=8)
+    chain = SelfAnchorChain(llm=llm, max_new_tokens=8)
+    kept = _abandon(chain.stream("Tom has 3 apples and buys 5 more. How many?"), after=2)
+    # The same weights through another LangChain object share the model's lock.
+    assert _finishes(lambda: llm.invoke("What is 2+2?"))
+    assert _finishes(lambda: chain.invoke("What is 2+2?"))["text"]
+    del kept
