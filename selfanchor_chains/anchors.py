@@ -347,10 +347,16 @@ def resolve_anchor_strings(text: str, anchors: Sequence[str | Span]) -> list[Spa
         :func:`merge_spans` for a union.
 
     Raises:
+        TypeError: ``anchors`` is a single string (a list of one substring was meant).
         AnchorNotFoundError: A substring does not occur in ``text``.
         AnchorSpanError: An empty substring, or a span that is empty, reversed, not integers or out of
             range.
     """
+    if isinstance(anchors, str):
+        # Iterating a string would anchor its single characters ("B", "e", "r", ...) all over the prompt.
+        raise TypeError(
+            f"anchors must be a list of substrings or (start, end) spans, not one string: anchors=[{anchors!r}]"
+        )
     spans: list[Span] = []
     for index, item in enumerate(anchors):
         if isinstance(item, str):

@@ -100,3 +100,21 @@ def test_an_abandoned_chain_stream_blocks_the_shared_model_for_no_one(long_conte
     assert _finishes(lambda: llm.invoke("What is 2+2?"))
     assert _finishes(lambda: chain.invoke("What is 2+2?"))["text"]
     del kept
+
+
+def test_a_bare_string_as_anchors_is_refused_before_any_work(tiny_model, byte_tokenizer, monkeypatch):
+    from selfanchor_chains.llms import SteeredHFLLM
+
+    llm = SteeredHFLLM(model=tiny_model, tokenizer=byte_tokenizer, model_id="tiny", omega=1.5, max_new_tokens=4)
+
+    def no_forward(*args, **kwargs):
+        raise AssertionError("the model ran")
+
+    monkeypatch.setattr(tiny_model, "forward", no_forward)
+    for call in (
+        lambda: llm.invoke("The capital of Germany is Berlin.", anchors="Berlin"),
+        lambda: list(llm.stream("The capital of Germany is Berlin.", anchors="Berlin")),
+        lambda: llm.batch(["The capital of Germany is Berlin."], anchors="Berlin"),
+    ):
+        with pytest.raises(TypeError, match=r"anchors=\['Berlin'\]"):
+            call()
