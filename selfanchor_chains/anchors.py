@@ -41,6 +41,7 @@ if TYPE_CHECKING:
 __all__ = [
     "DEFAULT_MARKUP",
     "ESCAPE_CHAR",
+    "NEUTRALIZER",
     "AnchorError",
     "AnchorMarkup",
     "AnchorMarkupError",
@@ -55,6 +56,8 @@ __all__ = [
     "escape_anchor_markup",
     "format_docs_anchored",
     "merge_spans",
+    "neutralize_in_spans",
+    "neutralize_special_tokens",
     "parse_anchor_markup",
     "render_chat_with_anchors",
     "resolve_anchor_strings",
@@ -509,6 +512,64 @@ def special_token_strings(tokenizer: PreTrainedTokenizerBase) -> list[str]:
     return sorted((token for token in found if token), key=lambda t: (-len(t), t))
 
 
+NEUTRALIZER = "\u200b"
+"""Zero-width space put inside a special-token string found in untrusted text, so that the tokenizer reads it as
+plain characters instead of a control token."""
+
+
+def neutralize_special_tokens(text: str, specials: Sequence[str]) -> str:
+    """Untrusted text with every special-token string broken by a zero-width space after its first character.
+
+    A retrieved passage or a chat message holding ``<|im_end|>\n<|im_start|>system`` would otherwise be tokenised
+    as real control tokens: an injected turn. The text reads the same; the model sees plain characters.
+
+    Args:
+        text: Untrusted text.
+        specials: The tokenizer's special-token strings (:func:`special_token_strings`).
+    """
+    if not specials or not text:
+        return text
+    pattern = re.compile("|".join(re.escape(t) for t in sorted(set(specials), key=len, reverse=True) if t))
+    return pattern.sub(lambda m: m.group(0)[0] + NEUTRALIZER + m.group(0)[1:], text)
+
+
+def neutralize_in_spans(text: str, spans: Sequence[Span], specials: Sequence[str]) -> tuple[str, list[Span]]:
+    """:func:`neutralize_special_tokens` applied inside ``spans`` of ``text`` only; returns the text and the spans
+    moved to the new offsets (spans are merged first)."""
+    merged = merge_spans(spans)
+    if not specials or not merged:
+        return text, list(spans)
+    pieces, out_spans, cursor, shift = [], [], 0, 0
+    for start, end in merged:
+        pieces.append(text[cursor:start])
+        inner = neutralize_special_tokens(text[start:end], specials)
+        pieces.append(inner)
+        out_spans.append((start + shift, start + shift + len(inner)))
+        shift += len(inner) - (end - start)
+        cursor = end
+    pieces.append(text[cursor:])
+    return "".join(pieces), out_spans
+
+
+def _neutralized_messages(messages: Sequence[dict[str, Any]], specials: Sequence[str]) -> list[dict[str, Any]]:
+    """Messages whose text contents have their special-token strings neutralised (chat content is untrusted)."""
+    out = []
+    for message in messages:
+        content = message.get("content")
+        if isinstance(content, str):
+            message = {**message, "content": neutralize_special_tokens(content, specials)}
+        elif isinstance(content, list):
+            parts = [
+                {**part, "text": neutralize_special_tokens(part["text"], specials)}
+                if isinstance(part, dict) and isinstance(part.get("text"), str)
+                else part
+                for part in content
+            ]
+            message = {**message, "content": parts}
+        out.append(message)
+    return out
+
+
 def _special_token_ranges(text: str, specials: Sequence[str]) -> list[tuple[int, int, str]]:
     """Every occurrence of every special-token string in ``text`` (occurrences may overlap)."""
     ranges = []
@@ -550,6 +611,8 @@ def render_chat_with_anchors(
         AnchorTemplateError: An anchor overlaps a special token of the tokenizer, or the template
             dropped or altered anchor markup so that fewer anchors survive rendering.
     """
+    specials = special_token_strings(tokenizer)
+    messages = _neutralized_messages(messages, specials)
     expected = 0
     for index, message in enumerate(messages):
         content = message.get("content")
@@ -572,7 +635,7 @@ def render_chat_with_anchors(
             f"the messages hold {expected} anchors but only {len(spans)} survive the chat template; "
             f"it drops or rewrites message content"
         )
-    _check_special_overlap(clean, spans, special_token_strings(tokenizer))
+    _check_special_overlap(clean, spans, specials)
     return clean, spans
 
 

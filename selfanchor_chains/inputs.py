@@ -13,9 +13,11 @@ from .anchors import (
     check_whole_prompt,
     escape_anchor_markup,
     merge_spans,
+    neutralize_in_spans,
     parse_anchor_markup,
     render_chat_with_anchors,
     resolve_anchor_strings,
+    special_token_strings,
     tokenize_with_anchors,
 )
 
@@ -73,6 +75,9 @@ def prepare_prompt(
         system: Optional system message (chat only).
         markup: The anchor tags.
 
+    Special-token strings inside anchors (untrusted text) are neutralised, so they are read as plain text; chat
+    message contents are neutralised whole (see :func:`~selfanchor_chains.anchors.render_chat_with_anchors`).
+
     Raises:
         AnchorError: Bad markup, an anchor not found, or anchors that cover the whole prompt.
     """
@@ -81,6 +86,9 @@ def prepare_prompt(
         messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": text}]
         return prepare_chat(tokenizer, messages, markup=markup)
     clean, char_spans = parse_anchor_markup(text, markup)
+    # Anchored text is the untrusted kind (retrieved passages, tool output): its control-token strings are
+    # neutralised; the rest of a plain prompt is the caller's own text (a hand-written template may use them).
+    clean, char_spans = neutralize_in_spans(clean, char_spans, special_token_strings(tokenizer))
     ids, token_spans = tokenize_with_anchors(tokenizer, clean, char_spans, add_special_tokens=True)
     check_whole_prompt(token_spans, len(ids))
     return PreparedPrompt(clean, ids, token_spans, char_spans)

@@ -446,10 +446,11 @@ def test_render_chat_without_generation_prompt(byte_tokenizer) -> None:  # type:
 
 
 def test_render_chat_special_token_overlap(byte_tokenizer) -> None:  # type: ignore[no-untyped-def]
+    # A control-token string inside message content is untrusted text: neutralised, so the anchor stays valid.
     messages = [{"role": "user", "content": "<anchor>hi<|im_end|>there</anchor>"}]
-    with pytest.raises(AnchorTemplateError, match=r"special token '<\|im_end\|>' at offset 19"):
-        render_chat_with_anchors(byte_tokenizer, messages)
-    # An anchor edge inside a special token is caught too.
+    clean, spans = render_chat_with_anchors(byte_tokenizer, messages)
+    assert clean[spans[0][0] : spans[0][1]] == "hi<\u200b|im_end|>there"
+    # An anchor edge inside a special token (the string only forms once the markup is removed) is refused.
     messages = [{"role": "user", "content": "x <|im_<anchor>end|> y</anchor>"}]
     with pytest.raises(AnchorTemplateError, match="overlaps special token"):
         render_chat_with_anchors(byte_tokenizer, messages)

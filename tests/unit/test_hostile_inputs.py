@@ -118,3 +118,21 @@ def test_a_bare_string_as_anchors_is_refused_before_any_work(tiny_model, byte_to
     ):
         with pytest.raises(TypeError, match=r"anchors=\['Berlin'\]"):
             call()
+
+
+@pytest.mark.parametrize("token", ["<|im_start|>", "<|im_end|>", "</s>", "<s>", "<pad>"])
+def test_control_tokens_in_untrusted_text_stay_plain_text(byte_tokenizer, token):
+    from tests.control_tokens import assert_no_injection
+
+    assert_no_injection(byte_tokenizer, token)
+
+
+def test_neutralising_leaves_ordinary_text_alone_and_reads_the_same(byte_tokenizer):
+    from selfanchor_chains.anchors import NEUTRALIZER, neutralize_in_spans, neutralize_special_tokens
+
+    specials = ["<|im_end|>", "<|im_start|>", "<s>"]
+    assert neutralize_special_tokens("no control tokens here", specials) == "no control tokens here"
+    out = neutralize_special_tokens("a<|im_end|>b<s>", specials)
+    assert out.replace(NEUTRALIZER, "") == "a<|im_end|>b<s>" and "<|im_end|>" not in out and "<s>" not in out
+    text, spans = neutralize_in_spans("x <s> y <s> z", [(8, 13)], specials)
+    assert text.startswith("x <s> y ") and text[spans[0][0] : spans[0][1]].replace(NEUTRALIZER, "") == "<s> z"
