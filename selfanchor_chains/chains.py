@@ -13,6 +13,7 @@ evaluation compares like with like: :class:`CoTChain` (zero-shot CoT), :class:`P
 
 from __future__ import annotations
 
+import math
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -168,7 +169,7 @@ class ReasoningChain(RunnableSerializable[Any, dict]):
     anchor_plan_in_final: bool = True
     bench: str | None = None
     """Benchmark name: selects the answer-format hint and the answer extractor."""
-    max_new_tokens: int = 512
+    max_new_tokens: int = Field(default=512, ge=1)
     limits: StepLimits = Field(default_factory=StepLimits)
     format_retries: int = 1
     """Self-Anchor: re-decode a solve whose output ignored the plan/reasoning format, with a reminder."""
@@ -190,6 +191,30 @@ class ReasoningChain(RunnableSerializable[Any, dict]):
     same solution) in the system message."""
 
     model_config = ConfigDict(arbitrary_types_allowed=True, extra="forbid")
+
+    @field_validator("omega")
+    @classmethod
+    def _check_omega(cls, value: float) -> float:
+        # A validator, not Field bounds: the baselines redefine the field's default, which would drop the bounds.
+        if not (math.isfinite(value) and value >= 0):
+            raise ValueError(f"omega must be a finite number >= 0, got {value!r}")
+        return value
+
+    @field_validator("format_retries")
+    @classmethod
+    def _check_retries(cls, value: int) -> int:
+        if value < 0:
+            raise ValueError(f"format_retries must be >= 0, got {value!r}")
+        return value
+
+    @field_validator("bench")
+    @classmethod
+    def _check_bench(cls, value: str | None) -> str | None:
+        if value is not None:
+            from .answers import answer_hint
+
+            answer_hint(value)  # raises ValueError naming the known benchmarks
+        return value
 
     @field_validator("step_strength")
     @classmethod

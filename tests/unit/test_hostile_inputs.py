@@ -136,3 +136,24 @@ def test_neutralising_leaves_ordinary_text_alone_and_reads_the_same(byte_tokeniz
     assert out.replace(NEUTRALIZER, "") == "a<|im_end|>b<s>" and "<|im_end|>" not in out and "<s>" not in out
     text, spans = neutralize_in_spans("x <s> y <s> z", [(8, 13)], specials)
     assert text.startswith("x <s> y ") and text[spans[0][0] : spans[0][1]].replace(NEUTRALIZER, "") == "<s> z"
+
+
+@pytest.mark.parametrize(
+    "chain, settings, message",
+    [
+        ("SPAChain", {"omega": float("nan")}, "omega"),
+        ("SPAChain", {"omega": -1.0}, "omega"),
+        ("SelfAnchorChain", {"max_new_tokens": 0}, "max_new_tokens"),
+        ("SelfAnchorChain", {"bench": "nosuch"}, "nosuch"),
+        ("CoTChain", {"format_retries": -1}, "format_retries"),
+    ],
+)
+def test_chains_validate_their_settings_when_built(tiny_model, byte_tokenizer, chain, settings, message):
+    from pydantic import ValidationError
+
+    from selfanchor_chains import chains
+    from selfanchor_chains.llms import SteeredHFLLM
+
+    llm = SteeredHFLLM(model=tiny_model, tokenizer=byte_tokenizer, model_id="tiny")
+    with pytest.raises(ValidationError, match=message):
+        getattr(chains, chain)(llm=llm, **settings)
