@@ -43,8 +43,9 @@ __all__ = [
     "parse_conflict_method",
 ]
 
-ANCHORED_OMEGA = 2.0
-"""ω of ``rag-anchored`` and ``rag-anchored-oracle``: chosen on the train split (see ``results/conflictqa``)."""
+ANCHORED_OMEGA = 1.5
+"""ω of ``rag-anchored`` and ``rag-anchored-oracle``, chosen on the train split by ``scripts/choose_conflict_omega.py``
+(Qwen2.5-Coder-0.5B, grid 1.5 / 2 / 3; see ``results/conflictqa/README.md``)."""
 
 SHORT_ANSWER_TOKENS = 24
 """Token budget of the direct-answer methods (a name or a short phrase)."""

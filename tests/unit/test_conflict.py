@@ -55,7 +55,7 @@ def test_items_are_well_formed() -> None:
     assert sorted(splits) == ["dev", "train"]
     dev_questions = {r["question"] for r in splits["dev"]}
     assert dev_questions.isdisjoint(r["question"] for r in splits["train"])  # a question lives in one split
-    for split, records in splits.items():
+    for records in splits.values():
         assert len({r["id"] for r in records}) == len(records)
         for record in records:
             check_record(record)
@@ -152,8 +152,7 @@ def test_written_set_loads_as_a_benchmark(tmp_path: Path) -> None:
 
 class _Tok:
     chat_template = None
-    all_special_tokens = ["<|im_end|>"]
-    added_tokens_decoder: dict[int, Any] = {}
+    all_special_tokens = ("<|im_end|>",)
 
 
 class _FakeLLM:
@@ -269,9 +268,8 @@ def test_eval_runs_conflict_methods_and_reports_them(tmp_path: Path, tiny_llm: A
     report = build_report(out)
     section = report["conflict"]
     assert section["methods"] == ["rag-anchored", "rag-plain", "closed-book"]
-    assert section["scores"]["rag-plain"]["faithful"]["n"] + section["scores"]["rag-plain"]["control accuracy"][
-        "n"
-    ] == 8
+    plain = section["scores"]["rag-plain"]
+    assert plain["faithful"]["n"] + plain["control accuracy"]["n"] == 8
     assert {p["baseline"] for p in section["paired"]} == {"rag-plain", "closed-book"}
     assert "## Knowledge conflict (conflictqa)" in format_markdown(report)
 
