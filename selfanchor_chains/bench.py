@@ -92,6 +92,18 @@ class SpeedBench:
             "pad_token_id": self.pad_id,
         }
 
+    def warm_up(self, tokens: int = 8) -> None:
+        """A short untimed decode with ``ours`` and ``plain``: first-call allocations and kernel selection would
+        otherwise bias whichever method runs first."""
+        from .decoding import RowRequest
+
+        rows = [RowRequest(p.ids, [p.anchor], self.omega) for p in self.prompts]
+        self.decoder.generate(rows, max_new_tokens=tokens)
+        ids, mask = _left_pad([p.ids for p in self.prompts], self.pad_id)
+        self.model.generate(
+            ids, attention_mask=mask, **{**self._generate_kwargs(), "max_new_tokens": tokens, "min_new_tokens": tokens}
+        )
+
     def plain(self) -> float:
         ids, mask = _left_pad([p.ids for p in self.prompts], self.pad_id)
         start = time.perf_counter()
@@ -183,27 +195,50 @@ def run_speed_bench(
         A dict with ``median_s`` per method, the raw times, tokens produced, and the ratios
         ``steered_over_plain``, ``spa_over_ours`` and ``cfg_over_ours`` (where both methods ran).
     """
-    if "spa" in methods and not spa_available():
-        log("anchoring is not installed (pip install anchoring==0.1.0): skipping SPA")
-        methods = [m for m in methods if m != "spa"]
+    methods = _available_methods(methods, log)
     bench = SpeedBench(model, tokenizer, build_prompts(tokenizer, batch), new_tokens, omega)
-    bench.ours()  # warm-up: first-call allocations and kernel selection would bias whichever method runs first
-    times: dict[str, list[float]] = {m: [] for m in methods}
-    for round_ in range(repeats):
-        for method in methods:
-            seconds = getattr(bench, method)()
-            times[method].append(seconds)
-            log(f"round {round_ + 1}/{repeats} {method:>5}: {seconds:8.2f} s")
-    medians = {m: statistics.median(t) for m, t in times.items()}
+    times = _time_interleaved({"": bench}, methods, repeats, log)[""]
     result: dict[str, Any] = {
         "batch": batch,
         "new_tokens": new_tokens,
         "omega": omega,
         "repeats": repeats,
+        **_summarise(times, bench.produced),
+        "dtype": str(next(model.parameters()).dtype),
+    }
+    return result
+
+
+def _available_methods(methods: Sequence[str], log: Callable[[str], None]) -> list[str]:
+    if "spa" in methods and not spa_available():
+        log("anchoring is not installed (pip install anchoring==0.1.0): skipping SPA")
+        return [m for m in methods if m != "spa"]
+    return list(methods)
+
+
+def _time_interleaved(
+    benches: dict[str, SpeedBench], methods: Sequence[str], repeats: int, log: Callable[[str], None]
+) -> dict[str, dict[str, list[float]]]:
+    """Seconds per run, ``{variant: {method: [...]}}``: every round runs every variant's every method once."""
+    for bench in benches.values():
+        bench.warm_up()
+    times: dict[str, dict[str, list[float]]] = {label: {m: [] for m in methods} for label in benches}
+    for round_ in range(repeats):
+        for label, bench in benches.items():
+            for method in methods:
+                seconds = getattr(bench, method)()
+                times[label][method].append(seconds)
+                log(f"round {round_ + 1}/{repeats} {label + ' ' if label else ''}{method:>5}: {seconds:8.2f} s")
+    return times
+
+
+def _summarise(times: dict[str, list[float]], produced: dict[str, int]) -> dict[str, Any]:
+    medians = {m: statistics.median(t) for m, t in times.items()}
+    result: dict[str, Any] = {
         "median_s": medians,
         "times_s": times,
-        "tokens_produced": bench.produced,
-        "dtype": str(next(model.parameters()).dtype),
+        "tokens_produced": dict(produced),
+        "tokens_per_s": {m: produced.get(m, 0) / medians[m] for m in medians},
     }
     if "ours" in medians and "plain" in medians:
         result["steered_over_plain"] = medians["ours"] / medians["plain"]
@@ -212,6 +247,62 @@ def run_speed_bench(
     if "ours" in medians and "cfg" in medians:
         result["cfg_over_ours"] = medians["cfg"] / medians["ours"]
     return result
+
+
+def run_speed_variants(
+    variants: dict[str, Any],
+    tokenizer: Any,
+    *,
+    new_tokens: int,
+    batch: int,
+    omega: float = 1.5,
+    repeats: int = 3,
+    methods: Sequence[str] = ("plain", "ours"),
+    log: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """:func:`run_speed_bench` over several loaded variants of one model (dtypes, quantizations), side by side.
+
+    Every round runs every method of every variant once, so a noisy machine's drift hits them all alike.
+
+    Args:
+        variants: ``{label: model}``, e.g. ``{"bfloat16": ..., "int8": ...}``; all share ``tokenizer``.
+        tokenizer: The model's tokenizer.
+        new_tokens: Tokens each row decodes (EOS suppressed).
+        batch: Rows decoded together.
+        omega: Steering strength of ``ours``.
+        repeats: Rounds.
+        methods: Methods of :class:`SpeedBench` to time.
+        log: Progress lines.
+
+    Returns:
+        ``{"batch", "new_tokens", "omega", "repeats", "methods", "variants": {label: {"median_s", "times_s",
+        "tokens_produced", "tokens_per_s", "steered_over_plain", ...}}}``.
+    """
+    methods = _available_methods(methods, log)
+    prompts = build_prompts(tokenizer, batch)
+    benches = {label: SpeedBench(model, tokenizer, prompts, new_tokens, omega) for label, model in variants.items()}
+    times = _time_interleaved(benches, methods, repeats, log)
+    return {
+        "batch": batch,
+        "new_tokens": new_tokens,
+        "omega": omega,
+        "repeats": repeats,
+        "methods": list(methods),
+        "variants": {label: _summarise(times[label], benches[label].produced) for label in benches},
+    }
+
+
+def format_variants_table(result: dict[str, Any]) -> str:
+    """The :func:`run_speed_variants` result as a text table: seconds, tokens/s and steered / plain per variant."""
+    methods = result["methods"]
+    lines = [f"batch={result['batch']} new_tokens={result['new_tokens']} repeats={result['repeats']}"]
+    header = f"{'variant':>10}" + "".join(f" {m + ' s':>9} {m + ' tok/s':>11}" for m in methods)
+    lines.append(header + f" {'ours/plain':>10}")
+    for label, row in result["variants"].items():
+        cells = "".join(f" {row['median_s'][m]:9.2f} {row['tokens_per_s'][m]:11.2f}" for m in methods)
+        ratio = row.get("steered_over_plain")
+        lines.append(f"{label:>10}{cells} {'' if ratio is None else f'{ratio:10.3f}'}")
+    return "\n".join(lines)
 
 
 def format_table(result: dict[str, Any]) -> str:

@@ -607,6 +607,7 @@ class ChatSteeredHF(BaseChatModel):
         dtype: str = "auto",
         trust_remote_code: bool = False,
         device: str | None = None,
+        quantization: str | None = None,
         **kwargs: Any,
     ) -> ChatSteeredHF:
         """Load a registry model (``smollm2-135m``, ``qwen2.5-coder-0.5b``, ``qwen2.5-coder-1.5b``), a local
@@ -620,18 +621,22 @@ class ChatSteeredHF(BaseChatModel):
                 (exact, and batch-invariant on the CPU).
             trust_remote_code: Passed to ``from_pretrained``; keep ``False`` unless you trust the repository.
             device: Where to put the weights (default the CPU); decoding runs there.
+            quantization: ``None`` (dense), ``"int8"`` or ``"int4"``: weight-only quantized linear layers for CPU
+                decoding through torchao (``pip install 'selfanchor-chains[quant]'``); computes in bfloat16.
             **kwargs: Fields of this class (``omega``, ``max_tokens``, ...).
 
         Returns:
-            The chat model, with ``model_id`` set to ``"{model_id}@{dtype}"`` (the concrete dtype ``"auto"`` chose).
+            The chat model, with ``model_id`` set to ``"{model_id}@{dtype}"`` (the concrete dtype ``"auto"`` chose),
+            plus ``"+{quantization}"`` when quantized.
         """
-        from .models import load_model_and_tokenizer, resolve_dtype
+        from .models import load_model_and_tokenizer, model_tag, resolve_dtype
 
-        concrete = resolve_dtype(dtype, device).dtype  # "auto" is named by what it chose: caches key on it
+        # "auto" is named by what it chose: caches and evaluation folders key on the model id.
+        concrete = resolve_dtype(dtype, device, quantization=quantization).dtype
         model, tokenizer = load_model_and_tokenizer(
-            model_id, dtype=concrete, trust_remote_code=trust_remote_code, device=device
+            model_id, dtype=concrete, trust_remote_code=trust_remote_code, device=device, quantization=quantization
         )
-        return cls(model=model, tokenizer=tokenizer, model_id=f"{model_id}@{concrete}", **kwargs)
+        return cls(model=model, tokenizer=tokenizer, model_id=model_tag(model_id, concrete, quantization), **kwargs)
 
     @property
     def runtime(self) -> SteeredRuntime:

@@ -12,25 +12,49 @@ from typing import Any
 DEFAULT_MODEL = "qwen2.5-coder-0.5b"
 DTYPES = ("auto", "bfloat16", "float32", "float16")
 """``--dtype`` choices; ``auto`` (the default) is bfloat16 where the CPU computes it natively, else float32."""
+QUANTIZATIONS = ("int8", "int4")
+"""``--quantization`` choices (weight-only, torchao; the default is none)."""
+
+
+def _add_weights_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--dtype`` and ``--quantization``, the same on every command that loads a model."""
+    parser.add_argument(
+        "--dtype",
+        default="auto",
+        choices=DTYPES,
+        help="weights dtype; auto (default): bfloat16 where the CPU computes it natively, else float32",
+    )
+    parser.add_argument(
+        "--quantization",
+        default=None,
+        choices=QUANTIZATIONS,
+        help="weight-only int8/int4 linear layers through torchao (pip install 'selfanchor-chains[quant]'); "
+        "computes in bfloat16",
+    )
 
 
 def _load(args: argparse.Namespace) -> tuple[Any, Any, dict[str, Any]]:
     """Load ``args.model`` in ``args.dtype`` ("auto" resolved first) and say on stderr what was chosen and why.
 
     Returns:
-        ``(model, tokenizer, info)``; ``info`` holds ``dtype`` (concrete) and ``dtype_choice`` (requested, chosen,
-        reason), for the JSON a benchmark writes.
+        ``(model, tokenizer, info)``; ``info`` holds ``dtype`` (concrete), ``dtype_choice`` (requested, chosen,
+        reason) and ``quantization``, for the JSON a benchmark writes.
     """
     from .models import load_model_and_tokenizer, resolve_dtype
 
-    choice = resolve_dtype(args.dtype)
+    quantization = getattr(args, "quantization", None)
+    choice = resolve_dtype(args.dtype, quantization=quantization)
     start = time.perf_counter()
-    model, tokenizer = load_model_and_tokenizer(args.model, dtype=choice.dtype)
+    try:
+        model, tokenizer = load_model_and_tokenizer(args.model, dtype=choice.dtype, quantization=quantization)
+    except (ValueError, ImportError) as exc:  # a bad combination or a missing torchao, said before any loading
+        raise SystemExit(f"selfanchor: error: {exc}") from None
+    weights = choice.dtype + (f" + {quantization} weights" if quantization else "")
     print(
-        f"[loaded {args.model} ({choice.dtype}: {choice.reason}) in {time.perf_counter() - start:.1f} s]",
+        f"[loaded {args.model} ({weights}; {choice.reason}) in {time.perf_counter() - start:.1f} s]",
         file=sys.stderr,
     )
-    return model, tokenizer, {"dtype": choice.dtype, "dtype_choice": choice.as_dict()}
+    return model, tokenizer, {"dtype": choice.dtype, "dtype_choice": choice.as_dict(), "quantization": quantization}
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
@@ -141,11 +165,78 @@ def cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
+def _parse_variants(value: str) -> list[str]:
+    """``--variants``: comma-separated dtypes (``bfloat16``, ``float32``, ...) and quantizations (int8, int4)."""
+    variants = [v.strip() for v in value.split(",") if v.strip()]
+    unknown = [v for v in variants if v not in (*DTYPES, *QUANTIZATIONS)]
+    if unknown or not variants:
+        raise argparse.ArgumentTypeError(
+            f"unknown variant(s) {', '.join(unknown) or '(none given)'}; use {', '.join((*DTYPES, *QUANTIZATIONS))}"
+        )
+    return variants
+
+
+def _bench_speed_variants(args: argparse.Namespace, methods: list[str]) -> int:
+    from .bench import format_variants_table, run_speed_variants, write_json
+
+    models: dict[str, Any] = {}
+    loaded: dict[str, dict[str, Any]] = {}
+    tokenizer: Any = None
+    for variant in args.variants:
+        quantized = variant in QUANTIZATIONS
+        spec = argparse.Namespace(
+            model=args.model, dtype="auto" if quantized else variant, quantization=variant if quantized else None
+        )
+        model, tokenizer, info = _load(spec)
+        label = (info["dtype"] + "+" + variant) if quantized else info["dtype"]
+        models[label], loaded[label] = model, info
+    result = run_speed_variants(
+        models,
+        tokenizer,
+        new_tokens=args.new_tokens,
+        batch=args.batch,
+        omega=args.omega,
+        repeats=args.repeats,
+        methods=methods,
+        log=lambda line: print(line, file=sys.stderr, flush=True),
+    )
+    for label, info in loaded.items():
+        result["variants"][label].update(info)
+    result.update(model=args.model, threads=_threads(), cpu=_cpu_description())
+    result["command"] = "selfanchor " + " ".join(sys.argv[1:])
+    print(format_variants_table(result))
+    if args.json:
+        write_json(result, args.json)
+    return 0
+
+
+def _cpu_description() -> dict[str, Any]:
+    """The CPU's model name and the flags that decide the dtype, for benchmark records."""
+    import platform
+
+    from .models import _proc_cpu_flags, cpu_native_bf16_features
+
+    name = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as handle:
+            for line in handle:
+                if line.startswith("model name"):
+                    name = line.partition(":")[2].strip()
+                    break
+    except OSError:
+        pass
+    flags = _proc_cpu_flags()
+    shown = sorted(f for f in flags if f.startswith(("avx", "amx", "fma", "f16c")))
+    return {"model_name": name, "cores": os.cpu_count(), "flags": shown, "native_bf16": cpu_native_bf16_features()}
+
+
 def cmd_bench_speed(args: argparse.Namespace) -> int:
     from .bench import format_table, run_speed_bench, write_json
 
-    model, tokenizer, loaded = _load(args)
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    if args.variants:
+        return _bench_speed_variants(args, methods)
+    model, tokenizer, loaded = _load(args)
     result = run_speed_bench(
         model,
         tokenizer,
@@ -159,6 +250,7 @@ def cmd_bench_speed(args: argparse.Namespace) -> int:
     result["model"] = args.model
     result.update(loaded)
     result["threads"] = _threads()
+    result["cpu"] = _cpu_description()
     result["command"] = "selfanchor " + " ".join(sys.argv[1:])
     print(format_table(result))
     if args.json:
@@ -249,7 +341,7 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--anchor", action="append", help="a substring of the prompt to anchor (repeatable)")
     gen.add_argument("--omega", type=float, default=1.5, help="steering strength (1 = plain decoding)")
     gen.add_argument("--model", default=os.environ.get("SELFANCHOR_MODEL", DEFAULT_MODEL))
-    gen.add_argument("--dtype", default="auto", choices=DTYPES)
+    _add_weights_arguments(gen)
     gen.add_argument("--max-new-tokens", type=int, default=256)
     gen.add_argument("--temperature", type=float, default=0.0, help="0 = greedy")
     gen.add_argument("--top-p", type=float, default=1.0)
@@ -263,7 +355,7 @@ def build_parser() -> argparse.ArgumentParser:
     solve.add_argument("question")
     solve.add_argument("--method", default="self-anchor", choices=METHODS)
     solve.add_argument("--model", default=os.environ.get("SELFANCHOR_MODEL", DEFAULT_MODEL))
-    solve.add_argument("--dtype", default="auto", choices=DTYPES)
+    _add_weights_arguments(solve)
     solve.add_argument("--bench", default="gsm8k", help="answer format/extractor (gsm8k, aqua, math500, ...)")
     solve.add_argument("--max-new-tokens", type=int, default=512)
     solve.add_argument("--quiet-steps", dest="show_steps", action="store_false", help="hide per-step ω lines")
@@ -276,18 +368,26 @@ def build_parser() -> argparse.ArgumentParser:
     bench_sub = bench.add_subparsers(dest="bench", required=True)
     speed = bench_sub.add_parser("speed", help="steered decoding vs plain generate, SPA and CFG")
     speed.add_argument("--model", default=DEFAULT_MODEL)
-    speed.add_argument("--dtype", default="auto", choices=DTYPES)
+    _add_weights_arguments(speed)
     speed.add_argument("--new-tokens", type=int, default=256)
     speed.add_argument("--batch", type=int, default=1)
     speed.add_argument("--omega", type=float, default=1.5)
     speed.add_argument("--repeats", type=int, default=3)
     speed.add_argument("--methods", default="plain,ours,spa,cfg")
+    speed.add_argument(
+        "--variants",
+        type=_parse_variants,
+        default=None,
+        metavar="V[,V...]",
+        help="time several variants of the model side by side, interleaved: dtypes (bfloat16, float32, ...) and "
+        "quantizations (int8, int4; bfloat16 activations); overrides --dtype/--quantization",
+    )
     speed.add_argument("--json", default=None, help="write the result here")
     speed.set_defaults(func=cmd_bench_speed)
 
     overhead = bench_sub.add_parser("llm-overhead", help="SteeredHFLLM.invoke over the bare engine")
     overhead.add_argument("--model", default=DEFAULT_MODEL)
-    overhead.add_argument("--dtype", default="auto", choices=DTYPES)
+    _add_weights_arguments(overhead)
     overhead.add_argument("--new-tokens", type=int, default=256)
     overhead.add_argument("--repeats", type=int, default=3)
     overhead.add_argument("--json", default=None)
@@ -295,7 +395,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     cost = bench_sub.add_parser("solve-cost", help="Self-Anchor solve over plain CoT decoding, same tokens")
     cost.add_argument("--model", default=DEFAULT_MODEL)
-    cost.add_argument("--dtype", default="auto", choices=DTYPES)
+    _add_weights_arguments(cost)
     cost.add_argument("--problems", type=int, default=10)
     cost.add_argument("--max-new-tokens", type=int, default=512)
     cost.add_argument("--data-dir", default=None)
@@ -306,7 +406,7 @@ def build_parser() -> argparse.ArgumentParser:
         "throughput", help="problems/min of reasoning methods on the same problems, batched as `eval` runs them"
     )
     throughput.add_argument("--model", default=DEFAULT_MODEL)
-    throughput.add_argument("--dtype", default="auto", choices=DTYPES)
+    _add_weights_arguments(throughput)
     throughput.add_argument("--bench-name", default="gsm8k", help="benchmark to draw problems from")
     throughput.add_argument("--methods", default="self-anchor,cot", help="the last one is the reference")
     throughput.add_argument("--problems", type=int, default=16)

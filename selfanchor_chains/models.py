@@ -57,6 +57,7 @@ __all__ = [
     "list_models",
     "load_model_and_tokenizer",
     "locate_chunks",
+    "model_tag",
     "resolve_dtype",
     "resolve_gguf",
 ]
@@ -317,7 +318,12 @@ def _device_type(device: str | torch.device | None) -> str:
     return str(getattr(device, "type", device)).split(":", 1)[0].lower()
 
 
-def resolve_dtype(dtype: str | torch.dtype = AUTO_DTYPE, device: str | torch.device | None = None) -> DtypeChoice:
+def resolve_dtype(
+    dtype: str | torch.dtype = AUTO_DTYPE,
+    device: str | torch.device | None = None,
+    *,
+    quantization: str | None = None,
+) -> DtypeChoice:
     """Resolve a requested weights dtype to a concrete one, before anything is loaded.
 
     ``"auto"`` picks what the hardware computes fastest:
@@ -326,11 +332,14 @@ def resolve_dtype(dtype: str | torch.dtype = AUTO_DTYPE, device: str | torch.dev
       and ``/proc/cpuinfo``), else ``float32`` (on an AVX2-only CPU a bfloat16 decode is several times slower).
     - CUDA: ``bfloat16`` where the GPU supports it, else ``float16``; other accelerators (``mps``, ``xpu``, ...):
       ``float16``.
+    - With weight-only ``quantization`` (``"int8"``/``"int4"``): ``bfloat16`` on any CPU, since PyTorch's
+      weight-only kernels take bfloat16 activations (with float32 ones they are many times slower).
 
     Args:
         dtype: ``"auto"``, a dtype name (``bfloat16``/``bf16``, ``float16``/``fp16``, ``float32``/``fp32``) or a
             ``torch.dtype``; anything but ``"auto"`` is kept as asked.
         device: Where the weights will live (default the CPU).
+        quantization: The weight-only quantization that will be applied, if any (not checked here).
 
     Returns:
         The concrete dtype, what was asked for, and why.
@@ -343,6 +352,12 @@ def resolve_dtype(dtype: str | torch.dtype = AUTO_DTYPE, device: str | torch.dev
         name = _concrete_dtype_name(dtype)
         return DtypeChoice(name, requested, f"{name} as requested")
     kind = _device_type(device)
+    if kind == "cpu" and quantization is not None:
+        return DtypeChoice(
+            "bfloat16",
+            AUTO_DTYPE,
+            f"auto with {quantization} weights: the weight-only kernels take bfloat16 activations",
+        )
     if kind == "cpu":
         features = cpu_native_bf16_features()
         if features:
@@ -636,6 +651,7 @@ def load_model_and_tokenizer(
     dtype: str | torch.dtype = DEFAULT_DTYPE,
     trust_remote_code: bool = False,
     device: str | torch.device | None = None,
+    quantization: str | None = None,
 ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     """Load a causal LM and its tokenizer, ready for left-padded batched generation.
 
@@ -647,6 +663,9 @@ def load_model_and_tokenizer(
         trust_remote_code: Passed to ``from_pretrained``; leave False unless you trust the source.
         device: Where to put the weights (``"cuda"``, ``"cuda:1"``, ...); default the CPU. The engine runs its
             forwards wherever the weights are (this project's CI has no GPU, so only the CPU path is tested).
+        quantization: ``None`` (dense weights), ``"int8"`` or ``"int4"``: weight-only quantized linear layers for
+            CPU decoding, through torchao (see :mod:`selfanchor_chains.quantization`); needs bfloat16 (what
+            ``"auto"`` then picks). Checked before anything is loaded.
 
     Returns:
         ``(model, tokenizer)``: the model in eval mode on ``device``; the tokenizer with a pad token
@@ -657,12 +676,27 @@ def load_model_and_tokenizer(
         ModelChecksumError: A registry model's GGUF file is corrupt.
         FileNotFoundError: ``name_or_path`` looks like a path but is not a folder.
         OSError: A hub id could not be loaded.
-        ValueError: ``dtype`` is not supported.
+        ValueError: ``dtype`` or ``quantization`` is not supported (or not together, or not on ``device``).
+        QuantizationUnavailableError: ``quantization`` was asked for and torchao is not installed.
     """
-    model, tokenizer = _load_any(name_or_path, resolve_dtype(dtype, device).dtype, trust_remote_code)
+    from .quantization import check_quantization, quantize_model
+
+    choice = resolve_dtype(dtype, device, quantization=quantization)
+    check_quantization(quantization, dtype=choice.dtype, device=device)
+    model, tokenizer = _load_any(name_or_path, choice.dtype, trust_remote_code)
     if device is not None:
         model = model.to(device)  # type: ignore[arg-type]  # transformers types .to oddly
+    if quantization is not None:
+        quantize_model(model, quantization, log=logger.info)
     return model, tokenizer
+
+
+def model_tag(name: str, dtype: str, quantization: str | None = None) -> str:
+    """A loaded model's identity, ``"<name>@<dtype>"`` or ``"<name>@<dtype>+<quantization>"``.
+
+    ``from_model_id`` sets it as ``model_id`` (so the LLM cache key and evaluation folders tell them apart).
+    """
+    return f"{name}@{dtype}" + (f"+{quantization}" if quantization else "")
 
 
 def _load_any(

@@ -15,6 +15,7 @@ from .runner import METHOD_NAMES, MethodSpec, parse_benches, parse_methods
 __all__ = ["add_eval_commands", "cmd_eval", "cmd_report", "default_out_dir"]
 
 DTYPES = ("auto", "bfloat16", "float32", "float16")
+QUANTIZATIONS = ("int8", "int4")
 
 
 def _benches_arg(value: str) -> list[str]:
@@ -51,13 +52,13 @@ def _non_negative(value: str) -> int:
     return number
 
 
-def default_out_dir(model: str, dtype: str) -> Path:
-    """``evals/<model>-<dtype>``: one folder per model, since a folder only holds results of one model.
+def default_out_dir(model: str, dtype: str, quantization: str | None = None) -> Path:
+    """``evals/<model>-<dtype>[-<quantization>]``: one folder per model, since a folder only holds results of one model.
 
     ``dtype`` is the concrete dtype (``"auto"`` resolved), so a folder made with ``--dtype bfloat16`` is found again.
     """
     slug = re.sub(r"[^A-Za-z0-9._-]+", "_", model).strip("_.") or "model"
-    return Path("evals") / f"{slug}-{dtype}"
+    return Path("evals") / (f"{slug}-{dtype}" + (f"-{quantization}" if quantization else ""))
 
 
 def add_eval_commands(subparsers: Any) -> None:
@@ -95,6 +96,13 @@ def add_eval_commands(subparsers: Any) -> None:
         choices=DTYPES,
         help="weights dtype; auto (default): bfloat16 where the CPU computes it natively, else float32",
     )
+    ev.add_argument(
+        "--quantization",
+        default=None,
+        choices=QUANTIZATIONS,
+        help="weight-only int8/int4 linear layers through torchao (pip install 'selfanchor-chains[quant]'); "
+        "computes in bfloat16",
+    )
     ev.add_argument("--limit", type=_non_negative, default=None, help="at most N problems per benchmark")
     ev.add_argument("--data-dir", default=None, help="benchmark data folder (default: $SELFANCHOR_DATA_DIR, ...)")
     ev.add_argument("--split", default="dev")
@@ -131,7 +139,7 @@ def _error(message: str) -> int:
     return 2
 
 
-def _record_dtype_choice(out: Path, choice: dict[str, str], ran: Any) -> None:
+def _record_dtype_choice(out: Path, choice: dict[str, Any], ran: Any) -> None:
     """Add how the dtype was chosen to ``run.json`` (after the run released the folder's lock)."""
     from .store import update_run_info
 
@@ -150,12 +158,18 @@ def cmd_eval(args: argparse.Namespace) -> int:
         from ..cli import DEFAULT_MODEL
 
         args.model = os.environ.get("SELFANCHOR_MODEL", DEFAULT_MODEL)
-    from ..models import resolve_dtype
+    from ..models import model_tag, resolve_dtype
+    from ..quantization import check_quantization
 
-    choice = resolve_dtype(args.dtype)  # "auto" becomes what it chose before it names a folder or a model
+    quantization = getattr(args, "quantization", None)
+    choice = resolve_dtype(args.dtype, quantization=quantization)  # "auto" resolved before it names anything
     dtype = choice.dtype
-    out = Path(args.out) if args.out else default_out_dir(args.model, dtype)
-    model_id = f"{args.model}@{dtype}"  # what SteeredHFLLM.from_model_id records as the model's identity
+    try:
+        check_quantization(quantization, dtype=dtype)
+    except (ValueError, ImportError) as exc:
+        return _error(str(exc))
+    out = Path(args.out) if args.out else default_out_dir(args.model, dtype, quantization)
+    model_id = model_tag(args.model, dtype, quantization)  # what SteeredHFLLM.from_model_id records as its identity
     # Loading a model takes a while: find bad data or an incompatible folder first.
     try:
         for spec in args.benches:
@@ -178,8 +192,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
         random.seed(args.seed)
         torch.manual_seed(args.seed)
-        print(f"[dtype {dtype}: {choice.reason}]", file=sys.stderr)
-        source = SteeredHFLLM.from_model_id(args.model, dtype=dtype, seed=args.seed)
+        weights = f"{dtype} + {quantization} weights" if quantization else dtype
+        print(f"[dtype {weights}: {choice.reason}]", file=sys.stderr)
+        source = SteeredHFLLM.from_model_id(args.model, dtype=dtype, quantization=quantization, seed=args.seed)
     else:
         source = _nothing_to_solve  # everything is done: the run only prints the summary, no model needed
     command = "selfanchor " + " ".join(shlex.quote(a) for a in sys.argv[1:])
@@ -201,12 +216,12 @@ def cmd_eval(args: argparse.Namespace) -> int:
             command=command,
         )
     except KeyboardInterrupt:
-        _record_dtype_choice(out, choice.as_dict(), remaining)
+        _record_dtype_choice(out, {**choice.as_dict(), "quantization": quantization}, remaining)
         print(f"\ninterrupted: results so far are in {out}; run the same command again to resume", file=sys.stderr)
         return 130
     except (DatasetError, IncompatibleRunError, SteeringRequiredError, RunLockedError, ResultsFileError) as exc:
         return _error(str(exc))
-    _record_dtype_choice(out, choice.as_dict(), remaining)
+    _record_dtype_choice(out, {**choice.as_dict(), "quantization": quantization}, remaining)
     print(f"{'benchmark':<12} {'method':<16} {'n':>6} {'new':>6} {'accuracy':>9}")
     for bench, by_method in summary.items():
         for method, row in by_method.items():

@@ -196,7 +196,7 @@ def test_cli_load_says_what_it_chose_and_why(
     assert (model, tokenizer) == ("m", "t") and calls[0]["dtype"] == "float32"
     assert info["dtype"] == "float32" and info["dtype_choice"]["requested"] == "auto"
     err = capsys.readouterr().err
-    assert "[loaded tiny (float32: auto: the CPU has no native bfloat16 unit" in err
+    assert "[loaded tiny (float32; auto: the CPU has no native bfloat16 unit" in err
 
 
 def _gsm8k_data(root: Path) -> Path:
@@ -264,3 +264,21 @@ def test_eval_resolves_auto_before_naming_folders_and_models(
     assert args.func(args) == 0
     info = json.loads((tmp_path / "evals" / "m-bfloat16" / "run.json").read_text())
     assert (info["model"], info["dtype"]) == ("m@bfloat16", "bfloat16") and calls[-1]["dtype"] == "bfloat16"
+
+
+def test_llamaindex_from_model_id_passes_auto_and_quantization(
+    monkeypatch: pytest.MonkeyPatch, tiny_model: Any, byte_tokenizer: Any
+) -> None:
+    selfanchor_llm = pytest.importorskip("llama_index.llms.selfanchor")
+    from selfanchor_chains.llms import SteeredHFLLM
+
+    calls: list[dict[str, Any]] = []
+
+    def fake(name: str, **kwargs: Any) -> Any:
+        calls.append(kwargs)
+        return SteeredHFLLM(model=tiny_model, tokenizer=byte_tokenizer, model_id=f"{name}@x")
+
+    monkeypatch.setattr(SteeredHFLLM, "from_model_id", fake)
+    selfanchor_llm.SelfAnchorLLM.from_model_id("tiny")
+    selfanchor_llm.SelfAnchorLLM.from_model_id("tiny", quantization="int4")
+    assert [(c["dtype"], c["quantization"]) for c in calls] == [("auto", None), ("auto", "int4")]

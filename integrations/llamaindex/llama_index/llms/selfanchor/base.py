@@ -112,7 +112,13 @@ class SelfAnchorLLM(CustomLLM):
 
     @classmethod
     def from_model_id(
-        cls, model_id: str, *, dtype: str = "auto", trust_remote_code: bool = False, **kwargs: Any
+        cls,
+        model_id: str,
+        *,
+        dtype: str = "auto",
+        quantization: str | None = None,
+        trust_remote_code: bool = False,
+        **kwargs: Any,
     ) -> SelfAnchorLLM:
         """Load a registry model (``smollm2-135m``, ``qwen2.5-coder-0.5b``, ``qwen2.5-coder-1.5b``), a local
         safetensors directory or a hub id you already have, and wrap it.
@@ -121,10 +127,14 @@ class SelfAnchorLLM(CustomLLM):
             model_id: Registry name, local path or hub id.
             dtype: Weights dtype: ``"auto"`` (default: bfloat16 where the hardware computes it natively, else
                 float32 on a CPU), ``"bfloat16"``, ``"float16"`` or ``"float32"``.
+            quantization: ``None`` (dense), ``"int8"`` or ``"int4"``: weight-only quantized CPU decoding through
+                torchao (computes in bfloat16).
             trust_remote_code: Passed to ``from_pretrained``.
             **kwargs: Fields of this class (``omega``, ``max_new_tokens``, ``system_prompt``, ...).
         """
-        steered = SteeredHFLLM.from_model_id(model_id, dtype=dtype, trust_remote_code=trust_remote_code)
+        steered = SteeredHFLLM.from_model_id(
+            model_id, dtype=dtype, quantization=quantization, trust_remote_code=trust_remote_code
+        )
         return cls(llm=steered, **kwargs)
 
     @classmethod
