@@ -22,14 +22,20 @@ import cmath
 import math
 import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from decimal import Decimal
 from fractions import Fraction
 
 __all__ = [
     "ANSWER_HINTS",
     "BBH_TASK_FORMATS",
+    "GRADER_ERRORS",
+    "MAX_ANSWER_CHARS",
+    "MAX_OUTPUT_CHARS",
+    "Grade",
     "answer_hint",
     "extract_answer",
+    "grade",
     "is_correct",
     "math_equal",
     "normalize_math",
@@ -153,13 +159,34 @@ def _balanced(text: str, open_idx: int) -> tuple[str, int] | None:
     return None
 
 
+def _brace_pairs(text: str) -> dict[int, int]:
+    """For every brace that opens a group, the index of the brace that closes it (escaped braces are text).
+
+    One pass with a stack: the same groups as :func:`_balanced` finds from each opening brace, in linear time
+    (calling it for each of many unclosed ``\\boxed{`` was quadratic).
+    """
+    pairs: dict[int, int] = {}
+    stack: list[int] = []
+    for i, ch in enumerate(text):
+        if ch not in "{}" or (i > 0 and text[i - 1] == "\\"):
+            continue
+        if ch == "{":
+            stack.append(i)
+        elif stack:
+            pairs[stack.pop()] = i
+    return pairs
+
+
 def _boxed_contents(text: str) -> list[str]:
     """All ``\\boxed{...}`` contents, in order; nested braces are kept whole."""
     found = []
+    pairs: dict[int, int] | None = None
     for m in _BOXED_RE.finditer(text):
-        group = _balanced(text, m.end() - 1)
-        if group is not None:
-            found.append(group[0].strip())
+        if pairs is None:
+            pairs = _brace_pairs(text)
+        close = pairs.get(m.end() - 1)
+        if close is not None:
+            found.append(text[m.end() : close].strip())
     return found
 
 
@@ -1152,6 +1179,45 @@ def short_answer(text: str) -> str | None:
     return None
 
 
+MAX_OUTPUT_CHARS = 20_000
+"""Extraction reads at most the last this many characters of a model output (the answer is at its end)."""
+
+MAX_ANSWER_CHARS = 1_000
+"""A prediction longer than this is graded wrong without being parsed (no answer is that long)."""
+
+GRADER_ERRORS: tuple[type[BaseException], ...] = (ArithmeticError, ValueError, RecursionError, TypeError)
+"""What reading or comparing odd model output can raise (e.g. ``OverflowError`` on ``(10^{39})^{256}``,
+``ValueError`` past Python's int-to-str limit); the grader turns them into a wrong answer."""
+
+
+@dataclass(frozen=True)
+class Grade:
+    """The outcome of grading one prediction.
+
+    Attributes:
+        correct: Whether it matches the gold answer.
+        error: Why it could not be read or compared (then ``correct`` is False); None when it could.
+    """
+
+    correct: bool
+    error: str | None = None
+
+
+def grade(bench: str, prediction: str | None, gold: str, *, task: str | None = None) -> Grade:
+    """:func:`is_correct` that never raises on model output: an unreadable prediction is wrong, with the reason.
+
+    Raises:
+        ValueError: Only for an unknown benchmark (a caller's error, not the model's).
+    """
+    _split_spec(bench, task)
+    if prediction is not None and len(prediction) > MAX_ANSWER_CHARS:
+        return Grade(False, f"prediction of {len(prediction)} characters (more than {MAX_ANSWER_CHARS})")
+    try:
+        return Grade(bool(_is_correct(bench, prediction, gold, task=task)))
+    except GRADER_ERRORS as exc:
+        return Grade(False, f"{type(exc).__name__}: {str(exc)[:200]}")
+
+
 def extract_answer(bench: str, text: str, *, task: str | None = None, options: Options = None) -> str | None:
     """Read the final answer out of a model output, in the benchmark's canonical form.
 
@@ -1167,9 +1233,18 @@ def extract_answer(bench: str, text: str, *, task: str | None = None, options: O
     Returns:
         ``"18"`` (gsm8k, BBH integers), ``"B"`` (aqua, t4d), a LaTeX string (math500), ``"yes"``/``"no"``
         (strategyqa), the BBH target format (``"(A)"``, ``"True"``, ``"Yes"``, ``"valid"``, ``") ]"``, the
-        lower-cased words), or None when no answer is found.
+        lower-cased words), or None when no answer is found (or the text cannot be read: this never raises on
+        model output; only the last :data:`MAX_OUTPUT_CHARS` characters are read).
     """
     name, task = _split_spec(bench, task)
+    text = text[-MAX_OUTPUT_CHARS:]
+    try:
+        return _extract_answer(name, task, text, options)
+    except GRADER_ERRORS:
+        return None
+
+
+def _extract_answer(name: str, task: str | None, text: str, options: Options) -> str | None:
     if name == "conflictqa":
         return short_answer(text)
     fmt = _bbh_format(task) if name == "bbh" else None
@@ -1188,6 +1263,18 @@ def extract_answer(bench: str, text: str, *, task: str | None = None, options: O
 
 
 def is_correct(bench: str, prediction: str | None, gold: str, *, task: str | None = None) -> bool:
+    """Whether an extracted answer matches the gold answer (never raises on model output; see :func:`grade`).
+
+    Args:
+        bench: Benchmark name, or ``"bbh:<task>"``.
+        prediction: The extracted answer (None scores as wrong).
+        gold: The record's ``answer``.
+        task: BBH task name; without it the format is inferred from the gold answer.
+    """
+    return grade(bench, prediction, gold, task=task).correct
+
+
+def _is_correct(bench: str, prediction: str | None, gold: str, *, task: str | None = None) -> bool:
     """Whether an extracted answer matches the gold answer.
 
     ``prediction`` may also be a raw answer string (``"(B)"``, ``"$18.00"``, ``"Yes."``): it is read in the

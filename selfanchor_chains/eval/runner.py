@@ -284,7 +284,7 @@ def make_record(
         finish_reason, retried, text}``; ``tokens`` are completion tokens, ``steps`` keep kind, ω, confidence
         and tokens of each step.
     """
-    from ..answers import extract_answer, is_correct
+    from ..answers import extract_answer, grade
 
     bench = bench or problem.bench
     text = str(output.get("text") or "")
@@ -294,6 +294,7 @@ def make_record(
         prediction = extract_answer(bench, text, task=problem.task, options=problem.options)
     usage = output.get("usage") or {}
     steps = [{k: step[k] for k in STEP_LOG_KEYS if k in step} for step in output.get("steps") or []]
+    graded = grade(bench, prediction, problem.answer, task=problem.task)
     record = {
         "id": problem.id,
         "bench": bench,
@@ -301,7 +302,7 @@ def make_record(
         "method": method,
         "prediction": prediction,
         "gold": problem.answer,
-        "correct": bool(is_correct(bench, prediction, problem.answer, task=problem.task)),
+        "correct": graded.correct,
         "tokens": usage.get("completion_tokens"),
         "prompt_tokens": usage.get("prompt_tokens"),
         "seconds": round(seconds, 4),
@@ -310,6 +311,8 @@ def make_record(
         "retried": bool(output.get("retried", False)),
         "text": text,
     }
+    if graded.error is not None:
+        record["grade_error"] = graded.error  # the prediction could not be read; it is graded wrong
     if bench == "conflictqa":
         from ..conflict import grade_conflict
 
