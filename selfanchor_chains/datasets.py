@@ -17,9 +17,11 @@ from typing import Any
 from .answers import BBH_TASK_FORMATS, parse_options
 
 __all__ = [
+    "ALL_BENCHMARKS",
     "BBH_TASKS",
     "BENCHMARKS",
     "DATA_DIR_ENV",
+    "GENERATED_BENCHMARKS",
     "DataDirNotFoundError",
     "DataFileNotFoundError",
     "DatasetError",
@@ -31,7 +33,12 @@ __all__ = [
     "load_problems",
 ]
 
-BENCHMARKS = ("gsm8k", "aqua", "math500", "strategyqa", "bbh", "t4d", "conflictqa")
+BENCHMARKS = ("gsm8k", "aqua", "math500", "strategyqa", "bbh", "t4d")
+"""The reasoning benchmarks of the shared data folder."""
+GENERATED_BENCHMARKS = ("conflictqa",)
+"""Benchmarks whose data a script of this project builds (``scripts/build_conflict_set.py``), read from the same
+``<data dir>/<bench>/<split>.jsonl`` layout (e.g. ``--data-dir evals/data``)."""
+ALL_BENCHMARKS = BENCHMARKS + GENERATED_BENCHMARKS
 BBH_TASKS: tuple[str, ...] = tuple(BBH_TASK_FORMATS)
 DATA_DIR_ENV = "SELFANCHOR_DATA_DIR"
 
@@ -44,7 +51,7 @@ class DatasetError(Exception):
 
 
 class UnknownBenchmarkError(DatasetError, ValueError):
-    """The benchmark name is not one of :data:`BENCHMARKS`."""
+    """The benchmark name is not one of :data:`ALL_BENCHMARKS`."""
 
 
 class UnknownTaskError(DatasetError, ValueError):
@@ -145,8 +152,8 @@ def default_data_dir() -> Path:
 def _parse_spec(bench_spec: str) -> tuple[str, str | None]:
     bench, sep, task = bench_spec.strip().partition(":")
     bench = bench.strip().lower()
-    if bench not in BENCHMARKS:
-        raise UnknownBenchmarkError(f"unknown benchmark {bench_spec!r}; expected one of {', '.join(BENCHMARKS)}")
+    if bench not in ALL_BENCHMARKS:
+        raise UnknownBenchmarkError(f"unknown benchmark {bench_spec!r}; expected one of {', '.join(ALL_BENCHMARKS)}")
     if not sep:
         return bench, None
     task = task.strip()
@@ -215,7 +222,7 @@ def load_problems(
     """Load a benchmark split.
 
     Args:
-        bench_spec: A benchmark name from :data:`BENCHMARKS`, or ``"bbh:<task>"`` for one BBH task.
+        bench_spec: A benchmark name from :data:`ALL_BENCHMARKS`, or ``"bbh:<task>"`` for one BBH task.
         data_dir: The data folder; :func:`default_data_dir` when None.
         split: File stem under ``<data_dir>/<bench>/`` (``dev``; also ``train`` / ``official_dev`` pools).
         limit: At most this many problems. Without a task, BBH is taken round-robin over its tasks (each task

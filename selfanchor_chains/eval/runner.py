@@ -130,7 +130,8 @@ def parse_benches(spec: str | Sequence[str]) -> list[str]:
     Raises:
         ValueError: Unknown benchmark or BBH task, a task on a benchmark without tasks, or no benchmark at all.
     """
-    from ..datasets import BBH_TASKS, BENCHMARKS
+    from ..datasets import ALL_BENCHMARKS as BENCHMARKS
+    from ..datasets import BBH_TASKS
 
     items = spec.split(",") if isinstance(spec, str) else list(spec)
     out: list[str] = []
