@@ -16,7 +16,7 @@ QUANTIZATIONS = ("int8", "int4")
 """``--quantization`` choices (weight-only, torchao; the default is none)."""
 
 
-def _add_weights_arguments(parser: argparse.ArgumentParser) -> None:
+def add_weights_arguments(parser: argparse.ArgumentParser) -> None:
     """``--dtype`` and ``--quantization``, the same on every command that loads a model."""
     parser.add_argument(
         "--dtype",
@@ -176,6 +176,17 @@ def _parse_variants(value: str) -> list[str]:
     return variants
 
 
+def _speed_settings(args: argparse.Namespace, methods: list[str]) -> dict[str, Any]:
+    return {
+        "new_tokens": args.new_tokens,
+        "batch": args.batch,
+        "omega": args.omega,
+        "repeats": args.repeats,
+        "methods": methods,
+        "log": lambda line: print(line, file=sys.stderr, flush=True),
+    }
+
+
 def _bench_speed_variants(args: argparse.Namespace, methods: list[str]) -> int:
     from .bench import format_variants_table, run_speed_variants, write_json
 
@@ -190,16 +201,7 @@ def _bench_speed_variants(args: argparse.Namespace, methods: list[str]) -> int:
         model, tokenizer, info = _load(spec)
         label = (info["dtype"] + "+" + variant) if quantized else info["dtype"]
         models[label], loaded[label] = model, info
-    result = run_speed_variants(
-        models,
-        tokenizer,
-        new_tokens=args.new_tokens,
-        batch=args.batch,
-        omega=args.omega,
-        repeats=args.repeats,
-        methods=methods,
-        log=lambda line: print(line, file=sys.stderr, flush=True),
-    )
+    result = run_speed_variants(models, tokenizer, **_speed_settings(args, methods))
     for label, info in loaded.items():
         result["variants"][label].update(info)
     result.update(model=args.model, threads=_threads(), cpu=_cpu_description())
@@ -237,16 +239,7 @@ def cmd_bench_speed(args: argparse.Namespace) -> int:
     if args.variants:
         return _bench_speed_variants(args, methods)
     model, tokenizer, loaded = _load(args)
-    result = run_speed_bench(
-        model,
-        tokenizer,
-        new_tokens=args.new_tokens,
-        batch=args.batch,
-        omega=args.omega,
-        repeats=args.repeats,
-        methods=methods,
-        log=lambda line: print(line, file=sys.stderr, flush=True),
-    )
+    result = run_speed_bench(model, tokenizer, **_speed_settings(args, methods))
     result["model"] = args.model
     result.update(loaded)
     result["threads"] = _threads()
@@ -341,7 +334,7 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--anchor", action="append", help="a substring of the prompt to anchor (repeatable)")
     gen.add_argument("--omega", type=float, default=1.5, help="steering strength (1 = plain decoding)")
     gen.add_argument("--model", default=os.environ.get("SELFANCHOR_MODEL", DEFAULT_MODEL))
-    _add_weights_arguments(gen)
+    add_weights_arguments(gen)
     gen.add_argument("--max-new-tokens", type=int, default=256)
     gen.add_argument("--temperature", type=float, default=0.0, help="0 = greedy")
     gen.add_argument("--top-p", type=float, default=1.0)
@@ -355,7 +348,7 @@ def build_parser() -> argparse.ArgumentParser:
     solve.add_argument("question")
     solve.add_argument("--method", default="self-anchor", choices=METHODS)
     solve.add_argument("--model", default=os.environ.get("SELFANCHOR_MODEL", DEFAULT_MODEL))
-    _add_weights_arguments(solve)
+    add_weights_arguments(solve)
     solve.add_argument("--bench", default="gsm8k", help="answer format/extractor (gsm8k, aqua, math500, ...)")
     solve.add_argument("--max-new-tokens", type=int, default=512)
     solve.add_argument("--quiet-steps", dest="show_steps", action="store_false", help="hide per-step ω lines")
@@ -368,7 +361,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench_sub = bench.add_subparsers(dest="bench", required=True)
     speed = bench_sub.add_parser("speed", help="steered decoding vs plain generate, SPA and CFG")
     speed.add_argument("--model", default=DEFAULT_MODEL)
-    _add_weights_arguments(speed)
+    add_weights_arguments(speed)
     speed.add_argument("--new-tokens", type=int, default=256)
     speed.add_argument("--batch", type=int, default=1)
     speed.add_argument("--omega", type=float, default=1.5)
@@ -387,7 +380,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     overhead = bench_sub.add_parser("llm-overhead", help="SteeredHFLLM.invoke over the bare engine")
     overhead.add_argument("--model", default=DEFAULT_MODEL)
-    _add_weights_arguments(overhead)
+    add_weights_arguments(overhead)
     overhead.add_argument("--new-tokens", type=int, default=256)
     overhead.add_argument("--repeats", type=int, default=3)
     overhead.add_argument("--json", default=None)
@@ -395,7 +388,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     cost = bench_sub.add_parser("solve-cost", help="Self-Anchor solve over plain CoT decoding, same tokens")
     cost.add_argument("--model", default=DEFAULT_MODEL)
-    _add_weights_arguments(cost)
+    add_weights_arguments(cost)
     cost.add_argument("--problems", type=int, default=10)
     cost.add_argument("--max-new-tokens", type=int, default=512)
     cost.add_argument("--data-dir", default=None)
@@ -406,7 +399,7 @@ def build_parser() -> argparse.ArgumentParser:
         "throughput", help="problems/min of reasoning methods on the same problems, batched as `eval` runs them"
     )
     throughput.add_argument("--model", default=DEFAULT_MODEL)
-    _add_weights_arguments(throughput)
+    add_weights_arguments(throughput)
     throughput.add_argument("--bench-name", default="gsm8k", help="benchmark to draw problems from")
     throughput.add_argument("--methods", default="self-anchor,cot", help="the last one is the reference")
     throughput.add_argument("--problems", type=int, default=16)

@@ -14,9 +14,6 @@ from .runner import METHOD_NAMES, MethodSpec, parse_benches, parse_methods
 
 __all__ = ["add_eval_commands", "cmd_eval", "cmd_report", "default_out_dir"]
 
-DTYPES = ("auto", "bfloat16", "float32", "float16")
-QUANTIZATIONS = ("int8", "int4")
-
 
 def _benches_arg(value: str) -> list[str]:
     try:
@@ -63,6 +60,8 @@ def default_out_dir(model: str, dtype: str, quantization: str | None = None) -> 
 
 def add_eval_commands(subparsers: Any) -> None:
     """Register the ``eval`` and ``report`` subcommands on the main parser's subparsers."""
+    from ..cli import add_weights_arguments
+
     ev = subparsers.add_parser(
         "eval",
         help="evaluate the methods on benchmarks (resumable)",
@@ -90,19 +89,7 @@ def add_eval_commands(subparsers: Any) -> None:
         default=None,
         help="registry name, local path or hub id (default: $SELFANCHOR_MODEL, else the solve default)",
     )
-    ev.add_argument(
-        "--dtype",
-        default="auto",
-        choices=DTYPES,
-        help="weights dtype; auto (default): bfloat16 where the CPU computes it natively, else float32",
-    )
-    ev.add_argument(
-        "--quantization",
-        default=None,
-        choices=QUANTIZATIONS,
-        help="weight-only int8/int4 linear layers through torchao (pip install 'selfanchor-chains[quant]'); "
-        "computes in bfloat16",
-    )
+    add_weights_arguments(ev)
     ev.add_argument("--limit", type=_non_negative, default=None, help="at most N problems per benchmark")
     ev.add_argument("--data-dir", default=None, help="benchmark data folder (default: $SELFANCHOR_DATA_DIR, ...)")
     ev.add_argument("--split", default="dev")
