@@ -426,7 +426,8 @@ class DecodeSession:
     """One batched decode; iterate it to get a list of :class:`TokenEvent` per step.
 
     Between steps a caller may change a row's anchors (:meth:`set_anchors`) or steering strength
-    (:meth:`set_omega`), or cancel a row (:meth:`cancel`). Closing the iterator early stops decoding.
+    (:meth:`set_omega`), cancel a row (:meth:`cancel`), or add rows (:meth:`add_rows`: continuous batching, new
+    rows join the running decode at the next step). Closing the iterator early stops decoding.
     """
 
     def __init__(
@@ -442,6 +443,8 @@ class DecodeSession:
         self._validate(rows, max_new_tokens, stop)
         self.max_new_tokens = max_new_tokens
         self.sampling = sampling
+        self._stop = tuple(stop)
+        self._waiting: list[RowRequest] = []  # rows added while decoding; they join at the next step
         self.stats = DecodingStats()
         self._rows = [
             _Row(
@@ -462,6 +465,12 @@ class DecodeSession:
             if sampling.seed is not None:
                 self._generator.manual_seed(sampling.seed)
         self._started = False
+        self._active: list[int] = []  # request indices of the rows in the batch, in batch order
+        self._ids = self._real = self._hidden = torch.empty(0)  # see _setup_batch
+        self._cache: Any = None  # fused (2B) when ``_fused``, else the original rows
+        self._mask_cache: Any = None
+        self._fused = False
+        self._cached = 0  # columns held by the original rows' cache
         self.last_logits: torch.Tensor | None = None  # combined logits of the latest step, rows in batch order
         self.last_rows: list[int] = []  # request indices of those rows
 
@@ -517,6 +526,38 @@ class DecodeSession:
             raise DecodingInputError(f"row {row}: omega must be a finite number >= 0, got {omega!r}")
         self._rows[row].omega = float(omega)
 
+    def add_rows(self, rows: Sequence[RowRequest]) -> list[int]:
+        """Add rows to a running session; they are prefilled and join the batch at the next step.
+
+        Returns:
+            Their row indices (``TokenEvent.row`` and :meth:`results` use them), after the existing rows.
+
+        Raises:
+            DecodingInputError: A malformed row (checked now, before any work).
+        """
+        if not rows:
+            return []
+        self._validate(rows, self.max_new_tokens, self._stop)
+        first = len(self._rows) + len(self._waiting)
+        if not self._started:  # not decoding yet: they simply belong to the first batch
+            self._rows += DecodeSession(
+                self._decoder, rows, max_new_tokens=self.max_new_tokens, sampling=self.sampling, stop=self._stop
+            )._renumbered(first)
+            self._prompts += [list(map(int, r.prompt_ids)) for r in rows]
+        else:
+            self._waiting.extend(rows)
+        return list(range(first, first + len(rows)))
+
+    @property
+    def waiting(self) -> int:
+        """Rows added and not yet decoding."""
+        return len(self._waiting)
+
+    def _renumbered(self, first: int) -> list[_Row]:
+        for j, row in enumerate(self._rows):
+            row.request_index = first + j
+        return self._rows
+
     def cancel(self, row: int) -> None:
         """Stop decoding one row; the others go on."""
         if self._rows[row].finish_reason is None:
@@ -563,10 +604,16 @@ class DecodeSession:
             # 4. Drop rows that finished (or were cancelled while the caller held the events).
             self._compact()
             if not self._active:
-                return
-            # 5. Apply anchor changes made between steps, then bring the masked rows up to date if steering.
+                if not self._waiting:
+                    return
+                # Every row finished: the rows added meanwhile start a batch of their own.
+                logits_o, logits_m = self._admit(None, None)
+                continue
+            # 5. Apply anchor changes made between steps, then bring the masked rows up to date if steering
+            #    (also when a row about to join steers: the joined batch keeps both branches).
             stale = self._apply_anchor_changes()
-            if any(self._rows[i].steered for i in self._active):
+            joining_steers = any(r.omega != 1.0 and len(r.anchor_spans) > 0 for r in self._waiting)
+            if joining_steers or any(self._rows[i].steered for i in self._active):
                 if self._fused:
                     if stale:
                         self._resync(stale)
@@ -576,6 +623,94 @@ class DecodeSession:
                 self._split()
             # 6. One forward over the newest token of every row (2B rows when steering).
             logits_o, logits_m = self._step_forward(self._ids[:, -1:])
+            # 7. Rows added since the last step are prefilled and join the batch (continuous batching).
+            if self._waiting:
+                logits_o, logits_m = self._admit(logits_o, logits_m)
+
+    # -- continuous batching -----------------------------------------------------------------------------------------
+
+    def _admit(
+        self, logits_o: torch.Tensor | None, logits_m: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Prefill the waiting rows as a batch of their own, then join them to this one (or replace it if empty).
+
+        Both batches are right-aligned, so joining pads the narrower one on the left; the caches were brought to
+        the same layout first (both fused when the batch steers, else both split, the masked rows parked nowhere:
+        a later fuse recomputes them, as :meth:`_fuse` does for columns it never computed).
+        """
+        base = len(self._rows)
+        joining = DecodeSession(
+            self._decoder, self._waiting, max_new_tokens=self.max_new_tokens, sampling=self.sampling, stop=self._stop
+        )
+        self._waiting = []
+        self._rows += joining._renumbered(base)
+        self._prompts += joining._prompts
+        joining._setup_batch()
+        new_o, new_m = joining._prefill()
+        if self._fused and self._active and not joining._fused:
+            # The joining rows do not steer (yet); the fused batch keeps every row's masked branch current.
+            joining._fuse()
+            new_m = new_o.clone()
+        self._add_stats(joining.stats, base)
+        if logits_o is None or not self._active:  # nothing running: the joining rows are the batch
+            self._ids, self._real, self._hidden = joining._ids, joining._real, joining._hidden
+            self._cache, self._mask_cache = joining._cache, joining._mask_cache
+            self._fused, self._cached = joining._fused, joining._cached
+            self._active = [base + k for k in joining._active]
+            return new_o, new_m
+        width = max(self._cached, joining._cached)
+        old_rows = len(self._active)
+
+        def pad(t: torch.Tensor, value: Any) -> torch.Tensor:
+            n = width - t.shape[1]
+            return torch.cat([torch.full((t.shape[0], n), value, dtype=t.dtype), t], dim=1) if n else t
+
+        pad_id = self._decoder.pad_token_id
+        self._ids = torch.cat([pad(self._ids, pad_id), pad(joining._ids, pad_id)])
+        self._real = torch.cat([pad(self._real, False), pad(joining._real, False)])
+        self._hidden = torch.cat([pad(self._hidden, False), pad(joining._hidden, False)])
+        old, new = _layer_tensors(self._cache), _layer_tensors(joining._cache)
+        if self._fused:  # original rows first, then the masked rows, for both batches
+            self._cache = _cache_from_tensors(
+                [
+                    tuple(  # type: ignore[misc]
+                        torch.cat(
+                            [
+                                _pad_columns(a[:old_rows], width),
+                                _pad_columns(b[: len(joining._active)], width),
+                                _pad_columns(a[old_rows:], width),
+                                _pad_columns(b[len(joining._active) :], width),
+                            ]
+                        )
+                        for a, b in ((ko, kn), (vo, vn))
+                    )
+                    for (ko, vo), (kn, vn) in zip(old, new, strict=True)
+                ]
+            )
+        else:
+            self._cache = _cache_from_tensors(
+                [
+                    (
+                        torch.cat([_pad_columns(ko, width), _pad_columns(kn, width)]),
+                        torch.cat([_pad_columns(vo, width), _pad_columns(vn, width)]),
+                    )
+                    for (ko, vo), (kn, vn) in zip(old, new, strict=True)
+                ]
+            )
+            self._mask_cache = None  # parked masked columns are dropped; a later fuse recomputes what it needs
+        self._cached = width
+        self._active = self._active + [base + k for k in joining._active]
+        if logits_m is None or new_m is None:
+            return torch.cat([logits_o, new_o]), None
+        return torch.cat([logits_o, new_o]), torch.cat([logits_m, new_m])
+
+    def _add_stats(self, other: DecodingStats, base: int) -> None:
+        """Fold a joining batch's work into this session's (its row indices shifted by ``base``)."""
+        for name in ("forwards", "steered_forwards", "prefill_tokens", "resync_tokens", "reused_prefix_tokens"):
+            setattr(self.stats, name, getattr(self.stats, name) + getattr(other, name))
+        for name in ("row_prefill_tokens", "row_resync_tokens", "row_reused_prefix_tokens"):
+            for row, n in getattr(other, name).items():
+                self.stats._add(getattr(self.stats, name), base + row, n)
 
     # Batch state: ``_ids``/``_real`` are (B, W) over left-padded columns (rows are right-aligned, so token t of a
     # row of length n sits in column W - n + t); ``_hidden`` marks anchor columns. Cache layout: fused → one cache
@@ -596,10 +731,10 @@ class DecodeSession:
             for start, end in row.anchors:
                 self._hidden[k, offset + start : offset + end] = True
             row.anchor_history = [list(row.anchors)]
-        self._cache: Any = self._decoder.new_cache()  # fused (2B) when ``_fused``, else the original rows
-        self._mask_cache: Any = None
+        self._cache = self._decoder.new_cache()
+        self._mask_cache = None
         self._fused = False
-        self._cached = 0  # columns held by the original rows' cache
+        self._cached = 0
 
     def _positions(self) -> torch.Tensor:
         return (self._real.long().cumsum(-1) - 1).clamp(min=0)
@@ -712,7 +847,8 @@ class DecodeSession:
         if self._fused:
             self.stats.steered_forwards += 1
             logits = self._decoder.forward(
-                torch.cat([input_ids, input_ids]),
+                # A replacing row's masked branch reads the neutral token where the newest token is an anchor.
+                torch.cat([input_ids, self._masked_ids()[:, start:]]),
                 torch.cat([self._real.long(), self._masked_attention()]),
                 torch.cat([positions, positions]),
                 self._cache,
@@ -1003,6 +1139,12 @@ def _steering_effect(combined: torch.Tensor, original: torch.Tensor) -> tuple[li
     )
     kl = (log_s.exp() * (log_s - log_o)).sum(dim=-1).clamp(min=0.0)
     return flipped.tolist(), kl.tolist()
+
+
+def _pad_columns(t: torch.Tensor, width: int) -> torch.Tensor:
+    """Left-pad a ``(rows, heads, columns, dim)`` key or value tensor with zero columns up to ``width``."""
+    n = width - t.shape[2]
+    return torch.cat([t.new_zeros((*t.shape[:2], n, t.shape[3])), t], dim=2) if n > 0 else t
 
 
 def _agreement(a: Sequence[int], b: Sequence[int]) -> int:

@@ -539,3 +539,114 @@ def test_steering_diagnostics_flips_and_kl(decoder, tiny_model, byte_tokenizer):
 def test_bad_masking_and_gate_are_rejected(decoder, row, message):
     with pytest.raises(DecodingInputError, match=message):
         decoder.start([row], max_new_tokens=2)
+
+
+# -- continuous batching: rows join a running decode ------------------------------------------------------------
+
+
+def drive(decoder, rows, plan, max_new_tokens, model):
+    """Decode ``rows``; between steps apply ``plan[step]`` actions (``("add", RowRequest)``, ``("anchors", row,
+    spans)``, ``("omega", row, ω)``, ``("cancel", row)``) and check every step of every row against cache-free
+    reference forwards. Returns the session and the rows (added ones appended, in row-index order)."""
+    rows = list(rows)
+    session = decoder.start(rows, max_new_tokens=max_new_tokens)
+    state = {i: (list(r.anchor_spans), r.omega) for i, r in enumerate(rows)}
+    for step, _ in enumerate(session):
+        for k, i in enumerate(session.last_rows):
+            seq = list(rows[i].prompt_ids) + session.generated_ids(i)[:-1]
+            spans, omega = state[i]
+            if rows[i].anchor_masking == "replace":
+                expected = reference_replaced(model, seq, spans, omega, decoder.neutral_token_id)
+            else:
+                expected = reference_logits(model, seq, spans, omega)
+            assert torch.allclose(session.last_logits[k], expected, atol=1e-4), f"step {step}, row {i}"
+        for action, *args in plan.get(step, []):
+            if action == "add":
+                (index,) = session.add_rows([args[0]])
+                assert index == len(rows)
+                rows.append(args[0])
+                state[index] = (list(args[0].anchor_spans), args[0].omega)
+            elif action == "anchors":
+                session.set_anchors(args[0], args[1])
+                state[args[0]] = (args[1], state[args[0]][1])
+            elif action == "omega":
+                session.set_omega(args[0], args[1])
+                state[args[0]] = (state[args[0]][0], args[1])
+            else:
+                session.cancel(args[0])
+    return session, rows
+
+
+def test_rows_join_a_steered_batch_exactly(decoder, tiny_model, byte_tokenizer):
+    long = encode(byte_tokenizer, PROMPTS[2])  # wider than the running batch: the old rows get left padding
+    short = encode(byte_tokenizer, PROMPTS[1])
+    rows = [RowRequest(encode(byte_tokenizer, PROMPTS[0]), [(10, 40)], 1.6)]
+    plan = {
+        1: [("add", RowRequest(long, [(9, 31)], 1.4))],
+        3: [("add", RowRequest(short, [(3, 8)], 1.0))],  # joins unsteered (its masked rows kept current)
+        5: [("anchors", 1, [(0, 5), (len(long) + 1, len(long) + 3)]), ("omega", 2, 1.8)],
+        7: [("add", RowRequest(short, [(0, 4)], 1.5, anchor_masking="replace"))],
+        9: [("anchors", 3, [(0, 4), (len(short) + 1, len(short) + 2)])],
+    }
+    session, rows = drive(decoder, rows, plan, max_new_tokens=12, model=tiny_model)
+    results = session.results()
+    assert [len(r.token_ids) for r in results] == [12, 12, 12, 12]
+    assert session.waiting == 0
+
+
+def test_a_steered_row_joining_an_unsteered_batch_starts_steering(decoder, tiny_model, byte_tokenizer):
+    rows = [RowRequest(encode(byte_tokenizer, PROMPTS[0]), [(10, 40)], 1.0)]
+    plan = {
+        2: [("add", RowRequest(encode(byte_tokenizer, PROMPTS[2]), [(9, 31)], 1.5))],
+        4: [("omega", 1, 1.0)],  # every row unsteered again: masked rows parked
+        6: [("add", RowRequest(encode(byte_tokenizer, PROMPTS[1]), [(3, 8)], 1.0))],  # joins a split batch
+        8: [("omega", 0, 1.7), ("omega", 2, 1.3)],  # resume: the joined rows' masked branch is rebuilt
+    }
+    drive(decoder, rows, plan, max_new_tokens=12, model=tiny_model)
+
+
+def test_rows_join_after_the_batch_emptied(decoder, tiny_model, byte_tokenizer):
+    rows = [RowRequest(encode(byte_tokenizer, PROMPTS[1]), [(3, 8)], 1.5)]
+    plan = {2: [("cancel", 0), ("add", RowRequest(encode(byte_tokenizer, PROMPTS[0]), [(10, 40)], 1.6))]}
+    session, _ = drive(decoder, rows, plan, max_new_tokens=6, model=tiny_model)
+    results = session.results()
+    assert results[0].finish_reason == "cancelled" and len(results[0].token_ids) == 3
+    assert len(results[1].token_ids) == 6 and results[1].finish_reason == "length"
+
+
+def test_a_joined_row_decodes_the_same_tokens_as_alone(decoder, byte_tokenizer):
+    alone = [
+        decoder.generate([RowRequest(encode(byte_tokenizer, p), [(2, 9)], w)], max_new_tokens=10)[0].token_ids
+        for p, w in zip(PROMPTS, (1.5, 1.0, 2.0), strict=True)
+    ]
+    session = decoder.start([RowRequest(encode(byte_tokenizer, PROMPTS[0]), [(2, 9)], 1.5)], max_new_tokens=10)
+    for step, _ in enumerate(session):
+        if step == 2:
+            session.add_rows([RowRequest(encode(byte_tokenizer, PROMPTS[1]), [(2, 9)], 1.0)])
+        if step == 6:
+            session.add_rows([RowRequest(encode(byte_tokenizer, PROMPTS[2]), [(2, 9)], 2.0)])
+    assert [r.token_ids for r in session.results()] == alone
+    # Work is counted for the joined rows too: each was prefilled once.
+    assert set(session.stats.row_prefill_tokens) == {0, 1, 2}
+
+
+def test_added_rows_are_validated_at_once(decoder, byte_tokenizer):
+    session = decoder.start([RowRequest(encode(byte_tokenizer, PROMPTS[1]), [(3, 8)], 1.5)], max_new_tokens=3)
+    with pytest.raises(DecodingInputError, match="omega"):
+        session.add_rows([RowRequest([1, 2, 3], [(0, 1)], float("nan"))])
+    assert session.add_rows([]) == []
+    before = session.add_rows([RowRequest(encode(byte_tokenizer, PROMPTS[0]), [(2, 9)], 1.5)])
+    assert before == [1]  # before iterating: part of the first batch
+    for _ in session:
+        pass
+    assert [len(r.token_ids) for r in session.results()] == [3, 3]
+
+
+def test_replace_masking_when_the_newest_token_becomes_an_anchor(tiny_model, byte_tokenizer):
+    """The token chosen at a step is fed at the next one: if it is anchored meanwhile, the masked branch must read
+    the neutral token there too (not only in re-synced columns)."""
+    decoder = SteeredDecoder(tiny_model, byte_tokenizer, eos_token_ids=[], neutral_token_id=7)
+    ids = encode(byte_tokenizer, PROMPTS[0])
+    n = len(ids)
+    rows = [RowRequest(ids, [(10, 40)], 1.6, anchor_masking="replace")]
+    drive(decoder, rows, {2: [("anchors", 0, [(10, 40), (n + 1, n + 3)])]}, max_new_tokens=6, model=tiny_model)
