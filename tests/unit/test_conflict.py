@@ -216,29 +216,11 @@ def test_bad_inputs_and_method_names() -> None:
 
 
 @pytest.fixture(scope="module")
-def tiny_llm(byte_tokenizer: Any) -> Any:
-    """A 1-layer random Llama whose context holds the prompts (byte tokens), float32 so comparisons are exact."""
-    import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
-
+def tiny_llm(tiny_model: Any, byte_tokenizer: Any) -> Any:
+    """The shared tiny random Llama (float32, so comparisons are exact) as a SteeredHFLLM."""
     from selfanchor_chains.llms import SteeredHFLLM
 
-    torch.manual_seed(0)
-    vocab = len(byte_tokenizer)
-    config = LlamaConfig(
-        vocab_size=vocab,
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        num_key_value_heads=1,
-        max_position_embeddings=2048,
-        pad_token_id=byte_tokenizer.pad_token_id,
-        bos_token_id=byte_tokenizer.bos_token_id,
-        eos_token_id=byte_tokenizer.eos_token_id,
-    )
-    model = LlamaForCausalLM(config).eval()
-    return SteeredHFLLM(model=model, tokenizer=byte_tokenizer, model_id="tiny", max_new_tokens=4)
+    return SteeredHFLLM(model=tiny_model, tokenizer=byte_tokenizer, model_id="tiny", max_new_tokens=4)
 
 
 def test_anchors_change_nothing_at_omega_one(tiny_llm: Any) -> None:
@@ -253,7 +235,7 @@ def test_eval_runs_conflict_methods_and_reports_them(tmp_path: Path, tiny_llm: A
     from selfanchor_chains.eval.report import build_report, format_markdown
 
     data = tmp_path / "data"
-    write_conflict_set(small_set(), data)
+    write_conflict_set(small_set(k=2), data)  # short prompts: the tiny model holds 512 positions
     out = tmp_path / "out"
     methods = "rag-plain,rag-anchored,closed-book"
     run_eval("conflictqa", methods, tiny_llm, out, limit=6, data_dir=data, batch_size=4, progress=False)
@@ -278,7 +260,7 @@ def test_conflict_methods_and_benchmarks_do_not_mix(tmp_path: Path, tiny_llm: An
     from selfanchor_chains.eval import run_eval
 
     data = tmp_path / "data"
-    write_conflict_set(small_set(), data)
+    write_conflict_set(small_set(k=2), data)  # short prompts: the tiny model holds 512 positions
     with pytest.raises(ValueError, match="cot cannot run on conflictqa"):
         run_eval("conflictqa", "cot", tiny_llm, tmp_path / "out", data_dir=data, progress=False)
     with pytest.raises(ValueError, match="rag-plain cannot run on gsm8k"):
