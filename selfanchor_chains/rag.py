@@ -3,7 +3,8 @@
 The chain: ``anchored_retrieval(retriever) | SelfAnchorChain(llm=llm)``. Retrieved Documents become anchored (and
 escaped) context, so while the model plans and reasons its attention is steered back to the passages as well as the
 question. :func:`anchored_rag_chain` builds it (or the same pipeline with any other reasoning method, e.g. plain CoT
-as the unsteered baseline).
+as the unsteered baseline). :func:`build_retriever` indexes passages in memory, or in a FAISS index on disk that is
+built once and reopened (:func:`faiss_vector_store`, the ``rag`` extra).
 
 The QA set (:func:`strategyqa_rag_set`) is made from public StrategyQA items in the shared data folder: the
 ``facts`` of many items are pooled into one passage corpus, so retrieving an item's own facts is not trivial, and
@@ -312,7 +313,7 @@ def anchored_rag_chain(
     Example:
         .. code-block:: python
 
-            retriever = build_retriever(passages, k=3)
+            retriever = build_retriever(passages, k=3, persist_dir="rag-index")  # FAISS on disk, reopened next time
             chain = anchored_rag_chain(retriever, SteeredHFLLM.from_model_id("qwen2.5-coder-0.5b"))
             chain.invoke({"question": "Could a llama birth twice during the War in Vietnam?"})["answer"]
     """
