@@ -251,6 +251,8 @@ def load_problems(
     if not path.is_file():
         available = sorted(p.stem for p in (root / bench).glob("*.jsonl")) if (root / bench).is_dir() else []
         hint = f"; available splits: {', '.join(available)}" if available else ""
+        if bench in GENERATED_BENCHMARKS:
+            hint += "; build it with `python scripts/build_conflict_set.py --out DIR`, then pass --data-dir DIR"
         raise DataFileNotFoundError(f"no {split!r} split for {bench}: {path} does not exist{hint}")
     problems = [_to_problem(bench, record) for record in _read_jsonl(path)]
     if task is not None:
