@@ -22,6 +22,7 @@ Example:
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -89,7 +90,9 @@ def check_quantization(quantization: str | None, *, dtype: str, device: str | to
         raise QuantizationUnavailableError(quantization)
 
 
+@functools.cache
 def _int8_linear_class() -> Any:
+    """The int8 linear module class (defined on first use, so that importing this module needs no torch)."""
     import torch
 
     class Int8WeightOnlyLinear(torch.nn.Module):
