@@ -14,6 +14,7 @@ evaluation compares like with like: :class:`CoTChain` (zero-shot CoT), :class:`P
 from __future__ import annotations
 
 import math
+from collections import deque
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -152,6 +153,75 @@ class _Pass:
         return out, retry
 
 
+class _ContinuousPass:
+    """All problems streamed through at most ``slots`` decoding rows (continuous batching): when a row finishes,
+    the next problem (or the finished one's format retry) takes its place at the next decode step.
+
+    Everything here runs in the decoding thread between two forwards (:meth:`on_step`), except :meth:`emit`.
+    """
+
+    def __init__(self, chain: ReasoningChain, requests: Sequence[ReasoningInput], slots: int) -> None:
+        self.chain, self.requests, self.slots = chain, requests, slots
+        self.queue: deque[tuple[int, int]] = deque((i, 0) for i in range(len(requests)))  # (problem, attempt)
+        self.open: dict[int, tuple[_Solve, int, int]] = {}  # session row -> (solve, problem, attempt)
+        self.problem_of_row: dict[int, int] = {}
+        self.ready: list[tuple[str, int, Any]] = []  # steps and outputs not yet emitted
+        first = [self._open(row) for row in range(min(slots, len(self.queue)))]
+        self.rows = chain._rows(first)
+        self.sessions: list[DecodeSession] = []
+
+    def _open(self, row: int) -> _Solve:
+        problem, attempt = self.queue.popleft()
+        solve = self.chain._build(row, self.requests[problem], reminder=attempt > 0)
+        self.open[row] = (solve, problem, attempt)
+        self.problem_of_row[row] = problem
+        return solve
+
+    def on_step(self, session: DecodeSession, step: list[TokenEvent]) -> None:
+        for event in step:
+            self.open[event.row][0].tracker.on_event(event, session)
+        for row in [r for r, (solve, _, _) in self.open.items() if solve.tracker.finish_reason is not None]:
+            self._close(session, row)
+        # Free places go to waiting problems; they are prefilled and join before the next forward.
+        while len(self.open) < self.slots and self.queue:
+            solve = self._open(session.row_count)
+            session.add_rows(self.chain._rows([solve]))
+
+    def _close(self, session: DecodeSession, row: int) -> None:
+        solve, problem, attempt = self.open.pop(row)
+        result = session.result(row)
+        if solve.tracker.finish_reason is None:  # ended from outside (cancelled)
+            solve.tracker._finish(result.finish_reason, len(solve.tracker.text))
+        self._report_steps(solve, problem)
+        output = self.chain._output(solve, result, retried=attempt > 0, stats=session.stats)
+        if self.chain._broken(output) and attempt < self.chain.format_retries:
+            self.ready.append(("retry", problem, output))
+            self.queue.appendleft((problem, attempt + 1))
+        else:
+            self.ready.append(("output", problem, output))
+
+    def _report_steps(self, solve: _Solve, problem: int) -> None:
+        steps = solve.tracker.steps
+        while solve.reported_steps < len(steps):
+            self.ready.append(("step", problem, steps[solve.reported_steps].as_dict()))
+            solve.reported_steps += 1
+
+    def emit(self, step: list[TokenEvent]) -> list[tuple[str, int, Any]]:
+        out: list[tuple[str, int, Any]] = [("token", self.problem_of_row[e.row], e.text) for e in step if e.text]
+        for solve, problem, _ in self.open.values():
+            self._report_steps(solve, problem)
+        out += self.ready
+        self.ready = []
+        return out
+
+    def finish(self) -> list[tuple[str, int, Any]]:
+        """After the session ended: close whatever is still open (rows cancelled from outside)."""
+        for row in list(self.open):
+            self._close(self.sessions[0], row)
+        out, self.ready = self.ready, []
+        return out
+
+
 class ReasoningChain(RunnableSerializable[Any, dict]):
     """A reasoning method over :class:`SteeredHFLLM`: template + anchors + ω schedule + answer extraction.
 
@@ -186,6 +256,9 @@ class ReasoningChain(RunnableSerializable[Any, dict]):
     same positions (SPA's paper setting)."""
     steer_below: float | None = Field(default=None, gt=0.0, le=1.0)
     """Steer a token only when the original branch's top probability is below this (None: every token)."""
+    batch_size: int | None = Field(default=None, ge=1)
+    """At most this many problems decode at once; the others wait and each takes the place of a finished one at
+    the next decode step (continuous batching). None: all problems of a ``batch()`` call decode together."""
     worked_example: bool = False
     """Show one worked example in the method's own format (Self-Anchor: plan/reason; CoT: a plain trace of the
     same solution) in the system message."""
@@ -373,7 +446,16 @@ class ReasoningChain(RunnableSerializable[Any, dict]):
         return "reasoning" not in kinds and "final" not in kinds
 
     def _iter_solve(self, requests: Sequence[ReasoningInput]) -> Iterator[tuple[str, int, Any]]:
-        """Decode all problems as one batch; yields ("token"|"step"|"retry"|"output", problem index, payload)."""
+        """Decode all problems as one batch (or through ``batch_size`` slots); yields ("token"|"step"|"retry"|
+        "output", problem index, payload)."""
+        if self.batch_size is not None and len(requests) > self.batch_size:
+            flow = _ContinuousPass(self, requests, self.batch_size)
+            for step in self.llm.runtime.events(
+                flow.rows, self._settings(), session_out=flow.sessions, on_step=flow.on_step
+            ):
+                yield from flow.emit(step)
+            yield from flow.finish()
+            return
         pending = list(range(len(requests)))
         for attempt in range(1 + max(self.format_retries, 0)):
             one = _Pass(self, requests, pending, attempt)
@@ -388,6 +470,16 @@ class ReasoningChain(RunnableSerializable[Any, dict]):
 
     async def _aiter_solve(self, requests: Sequence[ReasoningInput]) -> AsyncIterator[tuple[str, int, Any]]:
         """The async twin of :meth:`_iter_solve` (decoding in a worker thread)."""
+        if self.batch_size is not None and len(requests) > self.batch_size:
+            flow = _ContinuousPass(self, requests, self.batch_size)
+            async for step in self.llm.runtime.aevents(
+                flow.rows, self._settings(), session_out=flow.sessions, on_step=flow.on_step
+            ):
+                for item in flow.emit(step):
+                    yield item
+            for item in flow.finish():
+                yield item
+            return
         pending = list(range(len(requests)))
         for attempt in range(1 + max(self.format_retries, 0)):
             one = _Pass(self, requests, pending, attempt)
@@ -456,6 +548,14 @@ class ReasoningChain(RunnableSerializable[Any, dict]):
 
     def invoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> dict[str, Any]:
         return self.batch([input], config)[0]
+
+    def as_completed(self, inputs: Sequence[Any]) -> Iterator[tuple[int, dict[str, Any]]]:
+        """Solve ``inputs``, yielding ``(index, output)`` as each problem finishes (with ``batch_size`` set, through
+        that many continuously refilled slots). No callbacks; for evaluations that write results as they come."""
+        requests = [self._coerce(i) for i in inputs]
+        for kind, index, payload in self._iter_solve(requests):
+            if kind == "output":
+                yield index, payload
 
     def batch(
         self,

@@ -571,19 +571,26 @@ class DecodeSession:
         return list(self._rows[row].generated)
 
     def results(self) -> list[RowResult]:
-        return [
-            RowResult(
-                token_ids=list(r.generated),
-                text=r.text.text if self._decoder.tokenizer is not None else "",
-                finish_reason=r.finish_reason or "cancelled",
-                confidences=list(r.confidences),
-                omegas=list(r.omegas),
-                prompt_tokens=r.prompt_len,
-                flips=list(r.flips),
-                kls=list(r.kls),
-            )
-            for r in self._rows
-        ]
+        return [self.result(i) for i in range(len(self._rows))]
+
+    def result(self, row: int) -> RowResult:
+        """What one row produced so far (final once its ``finish_reason`` is set)."""
+        r = self._rows[row]
+        return RowResult(
+            token_ids=list(r.generated),
+            text=r.text.text if self._decoder.tokenizer is not None else "",
+            finish_reason=r.finish_reason or "cancelled",
+            confidences=list(r.confidences),
+            omegas=list(r.omegas),
+            prompt_tokens=r.prompt_len,
+            flips=list(r.flips),
+            kls=list(r.kls),
+        )
+
+    @property
+    def row_count(self) -> int:
+        """Rows of the session so far, waiting ones included: the index the next added row will get."""
+        return len(self._rows) + len(self._waiting)
 
     # -- the loop --------------------------------------------------------------------------------------------------
 
