@@ -95,6 +95,11 @@ def add_eval_commands(subparsers: Any) -> None:
     ev.add_argument("--split", default="dev")
     ev.add_argument("--out", default=None, help="output folder (default: evals/<model>-<dtype>)")
     ev.add_argument("--batch", type=_positive, default=8, help="problems decoded together per method")
+    ev.add_argument(
+        "--continuous",
+        action="store_true",
+        help="continuous batching: a finished problem's place in the batch goes to the next one at once",
+    )
     ev.add_argument("--max-new-tokens", type=_positive, default=512)
     ev.add_argument("--seed", type=int, default=0)
     ev.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
@@ -201,6 +206,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
             dtype=dtype,
             progress=args.progress,
             command=command,
+            continuous=args.continuous,
         )
     except KeyboardInterrupt:
         _record_dtype_choice(out, {**choice.as_dict(), "quantization": quantization}, remaining)

@@ -384,6 +384,7 @@ def run_eval(
     dtype: str | None = None,
     progress: bool = True,
     command: str | None = None,
+    continuous: bool = False,
 ) -> dict[str, dict[str, dict[str, Any]]]:
     """Evaluate methods on benchmarks, resumably, appending per-item results under ``out_dir``.
 
@@ -409,6 +410,9 @@ def run_eval(
         dtype: Weights dtype for ``run.json``.
         progress: Show a progress bar on stderr.
         command: The command line to record (default: ``run_eval(...)``).
+        continuous: Continuous batching for the package's reasoning chains: each method streams a chunk of
+            ``4 × batch_size`` items through ``batch_size`` decoding slots (a finished item's place goes to the
+            next one at once) and its results are written as items finish; the methods take turns chunk by chunk.
 
     Returns:
         ``{bench: {method: {"n", "correct", "accuracy", "new"}}}`` over all results in the folder for the
@@ -444,6 +448,7 @@ def run_eval(
         "batch_size": batch_size,
         "seed": seed,
         "limit": limit,
+        "continuous": continuous,
         "data_dir": str(data_dir) if data_dir is not None else None,
     }
     entry: dict[str, Any] = {
@@ -509,6 +514,7 @@ def run_eval(
                     max_new_tokens=max_new_tokens,
                     progress=progress,
                     label=spec,
+                    continuous=continuous,
                 )
         except BaseException as exc:
             entry["status"] = "interrupted" if isinstance(exc, KeyboardInterrupt) else f"failed: {exc!r}"[:500]
@@ -527,6 +533,27 @@ def run_eval(
                 "new": results.new,
             }
     return summary
+
+
+CONTINUOUS_CHUNK = 4
+"""With ``continuous``, each method streams this many batches' worth of items through its slots at a time."""
+
+
+def _run_continuous(
+    chain: Any, batch: Sequence[Any], method: str, bench: str, slots: int, results: ResultsFile, bar: Any
+) -> None:
+    """Stream ``batch`` through ``slots`` decoding rows, writing each record as its item finishes.
+
+    An item's ``seconds`` is the wall time since the previous item finished (the method's time over the chunk,
+    shared out in the order items finish).
+    """
+    streaming = chain.model_copy(update={"batch_size": slots})
+    last = time.perf_counter()
+    for index, output in streaming.as_completed([_chain_input(p) for p in batch]):
+        now = time.perf_counter()
+        results.append([make_record(batch[index], method, output, now - last, bench=bench)])
+        last = now
+        bar.update(1)
 
 
 def _unique(problems: Iterable[Any]) -> list[Any]:
@@ -594,6 +621,7 @@ def _run_bench(
     max_new_tokens: int,
     progress: bool,
     label: str,
+    continuous: bool = False,
 ) -> None:
     """Run all methods over one benchmark spec, batch by batch (results land in ``files``)."""
     items = _unique(problems)
@@ -608,7 +636,7 @@ def _run_bench(
     total = sum(todo(m, i) for m in methods for i in pending)
     bar = _Progress(label, total, {m.name: files[(bench, m.name)] for m in methods}, progress)
     try:
-        for positions in _batches(pending, batch_size):
+        for positions in _batches(pending, batch_size * (CONTINUOUS_CHUNK if continuous else 1)):
             for m in methods:
                 batch = [items[i] for i in positions if todo(m, i)]
                 if not batch:
@@ -616,6 +644,9 @@ def _run_bench(
                 key = (bench, m.name)
                 if key not in chains:
                     chains[key] = _make_chain(source, m.name, bench, max_new_tokens)
+                if continuous and hasattr(chains[key], "as_completed"):
+                    _run_continuous(chains[key], batch, m.name, bench, batch_size, files[key], bar)
+                    continue
                 start = time.perf_counter()
                 outputs = chains[key].batch([_chain_input(p) for p in batch])
                 per_item = (time.perf_counter() - start) / len(batch)

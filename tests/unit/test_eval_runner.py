@@ -500,3 +500,21 @@ def test_method_names_match_the_main_cli() -> None:
     from selfanchor_chains.eval import METHOD_NAMES
 
     assert METHOD_NAMES == METHODS
+
+
+def test_continuous_run_writes_the_same_results_as_batches(
+    tmp_path: Path, data_dir: Path, long_context_tiny_model: Any, byte_tokenizer: Any
+) -> None:
+    from selfanchor_chains.llms import SteeredHFLLM
+
+    llm = SteeredHFLLM(model=long_context_tiny_model, tokenizer=byte_tokenizer, model_id="tiny")
+    kwargs: dict[str, Any] = {"data_dir": data_dir, "batch_size": 2, "max_new_tokens": 6, "progress": False}
+    run_eval("gsm8k", "self-anchor,cot", llm, tmp_path / "static", limit=5, **kwargs)
+    run_eval("gsm8k", "self-anchor,cot", llm, tmp_path / "continuous", limit=5, continuous=True, **kwargs)
+    for method in ("self-anchor", "cot"):
+        static = {r["id"]: r for r in read_records(tmp_path / "static" / "gsm8k" / f"{method}.jsonl")}
+        streamed = {r["id"]: r for r in read_records(tmp_path / "continuous" / "gsm8k" / f"{method}.jsonl")}
+        assert set(static) == set(streamed) and len(static) == 5
+        for item, record in static.items():
+            assert (record["text"], record["correct"]) == (streamed[item]["text"], streamed[item]["correct"])
+    assert json.loads((tmp_path / "continuous" / "run.json").read_text())["settings"]["continuous"] is True
