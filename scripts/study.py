@@ -15,10 +15,15 @@ and the steering diagnostics. The variants and the selection rule are documented
 from __future__ import annotations
 
 import argparse
+import gzip
 import os
+import shutil
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
+
+LOGS = Path(__file__).resolve().parent.parent / "results" / "study" / "logs"
 
 ChainKwargs = dict[str, Any]
 
@@ -96,6 +101,39 @@ def make_factory(llm: Any, variants: dict[str, tuple[str, Callable[[], ChainKwar
     return factory
 
 
+def sync_logs(out: Path, logs: Path, *, save: bool) -> int:
+    """Save: every ``OUT/<run>/<bench>/<variant>.jsonl`` and ``run.json`` to ``logs/<run>/...`` (jsonl gzipped).
+    Restore: the reverse, for files missing from ``OUT`` (a fresh clone resumes the study where it stopped)."""
+    if save:
+        for source in sorted(out.glob("*/run.json")) + sorted(out.glob("*/*/*.jsonl")):
+            target = logs / source.relative_to(out)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            if source.suffix == ".jsonl":
+                with (
+                    source.open("rb") as f_in,
+                    open(f"{target}.gz", "wb") as raw,
+                    gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=9, mtime=0) as f_out,
+                ):
+                    shutil.copyfileobj(f_in, f_out)
+            else:
+                shutil.copyfile(source, target)
+            print(f"saved {target}")
+        return 0
+    for source in sorted(logs.glob("*/run.json")) + sorted(logs.glob("*/*/*.jsonl.gz")):
+        target = out / source.relative_to(logs)
+        target = target.with_suffix("") if source.suffix == ".gz" else target
+        if target.exists():
+            continue
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if source.suffix == ".gz":
+            with gzip.open(source, "rb") as f_in, target.open("wb") as f_out:
+                shutil.copyfileobj(f_in, f_out)
+        else:
+            shutil.copyfile(source, target)
+        print(f"restored {target}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -111,7 +149,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-new-tokens", type=int, default=512)
     parser.add_argument("--out", default="evals/study")
     parser.add_argument("--list", action="store_true", help="list the variants and exit")
+    parser.add_argument("--save", action="store_true", help="copy the per-item logs into results/study/logs (gzip)")
+    parser.add_argument("--restore", action="store_true", help="copy committed logs back into --out to resume")
     args = parser.parse_args(argv)
+    if args.save or args.restore:
+        return sync_logs(Path(args.out), LOGS, save=args.save)
 
     variants = _variants()
     if args.list:
