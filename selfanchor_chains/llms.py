@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import AsyncIterator, Iterator, Sequence
 from contextvars import ContextVar
 from typing import Any
@@ -12,7 +13,7 @@ from langchain_core.outputs import Generation, GenerationChunk, LLMResult
 from pydantic import ConfigDict, Field, PrivateAttr
 
 from .anchors import AnchorMarkup, Span
-from .decoding import RowRequest, RowResult, SamplingConfig, TokenEvent
+from .decoding import DecodeSession, RowRequest, RowResult, SamplingConfig, TokenEvent
 from .inputs import PreparedPrompt, markup_from_spans, prepare_prompt
 from .params import NonNegativeInt, Omega, PositiveInt, Temperature, TopP
 from .runtime import DecodeSettings, SteeredRuntime, attach_runtime
@@ -64,7 +65,8 @@ class SteeredHFLLM(BaseLLM):
     anchor_open_tag: str = "<anchor>"
     anchor_close_tag: str = "</anchor>"
     batch_size: PositiveInt = 8
-    """Prompts decoded together in one engine session."""
+    """At most this many prompts of a ``batch()`` call decode at once; the rest wait, and each takes the place of a
+    finished one at the next decode step (continuous batching, one engine session per call)."""
 
     model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True, protected_namespaces=())
 
@@ -243,17 +245,19 @@ class SteeredHFLLM(BaseLLM):
 
     def _plan(
         self, prompts: list[str], stop: list[str] | None, run_manager: Any, kwargs: dict[str, Any]
-    ) -> tuple[DecodeSettings, list[tuple[int, list[RowRequest]]], list[Any]]:
-        """Settings, engine batches (offset, rows) and one run manager per prompt; validates every prompt first."""
+    ) -> tuple[DecodeSettings, _Refill, list[Any]]:
+        """Settings, the rows with their refill policy, and one run manager per prompt; validates every prompt
+        first."""
         self._reject_unknown(kwargs)
-        batches = [
-            (i, self._rows(prompts[i : i + self.batch_size], ())) for i in range(0, len(prompts), self.batch_size)
-        ]
-        return self._settings(stop), batches, self._managers_for(prompts, run_manager)
+        return (
+            self._settings(stop),
+            _Refill(self._rows(prompts, ()), self.batch_size),
+            self._managers_for(prompts, run_manager),
+        )
 
     @staticmethod
-    def _token_calls(step: list[TokenEvent], offset: int, managers: list[Any]) -> list[tuple[Any, str]]:
-        return [(managers[offset + e.row], e.text) for e in step if e.text and managers[offset + e.row] is not None]
+    def _token_calls(step: list[TokenEvent], managers: list[Any]) -> list[tuple[Any, str]]:
+        return [(managers[e.row], e.text) for e in step if e.text and managers[e.row] is not None]
 
     def _generate(
         self,
@@ -262,16 +266,13 @@ class SteeredHFLLM(BaseLLM):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> LLMResult:
-        settings, batches, managers = self._plan(prompts, stop, run_manager, kwargs)
-        results: list[RowResult] = []
-        for offset, rows in batches:
-            sessions: list[Any] = []
-            for step in self.runtime.events(rows, settings, session_out=sessions):
-                # Every token reaches the callbacks in invoke too, so astream_events and LangGraph can stream it.
-                for manager, text in self._token_calls(step, offset, managers):
-                    manager.on_llm_new_token(text, chunk=GenerationChunk(text=text))
-            results.extend(sessions[0].results())
-        return self._to_llm_result(results)
+        settings, refill, managers = self._plan(prompts, stop, run_manager, kwargs)
+        sessions: list[Any] = []
+        for step in self.runtime.events(refill.first, settings, session_out=sessions, on_step=refill.on_step):
+            # Every token reaches the callbacks in invoke too, so astream_events and LangGraph can stream it.
+            for manager, text in self._token_calls(step, managers):
+                manager.on_llm_new_token(text, chunk=GenerationChunk(text=text))
+        return self._to_llm_result(sessions[0].results())
 
     async def _agenerate(
         self,
@@ -280,15 +281,12 @@ class SteeredHFLLM(BaseLLM):
         run_manager: AsyncCallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> LLMResult:
-        settings, batches, managers = self._plan(prompts, stop, run_manager, kwargs)
-        results: list[RowResult] = []
-        for offset, rows in batches:
-            sessions: list[Any] = []
-            async for step in self.runtime.aevents(rows, settings, session_out=sessions):
-                for manager, text in self._token_calls(step, offset, managers):
-                    await manager.on_llm_new_token(text, chunk=GenerationChunk(text=text))
-            results.extend(sessions[0].results())
-        return self._to_llm_result(results)
+        settings, refill, managers = self._plan(prompts, stop, run_manager, kwargs)
+        sessions: list[Any] = []
+        async for step in self.runtime.aevents(refill.first, settings, session_out=sessions, on_step=refill.on_step):
+            for manager, text in self._token_calls(step, managers):
+                await manager.on_llm_new_token(text, chunk=GenerationChunk(text=text))
+        return self._to_llm_result(sessions[0].results())
 
     def _stream(
         self,
@@ -367,3 +365,20 @@ class SteeredHFLLM(BaseLLM):
             "total_tokens": prompt_tokens + completion_tokens,
         }
         return LLMResult(generations=generations, llm_output={"token_usage": usage, "model_id": self.model_id})
+
+
+class _Refill:
+    """Continuous batching of a ``batch()`` call: at most ``slots`` prompts decode at once, and each row that
+    finishes hands its place to the next prompt at the next decode step. Prompts join in order, so a prompt's
+    row index in the session is its index in the call."""
+
+    def __init__(self, rows: list[RowRequest], slots: int) -> None:
+        self.first, self._waiting = rows[:slots], deque(rows[slots:])
+        self._running = len(self.first)
+
+    def on_step(self, session: DecodeSession, step: list[TokenEvent]) -> None:
+        """Runs in the decoding thread between forwards: admit waiting prompts into freed places."""
+        self._running -= sum(e.finish_reason is not None for e in step)
+        while self._waiting and self._running < len(self.first):
+            session.add_rows([self._waiting.popleft()])
+            self._running += 1

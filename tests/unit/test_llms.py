@@ -236,3 +236,31 @@ def test_cancelled_astream_releases_the_model(llm):
     while lock.locked() and time.monotonic() < deadline:
         time.sleep(0.01)
     assert not lock.locked()
+
+
+def test_more_prompts_than_batch_size_stream_through_the_slots(tiny_model, byte_tokenizer):
+    """Continuous batching: 4 prompts through 2 slots in one engine session, each as if decoded alone (float32);
+    a stop string ends rows at different steps, so places free up mid-decode."""
+    import asyncio
+
+    llm = SteeredHFLLM(
+        model=tiny_model, tokenizer=byte_tokenizer, model_id="tiny", omega=1.6, max_new_tokens=12, batch_size=2
+    )
+    alone = [llm.invoke(p) for p in PROMPTS]
+    stop = sorted({text[3:5] for text in alone if len(text) > 5})[:1]  # a stop string hit at different points
+    alone_stopped = [llm.invoke(p, stop=stop) for p in PROMPTS]
+    sessions: list[Any] = []
+    start = llm.runtime.decoder.start
+
+    def counting(*args: Any, **kwargs: Any) -> Any:
+        sessions.append(start(*args, **kwargs))
+        return sessions[-1]
+
+    llm.runtime.decoder.start = counting
+    try:
+        assert llm.batch(PROMPTS) == alone
+        assert llm.batch(PROMPTS, stop=stop) == alone_stopped
+        assert asyncio.run(llm.abatch(PROMPTS)) == alone
+    finally:
+        del llm.runtime.decoder.start
+    assert len(sessions) == 3 and all(s.row_count == len(PROMPTS) for s in sessions)
