@@ -96,6 +96,9 @@ class ReasoningOutput(BaseModel):
     finish_reason: str
     usage: dict[str, int]
     retried: bool = False
+    tokens: list[dict[str, Any]] | None = None
+    """With ``trace_tokens``: each generated token's text, ω, confidence, KL(steered ‖ original), whether steering
+    changed it, and the original branch's choice (for :mod:`selfanchor_chains.steering_view`)."""
 
 
 @dataclass
@@ -259,6 +262,8 @@ class ReasoningChain(RunnableSerializable[Any, dict]):
     batch_size: int | None = Field(default=None, ge=1)
     """At most this many problems decode at once; the others wait and each takes the place of a finished one at
     the next decode step (continuous batching). None: all problems of a ``batch()`` call decode together."""
+    trace_tokens: bool = False
+    """Add each generated token's steering trace to the output (``tokens``), for the steering view."""
     worked_example: bool = False
     """Show one worked example in the method's own format (Self-Anchor: plan/reason; CoT: a plain trace of the
     same solution) in the system message."""
@@ -425,7 +430,33 @@ class ReasoningChain(RunnableSerializable[Any, dict]):
                 "resync_tokens": stats.row_resync_tokens.get(solve.index, 0) if stats else 0,
             },
             retried=retried,
+            tokens=self._token_trace(result) if self.trace_tokens else None,
         ).model_dump()
+
+    def _token_trace(self, result: RowResult) -> list[dict[str, Any]]:
+        """Per generated token: its text (as the cumulative decode grows, so multi-byte characters stay whole),
+        and what steering did to it."""
+        tokenizer = self.llm.tokenizer
+        ids = result.token_ids
+        texts, shown = [], ""
+        for k in range(len(ids)):
+            now = tokenizer.decode(ids[: k + 1], skip_special_tokens=True)
+            # An incomplete multi-byte character decodes to U+FFFD until its last byte arrives: hold it back.
+            safe = now if k == len(ids) - 1 else now.rstrip("\ufffd")
+            texts.append(safe[len(shown) :] if safe.startswith(shown) else "")
+            shown = safe if safe.startswith(shown) else shown
+        originals = result.original_tokens or [-1] * len(ids)
+        return [
+            {
+                "text": texts[k],
+                "omega": result.omegas[k],
+                "confidence": result.confidences[k],
+                "kl": result.kls[k] if k < len(result.kls) else 0.0,
+                "flipped": bool(result.flips[k]) if k < len(result.flips) else False,
+                "original": tokenizer.decode([originals[k]]) if originals[k] >= 0 else None,
+            }
+            for k in range(len(ids))
+        ]
 
     def _extract(self, text: str, tracker: StepTracker, request: ReasoningInput) -> str | None:
         if self.bench is not None:

@@ -120,7 +120,9 @@ def cmd_solve(args: argparse.Namespace) -> int:
 
     model, tokenizer, _ = _load(args)
     llm = SteeredHFLLM(model=model, tokenizer=tokenizer, model_id=args.model)
-    chain = make_chain(args.method, llm, max_new_tokens=args.max_new_tokens, bench=args.bench)
+    chain = make_chain(
+        args.method, llm, max_new_tokens=args.max_new_tokens, bench=args.bench, trace_tokens=args.html is not None
+    )
     start = time.perf_counter()
     output: dict[str, Any] = {}
     print(chain.assistant_prefix, end="", flush=True)  # the reply starts inside the prompt (e.g. "Plan 1:")
@@ -149,6 +151,13 @@ def cmd_solve(args: argparse.Namespace) -> int:
         f"finish={output.get('finish_reason')}]",
         file=sys.stderr,
     )
+    if args.html:
+        from pathlib import Path
+
+        from .steering_view import render_steering_html
+
+        Path(args.html).write_text(render_steering_html(args.question, output, method=args.method), encoding="utf-8")
+        print(f"[steering map: {args.html}]", file=sys.stderr)
     return 0
 
 
@@ -352,6 +361,9 @@ def build_parser() -> argparse.ArgumentParser:
     solve.add_argument("--bench", default="gsm8k", help="answer format/extractor (gsm8k, aqua, math500, ...)")
     solve.add_argument("--max-new-tokens", type=int, default=512)
     solve.add_argument("--quiet-steps", dest="show_steps", action="store_false", help="hide per-step ω lines")
+    solve.add_argument(
+        "--html", default=None, metavar="FILE", help="write a self-contained steering map of the solve (HTML)"
+    )
     solve.set_defaults(func=cmd_solve)
 
     models = sub.add_parser("models", help="list the offline model registry")

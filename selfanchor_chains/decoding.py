@@ -121,6 +121,8 @@ class TokenEvent:
     """Steering changed the most likely token (argmax of the combined logits ≠ argmax of the original ones)."""
     kl: float = 0.0
     """KL(steered ‖ original) of the next-token distributions, in nats (0 for an unsteered token)."""
+    original_token: int = -1
+    """The original branch's most likely token (differs from ``token_id`` when ``flipped`` under greedy decoding)."""
 
 
 @dataclass
@@ -135,6 +137,7 @@ class RowResult:
     prompt_tokens: int
     flips: list[bool] = field(default_factory=list)
     kls: list[float] = field(default_factory=list)
+    original_tokens: list[int] = field(default_factory=list)
 
     @property
     def mean_confidence(self) -> float:
@@ -240,6 +243,7 @@ class _Row:
     omegas: list[float] = field(default_factory=list)
     flips: list[bool] = field(default_factory=list)
     kls: list[float] = field(default_factory=list)
+    original_tokens: list[int] = field(default_factory=list)
     replace_anchors: bool = False  # the masked branch sees a neutral token at anchor columns (not hidden)
     steer_below: float | None = None
     finish_reason: str | None = None
@@ -471,6 +475,7 @@ class DecodeSession:
         self._mask_cache: Any = None
         self._fused = False
         self._cached = 0  # columns held by the original rows' cache
+        self._originals: list[int] = []  # the original branch's argmax per active row, latest step
         self.last_logits: torch.Tensor | None = None  # combined logits of the latest step, rows in batch order
         self.last_rows: list[int] = []  # request indices of those rows
 
@@ -585,6 +590,7 @@ class DecodeSession:
             prompt_tokens=r.prompt_len,
             flips=list(r.flips),
             kls=list(r.kls),
+            original_tokens=list(r.original_tokens),
         )
 
     @property
@@ -899,6 +905,7 @@ class DecodeSession:
             tokens = torch.multinomial(torch.softmax(scores, dim=-1), 1, generator=self._generator).squeeze(-1)
         else:
             tokens = combined.argmax(dim=-1)
+        self._originals = logits_o.argmax(dim=-1).tolist()
         return tokens.tolist(), confidences.tolist(), omegas, flips, kls
 
     def _warp(self, scores: torch.Tensor) -> torch.Tensor:
@@ -929,7 +936,8 @@ class DecodeSession:
         self._hidden = torch.cat([self._hidden, torch.zeros_like(column, dtype=torch.bool)], dim=1)
         ctx = self._decoder.context_length
         events = []
-        for i, token, conf, omega, flip, kl in zip(self._active, tokens, confidences, omegas, flips, kls, strict=True):
+        steps = zip(self._active, tokens, confidences, omegas, flips, kls, self._originals, strict=True)
+        for i, token, conf, omega, flip, kl, original in steps:
             row = self._rows[i]
             if row.finish_reason is not None:  # cancelled between steps: its token is discarded
                 continue
@@ -948,8 +956,9 @@ class DecodeSession:
             row.omegas.append(omega)
             row.flips.append(flip)
             row.kls.append(kl)
+            row.original_tokens.append(original)
             row.finish_reason = finish
-            events.append(TokenEvent(i, token, len(row.confidences) - 1, text, conf, omega, finish, flip, kl))
+            events.append(TokenEvent(i, token, len(row.confidences) - 1, text, conf, omega, finish, flip, kl, original))
         return events
 
     def _compact(self) -> None:
