@@ -1,0 +1,112 @@
+"""Apply the study's selection rule (results/study/README.md) to the per-item logs, mechanically.
+
+    python scripts/study_select.py                      # screening table, finalists, and (when the
+                                                         # confirmation runs exist) the winner
+    python scripts/study_select.py --json out.json
+
+Screening: GSM8K train items 1-100. Finalists: the three Self-Anchor variants with the best screening accuracy
+(ties: fewer changed options, i.e. the shorter name). Confirmation pools: GSM8K train items 101-300, StrategyQA
+train 1-100, AQuA official_dev 1-100. Winner: the best mean accuracy over the three confirmation pools; a tie goes
+to the larger mean paired gain over ``structure``. Accuracies carry Wilson 95% intervals.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+OUT = Path("evals/study/qwen2.5-coder-1.5b-bfloat16")
+REFERENCES = ("cot", "cot-example", "structure", "structure-example")
+POOLS = {"gsm8k": (100, 300), "strategyqa": (0, 100), "aqua": (0, 100)}  # [start, end) by position in the file
+
+
+def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    if n == 0:
+        return (math.nan, math.nan)
+    p = k / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return (centre - half, centre + half)
+
+
+def load(out: Path, bench: str, variant: str) -> dict[str, bool]:
+    path = out / bench / f"{variant}.jsonl"
+    if not path.is_file():
+        return {}
+    records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return {r["id"]: bool(r["correct"]) for r in records}
+
+
+def positions(bench: str, split: str) -> list[str]:
+    from selfanchor_chains.datasets import load_problems
+
+    return [p.id for p in load_problems(bench, split=split)]
+
+
+def accuracy(results: dict[str, bool], ids: list[str]) -> dict[str, Any] | None:
+    if not ids or any(i not in results for i in ids):
+        return None  # not complete on this pool
+    k = sum(results[i] for i in ids)
+    low, high = wilson(k, len(ids))
+    return {"n": len(ids), "correct": k, "accuracy": k / len(ids), "ci": [low, high]}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", type=Path, default=OUT)
+    parser.add_argument("--json", type=Path, default=None)
+    args = parser.parse_args()
+
+    gsm8k_ids = positions("gsm8k", "train")
+    screen_ids = gsm8k_ids[:100]
+    variants = sorted(p.stem for p in (args.out / "gsm8k").glob("*.jsonl"))
+    screening = {v: accuracy(load(args.out, "gsm8k", v), screen_ids) for v in variants}
+    print("Screening (GSM8K train items 1-100):")
+    for v, cell in sorted(screening.items(), key=lambda kv: -(kv[1] or {}).get("accuracy", -1)):
+        text = "incomplete" if cell is None else f"{cell['correct']}/{cell['n']} = {100 * cell['accuracy']:.1f}%"
+        print(
+            f"  {v:36s} {text}" + ("" if cell is None else f"  [{100 * cell['ci'][0]:.1f}, {100 * cell['ci'][1]:.1f}]")
+        )
+    candidates = [v for v, c in screening.items() if c is not None and v.startswith("sa-")]
+    finalists = sorted(candidates, key=lambda v: (-screening[v]["accuracy"], len(v)))[:3]  # type: ignore[index]
+    print(f"Finalists: {finalists or 'not yet (screening incomplete)'}")
+
+    pools = {
+        "gsm8k": gsm8k_ids[slice(*POOLS["gsm8k"])],
+        "strategyqa": positions("strategyqa", "train")[slice(*POOLS["strategyqa"])],
+        "aqua": positions("aqua", "official_dev")[slice(*POOLS["aqua"])],
+    }
+    confirmation: dict[str, dict[str, Any]] = {}
+    for v in [*finalists, *REFERENCES]:
+        confirmation[v] = {bench: accuracy(load(args.out, bench, v), ids) for bench, ids in pools.items()}
+    complete = [v for v in finalists if all(confirmation[v].values())]
+    winner = None
+    if finalists and len(complete) == len(finalists):
+
+        def mean(v: str) -> float:
+            return sum(c["accuracy"] for c in confirmation[v].values()) / len(pools)
+
+        def gain(v: str) -> float:
+            base = confirmation.get("structure") or {}
+            return sum(c["accuracy"] - (base.get(b) or {}).get("accuracy", 0.0) for b, c in confirmation[v].items())
+
+        winner = max(complete, key=lambda v: (mean(v), gain(v)))
+        print("Confirmation (mean over GSM8K train 101-300, StrategyQA train 1-100, AQuA official_dev 1-100):")
+        for v in complete:
+            print(f"  {v:36s} {100 * mean(v):.1f}%")
+    print(f"Winner: {winner or 'not yet (confirmation runs incomplete)'}")
+    if args.json:
+        args.json.write_text(
+            json.dumps(
+                {"screening": screening, "finalists": finalists, "confirmation": confirmation, "winner": winner},
+                indent=1,
+            )
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
