@@ -123,34 +123,10 @@ def cmd_solve(args: argparse.Namespace) -> int:
     chain = make_chain(
         args.method, llm, max_new_tokens=args.max_new_tokens, bench=args.bench, trace_tokens=args.html is not None
     )
-    start = time.perf_counter()
-    output: dict[str, Any] = {}
-    print(chain.assistant_prefix, end="", flush=True)  # the reply starts inside the prompt (e.g. "Plan 1:")
-    at_line_start = False
-    for chunk in chain.stream(args.question):
-        if "token" in chunk:
-            print(chunk["token"], end="", flush=True)
-            at_line_start = chunk["token"].endswith("\n")
-        elif "step" in chunk and args.show_steps:
-            step = chunk["step"]
-            lead = "" if at_line_start else "\n"
-            print(
-                f"{lead}    [{step['kind']} {step['index']}: ω={step['omega']:.2f}, "
-                f"confidence={step['confidence']:.2f}, {step['tokens']} tokens]",
-                file=sys.stderr,
-                flush=True,
-            )
-        elif "output" in chunk:
-            output = chunk["output"]
-    elapsed = time.perf_counter() - start
-    print()
-    print(f"Answer: {output.get('answer')}")
-    usage = output.get("usage", {})
-    print(
-        f"[{args.method}: {usage.get('completion_tokens', 0)} tokens in {elapsed:.1f} s, "
-        f"finish={output.get('finish_reason')}]",
-        file=sys.stderr,
-    )
+    from .solve_view import SolveView
+
+    view = SolveView(args.method, plain=True if args.plain else None)
+    output = view.run(chain.stream(args.question))
     if args.html:
         from pathlib import Path
 
@@ -360,7 +336,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_weights_arguments(solve)
     solve.add_argument("--bench", default="gsm8k", help="answer format/extractor (gsm8k, aqua, math500, ...)")
     solve.add_argument("--max-new-tokens", type=int, default=512)
-    solve.add_argument("--quiet-steps", dest="show_steps", action="store_false", help="hide per-step ω lines")
+    solve.add_argument(
+        "--plain", action="store_true", help="print finished steps as plain text (the default when not a terminal)"
+    )
     solve.add_argument(
         "--html", default=None, metavar="FILE", help="write a self-contained steering map of the solve (HTML)"
     )
