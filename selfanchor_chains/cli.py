@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 import time
@@ -14,6 +15,60 @@ DTYPES = ("auto", "bfloat16", "float32", "float16")
 """``--dtype`` choices; ``auto`` (the default) is bfloat16 where the CPU computes it natively, else float32."""
 QUANTIZATIONS = ("int8", "int4")
 """``--quantization`` choices (weight-only, torchao; the default is none)."""
+
+
+# -- argument types: bad values are refused by the parser, before anything is loaded --------------------------
+
+
+def _number(value: str, *, minimum: float, maximum: float = math.inf, above: bool = False) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {value!r}") from None
+    low_ok = number > minimum if above else number >= minimum
+    if not (math.isfinite(number) and low_ok and number <= maximum):
+        bound = f"> {minimum}" if above else f">= {minimum}"
+        upper = f" and <= {maximum}" if math.isfinite(maximum) else ""
+        raise argparse.ArgumentTypeError(f"must be a finite number {bound}{upper}, got {value!r}")
+    return number
+
+
+def omega_arg(value: str) -> float:
+    return _number(value, minimum=0.0)
+
+
+def temperature_arg(value: str) -> float:
+    return _number(value, minimum=0.0)
+
+
+def top_p_arg(value: str) -> float:
+    return _number(value, minimum=0.0, maximum=1.0, above=True)
+
+
+def positive_int_arg(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {value!r}") from None
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {number}")
+    return number
+
+
+def text_arg(value: str) -> str:
+    if not value.strip():
+        raise argparse.ArgumentTypeError("must not be empty")
+    return value
+
+
+def bench_arg(value: str) -> str:
+    from .answers import answer_hint
+
+    try:
+        answer_hint(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return value
 
 
 def add_weights_arguments(parser: argparse.ArgumentParser) -> None:
@@ -58,9 +113,13 @@ def _load(args: argparse.Namespace) -> tuple[Any, Any, dict[str, Any]]:
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
+    from .anchors import parse_anchor_markup, resolve_anchor_strings
     from .decoding import RowRequest, SamplingConfig, SteeredDecoder
     from .inputs import prepare_prompt
 
+    # Markup and --anchor are checked on the text before the model is loaded.
+    clean, _spans = parse_anchor_markup(args.prompt)
+    resolve_anchor_strings(clean, args.anchor or [])
     model, tokenizer, _ = _load(args)
     prepared = prepare_prompt(tokenizer, args.prompt, anchors=args.anchor or (), chat=not args.raw)
     decoder = SteeredDecoder(model, tokenizer)
@@ -312,17 +371,18 @@ def _threads() -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="selfanchor", description="Self-Anchor steered reasoning on local models.")
+    parser.add_argument("--debug", action="store_true", help="show the traceback of an error")
     sub = parser.add_subparsers(dest="command", required=True)
 
     gen = sub.add_parser("generate", help="decode one prompt with anchored spans steered by ω")
-    gen.add_argument("prompt", help="the prompt; may contain <anchor>…</anchor> markup")
+    gen.add_argument("prompt", type=text_arg, help="the prompt; may contain <anchor>…</anchor> markup")
     gen.add_argument("--anchor", action="append", help="a substring of the prompt to anchor (repeatable)")
-    gen.add_argument("--omega", type=float, default=1.5, help="steering strength (1 = plain decoding)")
+    gen.add_argument("--omega", type=omega_arg, default=1.5, help="steering strength (1 = plain decoding)")
     gen.add_argument("--model", default=os.environ.get("SELFANCHOR_MODEL", DEFAULT_MODEL))
     add_weights_arguments(gen)
-    gen.add_argument("--max-new-tokens", type=int, default=256)
-    gen.add_argument("--temperature", type=float, default=0.0, help="0 = greedy")
-    gen.add_argument("--top-p", type=float, default=1.0)
+    gen.add_argument("--max-new-tokens", type=positive_int_arg, default=256)
+    gen.add_argument("--temperature", type=temperature_arg, default=0.0, help="0 = greedy")
+    gen.add_argument("--top-p", type=top_p_arg, default=1.0)
     gen.add_argument("--seed", type=int, default=None)
     gen.add_argument("--stop", action="append", help="stop string (repeatable)")
     gen.add_argument("--raw", action="store_true", help="do not apply the chat template")
@@ -330,12 +390,14 @@ def build_parser() -> argparse.ArgumentParser:
     gen.set_defaults(func=cmd_generate)
 
     solve = sub.add_parser("solve", help="solve a problem with Self-Anchor (or a baseline), streaming the steps")
-    solve.add_argument("question")
+    solve.add_argument("question", type=text_arg)
     solve.add_argument("--method", default="self-anchor", choices=METHODS)
     solve.add_argument("--model", default=os.environ.get("SELFANCHOR_MODEL", DEFAULT_MODEL))
     add_weights_arguments(solve)
-    solve.add_argument("--bench", default="gsm8k", help="answer format/extractor (gsm8k, aqua, math500, ...)")
-    solve.add_argument("--max-new-tokens", type=int, default=512)
+    solve.add_argument(
+        "--bench", type=bench_arg, default="gsm8k", help="answer format/extractor (gsm8k, aqua, math500, ...)"
+    )
+    solve.add_argument("--max-new-tokens", type=positive_int_arg, default=512)
     solve.add_argument(
         "--plain", action="store_true", help="print finished steps as plain text (the default when not a terminal)"
     )
@@ -413,6 +475,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.func(args))
     except KeyboardInterrupt:
         return 130
+    except (ValueError, LookupError, OSError, TypeError, ImportError) as exc:
+        # A user's mistake or a missing file: one line, not a traceback (--debug shows it).
+        if getattr(args, "debug", False):
+            raise
+        print(f"selfanchor: error: {type(exc).__name__}: {' '.join(str(exc).split())}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -715,9 +715,9 @@ def load_model_and_tokenizer(
 
     if not isinstance(name_or_path, str) or not name_or_path.strip():
         raise ValueError(f"name_or_path must name a registry model, a folder or a hub id, got {name_or_path!r}")
-    _check_device(device)
     choice = resolve_dtype(dtype, device, quantization=quantization)
     check_quantization(quantization, dtype=choice.dtype, device=device)
+    _check_device(device)
     model, tokenizer = _load_any(name_or_path, choice.dtype, trust_remote_code)
     if device is not None:
         model = model.to(device)  # type: ignore[arg-type]  # transformers types .to oddly
