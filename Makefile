@@ -27,7 +27,7 @@ $(STAMP): pyproject.toml Makefile
 setup: $(STAMP)
 
 demo: setup
-	$(BIN)/selfanchor solve "A baker bakes 7 trays of 12 muffins and gives away 15 of them. He sells the rest at \$$2 each. How much money does he make?"
+	$(BIN)/selfanchor solve "A baker bakes 7 trays of 12 muffins and gives away 15 of them. He sells the rest at \$$2 each. How much money does he make?" --compare cot --html demo-steering.html
 
 test: setup
 	$(BIN)/python -m pytest -q tests integrations

@@ -71,6 +71,14 @@ def bench_arg(value: str) -> str:
     return value
 
 
+def _methods_list(value: str) -> list[str]:
+    methods = [m.strip() for m in value.split(",") if m.strip()]
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown or not methods:
+        raise argparse.ArgumentTypeError(f"unknown method(s) {unknown or value!r}; choose from {', '.join(METHODS)}")
+    return methods
+
+
 def add_weights_arguments(parser: argparse.ArgumentParser) -> None:
     """``--dtype`` and ``--quantization``, the same on every command that loads a model."""
     parser.add_argument(
@@ -182,10 +190,18 @@ def cmd_solve(args: argparse.Namespace) -> int:
     chain = make_chain(
         args.method, llm, max_new_tokens=args.max_new_tokens, bench=args.bench, trace_tokens=args.html is not None
     )
-    from .solve_view import SolveView
+    from .solve_view import SolveView, show_comparison
 
     view = SolveView(args.method, plain=True if args.plain else None)
     output = view.run(chain.stream(args.question))
+    if args.compare:
+        # The other methods on the same question and model, one after another; then all side by side.
+        solved = [(args.method, output, time.perf_counter() - view.started)]
+        for method in args.compare:
+            other = make_chain(method, llm, max_new_tokens=args.max_new_tokens, bench=args.bench)
+            started = time.perf_counter()
+            solved.append((method, other.invoke(args.question), time.perf_counter() - started))
+        show_comparison(solved, plain=view.plain)
     if args.html:
         from pathlib import Path
 
@@ -398,6 +414,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--bench", type=bench_arg, default="gsm8k", help="answer format/extractor (gsm8k, aqua, math500, ...)"
     )
     solve.add_argument("--max-new-tokens", type=positive_int_arg, default=512)
+    solve.add_argument(
+        "--compare",
+        type=_methods_list,
+        default=[],
+        metavar="M1,M2",
+        help="also solve with these methods (e.g. cot,structure-only) and show all side by side",
+    )
     solve.add_argument(
         "--plain", action="store_true", help="print finished steps as plain text (the default when not a terminal)"
     )

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, TextIO
 
-__all__ = ["SolveView", "step_summary"]
+__all__ = ["SolveView", "show_comparison", "step_summary"]
 
 
 def _short(text: str, limit: int = 70) -> str:
@@ -123,3 +123,46 @@ class SolveView:
             parts.append(Text(f"Answer: {self.output.get('answer')}", style="bold yellow"))
         footer = Text(self._totals(), style="dim")
         return Panel(Group(*parts, footer), title=f"selfanchor solve — {self.method}", border_style="cyan")
+
+
+def show_comparison(
+    solved: Sequence[tuple[str, Mapping[str, Any], float]], *, plain: bool, out: TextIO | None = None
+) -> None:
+    """Several methods' solves of one question side by side: each one's reasoning, answer, tokens and time.
+
+    Args:
+        solved: ``(method, output, seconds)`` per method.
+        plain: Plain text (one block per method, then a summary table) instead of rich columns.
+        out: Where to write (default: standard output).
+    """
+    out = out or sys.stdout
+
+    def tokens(output: Mapping[str, Any]) -> int:
+        return int((output.get("usage") or {}).get("completion_tokens", 0))
+
+    if plain:
+        for method, output, _ in solved:
+            print(f"===== {method} =====", file=out)
+            print(str(output.get("text") or "").strip(), file=out)
+        print("method               answer        tokens  seconds", file=out)
+        for method, output, seconds in solved:
+            print(f"{method:20s} {output.get('answer')!s:12s} {tokens(output):7d} {seconds:8.1f}", file=out)
+        return
+    from rich.columns import Columns
+    from rich.console import Console, Group
+    from rich.panel import Panel
+    from rich.text import Text
+
+    panels = [
+        Panel(
+            Group(
+                Text(str(output.get("text") or "").strip()),
+                Text(f"\nAnswer: {output.get('answer')}", style="bold yellow"),
+                Text(f"{tokens(output)} tokens, {seconds:.1f} s", style="dim"),
+            ),
+            title=method,
+            border_style="cyan",
+        )
+        for method, output, seconds in solved
+    ]
+    Console(file=out).print(Columns(panels, equal=True, expand=True))

@@ -53,3 +53,35 @@ def test_live_view_shows_finished_steps_and_the_one_being_decoded() -> None:
     shown = console.export_text()
     assert "Plan 1: find the total" in shown and "ω=1.25" in shown and "3 + 5" in shown
     assert "changed=1" in shown and "anchors: How many apples?" in shown
+
+
+def test_comparison_shows_each_method_with_its_answer() -> None:
+
+    from selfanchor_chains.solve_view import show_comparison
+
+    solved = [
+        (
+            "self-anchor",
+            {"text": "Plan 1: add\nFinal Answer: 8", "answer": "8", "usage": {"completion_tokens": 9}},
+            2.0,
+        ),
+        ("cot", {"text": "3 + 5 = 8\nFinal Answer: 8", "answer": "8", "usage": {"completion_tokens": 7}}, 1.5),
+    ]
+    out = io.StringIO()
+    show_comparison(solved, plain=True, out=out)
+    text = out.getvalue()
+    assert "===== self-anchor =====" in text and "===== cot =====" in text
+    assert text.splitlines()[-1].split() == ["cot", "8", "7", "1.5"]
+    rich_out = io.StringIO()
+    show_comparison(solved, plain=False, out=rich_out)
+    assert "self-anchor" in rich_out.getvalue() and "Answer: 8" in rich_out.getvalue()
+
+
+def test_compare_takes_known_methods_only(capsys) -> None:
+    import pytest
+
+    from selfanchor_chains import cli
+
+    with pytest.raises(SystemExit):
+        cli.main(["solve", "2+2?", "--compare", "cot,nosuch"])
+    assert "unknown method" in capsys.readouterr().err
