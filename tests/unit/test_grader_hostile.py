@@ -51,7 +51,7 @@ def test_boxed_with_nested_and_escaped_braces_still_reads():
     assert extract_answer("math500", "x \\boxed{ \\frac{3}{4} } \\boxed{") == "\\frac{3}{4}"
 
 
-_SETTINGS = settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+_SETTINGS = settings(max_examples=1000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 _PIECES = [*"0123456789 .,-+*/^=$\\{}()[]abxyzABCDE\n:%", "Final Answer:", "\\boxed{", "\\frac{", "\\text{", "10^{"]
 _TEXT = st.lists(st.sampled_from(_PIECES), max_size=80).map("".join)
 
