@@ -12,7 +12,7 @@ arithmetic stay in bfloat16 / float32 as before, so the engine's two-branch forw
   ``aten._weight_int4pack_mm_for_cpu``); the output head gets int8 as above (as GGUF's Q4_K_M keeps the output
   tensor at higher precision).
 
-Both kernels take bfloat16 activations: with float32 activations they are 10–60× slower than with bfloat16
+Both kernels take bfloat16 activations: with float32 activations they are 15–70× slower than with bfloat16
 (measured on this project's CPU), so a quantized model always computes in bfloat16.
 
 Example:
@@ -83,7 +83,7 @@ def check_quantization(quantization: str | None, *, dtype: str, device: str | to
         )
     if dtype != "bfloat16":
         raise ValueError(
-            f"quantization={quantization!r} computes in bfloat16 (PyTorch's weight-only kernels are 10-60x slower "
+            f"quantization={quantization!r} computes in bfloat16 (PyTorch's weight-only kernels are 15-70x slower "
             f"with {dtype} activations); use dtype='auto' or 'bfloat16'."
         )
     if importlib.util.find_spec("torchao") is None:
