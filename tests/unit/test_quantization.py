@@ -172,6 +172,7 @@ def test_steered_decoding_of_a_quantized_model(kind: str, bf16_model: Any, byte_
         assert (got - expected).abs().max() < 0.1 * (wrong - expected).abs().max()
 
 
+@needs_torchao  # the eval checks for torchao before it loads anything
 def test_eval_names_quantized_runs_apart(
     tmp_path: Any, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
