@@ -244,3 +244,70 @@ def test_an_unavailable_device_is_refused_before_loading(monkeypatch):
     monkeypatch.setattr(models, "_load_any", no_loading)
     with pytest.raises(ValueError, match="no CUDA device"):
         models.load_model_and_tokenizer("smollm2-135m", device="cuda")
+
+
+# -- cases that already held before issue #12, kept in this catalogue so they stay held ---------------------------
+
+
+@pytest.mark.parametrize(
+    "prompt, error",
+    [
+        ("a <anchor>b <anchor>c</anchor> d</anchor>", "AnchorMarkupError"),  # nested
+        ("a </anchor> b", "AnchorMarkupError"),  # stray close
+        ("a <anchor>b", "AnchorMarkupError"),  # unclosed
+    ],
+)
+def test_bad_markup_is_a_typed_error_before_any_forward(tiny_model, byte_tokenizer, monkeypatch, prompt, error):
+    from selfanchor_chains import anchors
+    from selfanchor_chains.llms import SteeredHFLLM
+
+    llm = SteeredHFLLM(model=tiny_model, tokenizer=byte_tokenizer, model_id="tiny", omega=1.5, max_new_tokens=4)
+    monkeypatch.setattr(tiny_model, "forward", lambda *a, **k: (_ for _ in ()).throw(AssertionError("ran")))
+    with pytest.raises(getattr(anchors, error)):
+        llm.invoke(prompt)
+
+
+@pytest.mark.parametrize("settings", [{"omega": float("nan")}, {"omega": -1.0}, {"max_new_tokens": 0}])
+def test_bad_llm_settings_are_refused_when_built(tiny_model, byte_tokenizer, settings):
+    from pydantic import ValidationError
+
+    from selfanchor_chains.llms import SteeredHFLLM
+
+    with pytest.raises(ValidationError):
+        SteeredHFLLM(model=tiny_model, tokenizer=byte_tokenizer, model_id="tiny", **settings)
+
+
+def test_bad_spans_and_over_long_prompts_are_refused_before_any_forward(tiny_model, byte_tokenizer):
+    from selfanchor_chains.anchors import AnchorSpanError
+    from selfanchor_chains.decoding import DecodingInputError, RowRequest, SteeredDecoder
+    from selfanchor_chains.llms import SteeredHFLLM
+
+    llm = SteeredHFLLM(model=tiny_model, tokenizer=byte_tokenizer, model_id="tiny", omega=1.5, max_new_tokens=4)
+    with pytest.raises(AnchorSpanError):
+        llm.invoke("hello world", anchors=[(5, 2)])
+    decoder = SteeredDecoder(tiny_model, byte_tokenizer)
+    with pytest.raises(DecodingInputError, match="does not fit"):
+        decoder.start([RowRequest([1] * 10_000, [(0, 2)], 1.5)], max_new_tokens=2)
+    assert llm.invoke("hello <anchor>world</anchor>")  # the model is fine afterwards
+
+
+def test_a_cancelled_async_stream_releases_the_model(tiny_model, byte_tokenizer):
+    import asyncio
+
+    from selfanchor_chains.llms import SteeredHFLLM
+
+    llm = SteeredHFLLM(model=tiny_model, tokenizer=byte_tokenizer, model_id="tiny", omega=1.5, max_new_tokens=64)
+
+    async def run() -> str:
+        async def consume() -> None:
+            async for _ in llm.astream("Tell me a long story about <anchor>a cat</anchor>."):
+                await asyncio.sleep(0)
+
+        task = asyncio.create_task(consume())
+        await asyncio.sleep(0.05)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        return await asyncio.wait_for(llm.ainvoke("What is 2+2?"), timeout=60)
+
+    assert asyncio.run(run())
