@@ -3,72 +3,19 @@
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import sys
 import time
 from collections.abc import Sequence
 from typing import Any
 
+from .argtypes import bench_arg, omega_arg, positive_int_arg, temperature_arg, text_arg, top_p_arg
+
 DEFAULT_MODEL = "qwen2.5-coder-0.5b"
 DTYPES = ("auto", "bfloat16", "float32", "float16")
 """``--dtype`` choices; ``auto`` (the default) is bfloat16 where the CPU computes it natively, else float32."""
 QUANTIZATIONS = ("int8", "int4")
 """``--quantization`` choices (weight-only, torchao; the default is none)."""
-
-
-# -- argument types: bad values are refused by the parser, before anything is loaded --------------------------
-
-
-def _number(value: str, *, minimum: float, maximum: float = math.inf, above: bool = False) -> float:
-    try:
-        number = float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {value!r}") from None
-    low_ok = number > minimum if above else number >= minimum
-    if not (math.isfinite(number) and low_ok and number <= maximum):
-        bound = f"> {minimum}" if above else f">= {minimum}"
-        upper = f" and <= {maximum}" if math.isfinite(maximum) else ""
-        raise argparse.ArgumentTypeError(f"must be a finite number {bound}{upper}, got {value!r}")
-    return number
-
-
-def omega_arg(value: str) -> float:
-    return _number(value, minimum=0.0)
-
-
-def temperature_arg(value: str) -> float:
-    return _number(value, minimum=0.0)
-
-
-def top_p_arg(value: str) -> float:
-    return _number(value, minimum=0.0, maximum=1.0, above=True)
-
-
-def positive_int_arg(value: str) -> int:
-    try:
-        number = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {value!r}") from None
-    if number < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {number}")
-    return number
-
-
-def text_arg(value: str) -> str:
-    if not value.strip():
-        raise argparse.ArgumentTypeError("must not be empty")
-    return value
-
-
-def bench_arg(value: str) -> str:
-    from .answers import answer_hint
-
-    try:
-        answer_hint(value)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-    return value
 
 
 def _methods_list(value: str) -> list[str]:

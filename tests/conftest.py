@@ -78,3 +78,38 @@ def byte_tokenizer():  # type: ignore[no-untyped-def]
 @pytest.fixture(scope="session")
 def tiny_model(byte_tokenizer):  # type: ignore[no-untyped-def]
     return build_tiny_llama(len(byte_tokenizer), tokenizer=byte_tokenizer)
+
+
+def build_long_context_llama(vocab_size: int, *, initializer_range: float = 0.02, seed: int = 0):  # type: ignore[no-untyped-def]
+    """A 1-layer random Llama whose context holds the reasoning templates (~600 byte tokens). A larger
+    ``initializer_range`` (e.g. 0.5) makes its output depend on the prompt, so solves of different questions
+    differ in text and length."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(seed)
+    config = LlamaConfig(
+        vocab_size=vocab_size,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        max_position_embeddings=4096,
+        pad_token_id=vocab_size - 5,
+        bos_token_id=vocab_size - 4,
+        eos_token_id=vocab_size - 3,
+        initializer_range=initializer_range,
+    )
+    return LlamaForCausalLM(config).to(torch.float32).eval()
+
+
+@pytest.fixture(scope="session")
+def long_context_model(byte_tokenizer):  # type: ignore[no-untyped-def]
+    return build_long_context_llama(len(byte_tokenizer))
+
+
+@pytest.fixture(scope="session")
+def prompt_sensitive_model(byte_tokenizer):  # type: ignore[no-untyped-def]
+    """The long-context model with larger weights: its output depends on the prompt."""
+    return build_long_context_llama(len(byte_tokenizer), initializer_range=0.5)

@@ -10,6 +10,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from ..argtypes import non_negative_int_arg as _non_negative
+from ..argtypes import positive_int_arg as _positive
 from .runner import METHOD_NAMES, MethodSpec, parse_benches, parse_methods
 
 __all__ = ["add_eval_commands", "cmd_eval", "cmd_report", "default_out_dir"]
@@ -27,26 +29,6 @@ def _methods_arg(value: str) -> list[MethodSpec]:
         return parse_methods(value)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
-
-
-def _positive(value: str) -> int:
-    try:
-        number = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {value!r}") from None
-    if number < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {number}")
-    return number
-
-
-def _non_negative(value: str) -> int:
-    try:
-        number = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {value!r}") from None
-    if number < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {number}")
-    return number
 
 
 def default_out_dir(model: str, dtype: str, quantization: str | None = None) -> Path:

@@ -7,7 +7,6 @@ import asyncio
 from typing import Any
 
 import pytest
-import torch
 
 QUESTIONS = [
     "Tom has 3 apples and buys 5 more. How many apples?",
@@ -20,26 +19,11 @@ QUESTIONS = [
 
 @pytest.fixture(scope="module")
 def llm(byte_tokenizer: Any) -> Any:
-    from transformers import LlamaConfig, LlamaForCausalLM
-
     from selfanchor_chains.llms import SteeredHFLLM
+    from tests.conftest import build_long_context_llama
 
-    torch.manual_seed(0)
-    vocab = len(byte_tokenizer)
-    config = LlamaConfig(
-        vocab_size=vocab,
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        num_key_value_heads=1,
-        max_position_embeddings=4096,
-        pad_token_id=vocab - 5,
-        bos_token_id=vocab - 4,
-        eos_token_id=vocab - 3,
-        initializer_range=0.5,  # large enough weights that the output depends on the prompt
-    )
-    llm = SteeredHFLLM(model=LlamaForCausalLM(config).eval(), tokenizer=byte_tokenizer, model_id="tiny")
+    model = build_long_context_llama(len(byte_tokenizer), initializer_range=0.5)  # its own: the test edits EOS
+    llm = SteeredHFLLM(model=model, tokenizer=byte_tokenizer, model_id="tiny")
     # Rows of different lengths: end a row at a byte the random model emits at different points of each solve.
     probe = [r.token_ids for r in llm.runtime.decoder.generate(_rows(llm), max_new_tokens=14)]
 

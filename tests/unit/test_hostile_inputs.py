@@ -67,28 +67,6 @@ def test_an_abandoned_chat_stream_blocks_nothing(tiny_model, byte_tokenizer):
     del kept
 
 
-@pytest.fixture(scope="module")
-def long_context_model(byte_tokenizer):
-    """A 1-layer random Llama whose context holds the reasoning templates (~600 byte tokens)."""
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    torch.manual_seed(0)
-    vocab = len(byte_tokenizer)
-    config = LlamaConfig(
-        vocab_size=vocab,
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        num_key_value_heads=1,
-        max_position_embeddings=4096,
-        pad_token_id=vocab - 5,
-        bos_token_id=vocab - 4,
-        eos_token_id=vocab - 3,
-    )
-    return LlamaForCausalLM(config).to(torch.float32).eval()
-
-
 def test_an_abandoned_chain_stream_blocks_the_shared_model_for_no_one(long_context_model, byte_tokenizer):
     from selfanchor_chains.chains import SelfAnchorChain
     from selfanchor_chains.llms import SteeredHFLLM

@@ -10,35 +10,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import torch
 
 QUESTION = "Tom has 3 apples and buys 5 more. How many apples does he have?"
 
 
 @pytest.fixture(scope="module")
-def traced(byte_tokenizer: Any) -> dict[str, Any]:
-    from transformers import LlamaConfig, LlamaForCausalLM
-
+def traced(prompt_sensitive_model: Any, byte_tokenizer: Any) -> dict[str, Any]:
     from selfanchor_chains.chains import SelfAnchorChain
     from selfanchor_chains.llms import SteeredHFLLM
     from selfanchor_chains.schedules import ConstantOmega
 
-    torch.manual_seed(0)
-    vocab = len(byte_tokenizer)
-    config = LlamaConfig(
-        vocab_size=vocab,
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        num_key_value_heads=1,
-        max_position_embeddings=4096,
-        pad_token_id=vocab - 5,
-        bos_token_id=vocab - 4,
-        eos_token_id=vocab - 3,
-        initializer_range=0.5,
-    )
-    llm = SteeredHFLLM(model=LlamaForCausalLM(config).eval(), tokenizer=byte_tokenizer, model_id="tiny")
+    llm = SteeredHFLLM(model=prompt_sensitive_model, tokenizer=byte_tokenizer, model_id="tiny")
     chain = SelfAnchorChain(llm=llm, schedule=ConstantOmega(4.0), max_new_tokens=24, trace_tokens=True)
     return chain.invoke(QUESTION)
 

@@ -10,28 +10,10 @@ from pydantic import ValidationError
 
 
 @pytest.fixture(scope="module")
-def llm(byte_tokenizer: Any) -> Any:
-    import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
-
+def llm(long_context_model: Any, byte_tokenizer: Any) -> Any:
     from selfanchor_chains.llms import SteeredHFLLM
 
-    torch.manual_seed(0)
-    vocab = len(byte_tokenizer)
-    config = LlamaConfig(
-        vocab_size=vocab,
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        num_key_value_heads=1,
-        max_position_embeddings=4096,
-        pad_token_id=vocab - 5,
-        bos_token_id=vocab - 4,
-        eos_token_id=vocab - 3,
-    )
-    model = LlamaForCausalLM(config).to(torch.float32).eval()
-    return SteeredHFLLM(model=model, tokenizer=byte_tokenizer, model_id="tiny")
+    return SteeredHFLLM(model=long_context_model, tokenizer=byte_tokenizer, model_id="tiny")
 
 
 OPTIONS: list[dict[str, Any]] = [
