@@ -248,26 +248,9 @@ def test_baseline_prompt_has_hint_question_and_prefix() -> None:
 
 
 @pytest.fixture(scope="module")
-def long_context_tiny_model(byte_tokenizer: Any) -> Any:
+def long_context_tiny_model(long_context_model: Any) -> Any:
     """A 1-layer random Llama whose context holds the methods' prompts (byte tokens: ~600 of them)."""
-    import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    torch.manual_seed(0)
-    vocab = len(byte_tokenizer)
-    config = LlamaConfig(
-        vocab_size=vocab,
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        num_key_value_heads=1,
-        max_position_embeddings=2048,
-        pad_token_id=vocab - 5,
-        bos_token_id=vocab - 4,
-        eos_token_id=vocab - 3,
-    )
-    return LlamaForCausalLM(config).to(torch.float32).eval()
+    return long_context_model
 
 
 def test_tiny_model_end_to_end(
