@@ -884,7 +884,12 @@ class DecodeSession:
         KL(steered ‖ original).
         """
         # Self-Anchor's confidence is the original branch's own certainty, not the steered one's.
-        confidences = torch.softmax(logits_o.float(), dim=-1).amax(dim=-1)
+        # One log-softmax of the original branch serves the confidence, its argmax and the steering's KL.
+        log_o = torch.log_softmax(
+            torch.nan_to_num(logits_o.float(), nan=-_LOGIT_BOUND).clamp(-_LOGIT_BOUND, _LOGIT_BOUND), dim=-1
+        )
+        top, originals = log_o.max(dim=-1)
+        confidences = top.exp()
         omegas = [self._rows[i].omega if self._rows[i].steered else 1.0 for i in self._active]
         if logits_m is not None:
             # Steering only when unsure: a row with a gate leaves its confident tokens unsteered.
@@ -898,14 +903,14 @@ class DecodeSession:
         else:
             omega = torch.tensor(omegas, dtype=torch.float32, device=logits_o.device)
             combined = combine_logits(logits_o, logits_m, omega)
-            flips, kls = _steering_effect(combined, logits_o)
+            flips, kls = _steering_effect(combined, log_o, originals)
         self.last_logits, self.last_rows = combined, list(self._active)
         if self.sampling.do_sample:
             scores = self._warp(combined.cpu())  # the seeded generator lives on the CPU
             tokens = torch.multinomial(torch.softmax(scores, dim=-1), 1, generator=self._generator).squeeze(-1)
         else:
             tokens = combined.argmax(dim=-1)
-        self._originals = logits_o.argmax(dim=-1).tolist()
+        self._originals = originals.tolist()
         return tokens.tolist(), confidences.tolist(), omegas, flips, kls
 
     def _warp(self, scores: torch.Tensor) -> torch.Tensor:
@@ -1146,14 +1151,19 @@ class DecodeSession:
         self._fused = False
 
 
-def _steering_effect(combined: torch.Tensor, original: torch.Tensor) -> tuple[list[bool], list[float]]:
-    """Per row: did steering change the argmax, and KL(steered ‖ original) of the softmax distributions (nats)."""
-    flipped = combined.argmax(dim=-1) != original.argmax(dim=-1)
+def _steering_effect(
+    combined: torch.Tensor, log_original: torch.Tensor, original_top: torch.Tensor
+) -> tuple[list[bool], list[float]]:
+    """Per row: did steering change the argmax, and KL(steered ‖ original) of the next-token distributions (nats).
+
+    Args:
+        combined: ``(B, V)`` steered logits.
+        log_original: ``(B, V)`` log-softmax of the original branch.
+        original_top: ``(B,)`` its argmax.
+    """
+    flipped = combined.argmax(dim=-1) != original_top
     log_s = torch.log_softmax(combined, dim=-1)
-    log_o = torch.log_softmax(
-        torch.nan_to_num(original.float(), nan=-_LOGIT_BOUND).clamp(-_LOGIT_BOUND, _LOGIT_BOUND), dim=-1
-    )
-    kl = (log_s.exp() * (log_s - log_o)).sum(dim=-1).clamp(min=0.0)
+    kl = (log_s.exp() * (log_s - log_original)).sum(dim=-1).clamp(min=0.0)
     return flipped.tolist(), kl.tolist()
 
 

@@ -113,3 +113,15 @@ def long_context_model(byte_tokenizer):  # type: ignore[no-untyped-def]
 def prompt_sensitive_model(byte_tokenizer):  # type: ignore[no-untyped-def]
     """The long-context model with larger weights: its output depends on the prompt."""
     return build_long_context_llama(len(byte_tokenizer), initializer_range=0.5)
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():  # type: ignore[no-untyped-def]
+    """One torch thread for a module: the tiny models gain nothing from threads, and on a CPU shared with other test
+    runs oversubscribed OpenMP threads made such modules 5-10x slower."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -38,14 +38,7 @@ CONVERSATIONS: list[list[Any]] = [
 ]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    # The tiny model gains nothing from threads, and on a CPU shared with other test runs oversubscribed OpenMP
-    # threads made this module 5-10x slower.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 class TokenRecorder(BaseCallbackHandler):

@@ -9,13 +9,7 @@ from typing import Any
 import pytest
 import torch
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _finishes(call: Callable[[], Any], seconds: float = 60.0) -> Any:
