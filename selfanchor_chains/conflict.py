@@ -36,11 +36,12 @@ from __future__ import annotations
 import json
 import os
 import random
-import unicodedata
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from .answers.mentions import fold, mentions
 
 __all__ = [
     "CONFLICT_BENCH",
@@ -149,29 +150,6 @@ class CountryFact:
 # -- normalising and grading -------------------------------------------------------------------------------------
 
 
-def _fold(text: str) -> str:
-    """Lower case, accents stripped, punctuation turned into spaces, whitespace collapsed."""
-    decomposed = unicodedata.normalize("NFKD", text).replace("'", "").replace("\u2019", "")
-    plain = "".join(ch for ch in decomposed if not unicodedata.combining(ch)).lower()
-    return " ".join("".join(ch if ch.isalnum() else " " for ch in plain).split())
-
-
-def mentions(prediction: str | None, aliases: Sequence[str]) -> bool:
-    """Whether any alias occurs in the prediction as whole words (case, accents and punctuation ignored).
-
-    Args:
-        prediction: The model's short answer (None: nothing was answered).
-        aliases: Accepted spellings of one answer.
-
-    Returns:
-        True when some non-empty alias is found.
-    """
-    if not prediction:
-        return False
-    text = f" {_fold(prediction)} "
-    return any(folded and f" {folded} " in text for folded in (_fold(a) for a in aliases))
-
-
 def check_record(record: Mapping[str, Any], where: str = "record") -> None:
     """Validate the conflict-specific fields of a record (see the module docstring).
 
@@ -268,7 +246,7 @@ def country_facts(min_population: int = 1_000_000) -> list[CountryFact]:
         continent = _CONTINENTS.get(str(row["continentcode"]))
         if code in _EXCLUDED or int(row["population"]) < min_population or not (capital and currency and continent):
             continue
-        if set(_fold(capital).split()) & set(_fold(name).split()):
+        if set(fold(capital).split()) & set(fold(name).split()):
             continue
         facts.append(CountryFact(code, name, {"capital": capital, "currency": currency, "continent": continent}))
     return facts

@@ -78,7 +78,7 @@ def test_fuzz_markup_parser_raises_only_its_typed_errors(text):
 @_SETTINGS
 @given(text=st.lists(st.sampled_from([*"ab{}\\", "\\{", "\\}"]), max_size=60).map("".join))
 def test_fuzz_linear_brace_matching_agrees_with_the_scan_from_each_brace(text):
-    from selfanchor_chains.answers import _balanced, _brace_pairs
+    from selfanchor_chains.answers.locate import _balanced, _brace_pairs
 
     pairs = _brace_pairs(text)
     for i, ch in enumerate(text):
