@@ -75,7 +75,7 @@ class SpeedBench:
     """Runs each method once per call and returns wall seconds; all produce ``new_tokens`` tokens per row."""
 
     def __init__(self, model: Any, tokenizer: Any, prompts: list[Prompt], new_tokens: int, omega: float) -> None:
-        from .decoding import SteeredDecoder
+        from .engine import SteeredDecoder
 
         self.model, self.tokenizer, self.prompts = model, tokenizer, prompts
         self.new_tokens, self.omega = new_tokens, omega
@@ -95,7 +95,7 @@ class SpeedBench:
     def warm_up(self, tokens: int = 8) -> None:
         """A short untimed decode with ``ours`` and ``plain``: first-call allocations and kernel selection would
         otherwise bias whichever method runs first."""
-        from .decoding import RowRequest
+        from .engine import RowRequest
 
         rows = [RowRequest(p.ids, [p.anchor], self.omega) for p in self.prompts]
         self.decoder.generate(rows, max_new_tokens=tokens)
@@ -113,7 +113,7 @@ class SpeedBench:
         return elapsed
 
     def ours(self) -> float:
-        from .decoding import RowRequest
+        from .engine import RowRequest
 
         rows = [RowRequest(p.ids, [p.anchor], self.omega) for p in self.prompts]
         start = time.perf_counter()
@@ -335,7 +335,7 @@ def run_overhead_bench(
     log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
     """Time ``SteeredHFLLM.invoke`` against the bare engine on the same prompt and token count, interleaved."""
-    from .decoding import RowRequest
+    from .engine import RowRequest
     from .llms import SteeredHFLLM
 
     question = QUESTIONS[0]
@@ -394,7 +394,7 @@ def run_solve_cost_bench(
     from .llms import SteeredHFLLM
 
     llm = SteeredHFLLM(model=model, tokenizer=tokenizer)
-    llm.runtime.decoder.prefix_cache_tokens = 0  # like plain ``generate``, which recomputes every prompt in full
+    llm.runtime.decoder.prefix_cache.max_tokens = 0  # like plain ``generate``, which recomputes every prompt in full
     chain = SelfAnchorChain(llm=llm, bench="gsm8k", max_new_tokens=max_new_tokens)
     cot = CoTChain(llm=llm, bench="gsm8k", max_new_tokens=max_new_tokens)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id

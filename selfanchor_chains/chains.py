@@ -28,7 +28,7 @@ from langchain_core.outputs import Generation, LLMResult
 from langchain_core.runnables import RunnableConfig, RunnableSerializable
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from .decoding import DecodeSession, DecodingStats, RowRequest, RowResult, TokenEvent
+from .engine import DecodeSession, DecodingStats, RowRequest, RowResult, TokenEvent
 from .inputs import PreparedPrompt, markup_from_spans, prepare_chat
 from .llms import SteeredHFLLM
 from .prompts import (

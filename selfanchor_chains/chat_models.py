@@ -61,7 +61,7 @@ from .anchors import (
     parse_anchor_markup,
     resolve_anchor_strings,
 )
-from .decoding import DecodeSession, RowRequest, SamplingConfig, TokenEvent, harmonic_mean
+from .engine import DecodeSession, RowRequest, SamplingConfig, TokenEvent, harmonic_mean
 from .inputs import PreparedPrompt, markup_from_spans, prepare_chat
 from .params import NonNegativeInt, Omega, PositiveInt, Seconds, Temperature, TopP
 from .runtime import DecodeSettings, SteeredRuntime, attach_runtime

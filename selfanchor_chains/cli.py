@@ -69,7 +69,7 @@ def _load(args: argparse.Namespace) -> tuple[Any, Any, dict[str, Any]]:
 
 def cmd_generate(args: argparse.Namespace) -> int:
     from .anchors import parse_anchor_markup, resolve_anchor_strings
-    from .decoding import RowRequest, SamplingConfig, SteeredDecoder
+    from .engine import RowRequest, SamplingConfig, SteeredDecoder
     from .inputs import prepare_prompt
 
     # Markup and --anchor are checked on the text before the model is loaded.

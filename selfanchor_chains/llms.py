@@ -13,7 +13,7 @@ from langchain_core.outputs import Generation, GenerationChunk, LLMResult
 from pydantic import ConfigDict, Field, PrivateAttr
 
 from .anchors import AnchorMarkup, Span
-from .decoding import DecodeSession, RowRequest, RowResult, SamplingConfig, TokenEvent
+from .engine import DecodeSession, RowRequest, RowResult, SamplingConfig, TokenEvent
 from .inputs import PreparedPrompt, markup_from_spans, prepare_prompt
 from .params import NonNegativeInt, Omega, PositiveInt, Temperature, TopP
 from .runtime import DecodeSettings, SteeredRuntime, attach_runtime

@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .decoding import DecodeSession, RowRequest, RowResult, SamplingConfig, SteeredDecoder, TokenEvent
+from .engine import DecodeSession, RowRequest, RowResult, SamplingConfig, SteeredDecoder, TokenEvent
 
 __all__ = ["DecodeSettings", "SteeredRuntime"]
 

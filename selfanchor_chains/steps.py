@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from .decoding import DecodeSession, TokenEvent, harmonic_mean
+from .engine import DecodeSession, TokenEvent, harmonic_mean
 from .prompts import StepMarkers
 from .schedules import OmegaSchedule
 

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from selfanchor_chains.chains import CoTChain, SelfAnchorChain, SPAChain, _Pass
-from selfanchor_chains.decoding import DecodeSession
+from selfanchor_chains.engine import DecodeSession
 from selfanchor_chains.schedules import ConfidenceOmega, ConstantOmega
 from selfanchor_chains.steps import StepLimits
 

@@ -7,7 +7,7 @@ import importlib.util
 import pytest
 import torch
 
-from selfanchor_chains.decoding import RowRequest, SteeredDecoder
+from selfanchor_chains.engine import RowRequest, SteeredDecoder
 
 pytestmark = [
     pytest.mark.slow,

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 import torch
 
-from selfanchor_chains.decoding import RowRequest, SteeredDecoder
+from selfanchor_chains.engine import RowRequest, SteeredDecoder
 
 pytestmark = [
     pytest.mark.slow,

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from selfanchor_chains.decoding import (
+from selfanchor_chains.engine import (
     DecodingInputError,
     RowRequest,
     SamplingConfig,
@@ -366,26 +366,31 @@ def test_anchor_inside_a_cached_prefix_is_still_exact(tiny_model, byte_tokenizer
     assert session.stats.reused_prefix_tokens > 0
 
 
+def _lookup(decoder, tokens):
+    """The stored prefix a session of this decoder would find (for the model's current device and dtype)."""
+    return decoder.prefix_cache.lookup(tokens, decoder.weights.device, decoder.weights.dtype)
+
+
 def test_prefix_cache_is_bounded_in_tokens_and_clearable(tiny_model, byte_tokenizer):
     prompts = [encode(byte_tokenizer, f"Prompt number {i}: a fairly long opening for this row.") for i in range(4)]
     stored = len(prompts[0]) - 1  # one row: all but the last token (its logits are needed) is a shared prefix
     decoder = SteeredDecoder(tiny_model, byte_tokenizer, eos_token_ids=[], prefix_cache_tokens=2 * stored + 5)
     for ids in prompts:
         decoder.generate([RowRequest(ids, [], 1.0)], max_new_tokens=1)
-    assert [len(k) for k in decoder._prefixes] == [stored, stored]  # the two most recent
-    agreed, layers = decoder.lookup_prefix(prompts[3])
+    assert [len(k) for k in decoder.prefix_cache.entries] == [stored, stored]  # the two most recent
+    agreed, layers = _lookup(decoder, prompts[3])
     assert layers is not None and agreed == stored
-    assert decoder.lookup_prefix(prompts[0])[0] < 16  # evicted: only "Prompt number " agrees
+    assert _lookup(decoder, prompts[0])[0] < 16  # evicted: only "Prompt number " agrees
     decoder.generate([RowRequest(encode(byte_tokenizer, "x" * (3 * stored)), [], 1.0)], max_new_tokens=1)
-    assert [len(k) for k in decoder._prefixes] == [stored, stored]  # longer than the whole budget: not stored
+    assert [len(k) for k in decoder.prefix_cache.entries] == [stored, stored]  # too long for the budget: not stored
     decoder.model.to(torch.float64)  # keys of the old dtype no longer fit the model
     try:
-        assert decoder.lookup_prefix(prompts[3]) == (0, None)
+        assert _lookup(decoder, prompts[3]) == (0, None)
     finally:
         decoder.model.to(torch.float32)
-    assert decoder.lookup_prefix(prompts[3])[0] == stored
+    assert _lookup(decoder, prompts[3])[0] == stored
     decoder.clear_prefix_cache()
-    assert decoder.lookup_prefix(prompts[3]) == (0, None)
+    assert _lookup(decoder, prompts[3]) == (0, None)
     with pytest.raises(DecodingInputError, match="prefix_cache_tokens"):
         SteeredDecoder(tiny_model, byte_tokenizer, prefix_cache_tokens=-1)
 

@@ -360,7 +360,7 @@ def test_throughput_bench_times_methods_side_by_side(
     assert slowdown["cot"] == 1.0
     assert slowdown["self-anchor"] == pytest.approx(result["seconds"]["self-anchor"] / result["seconds"]["cot"])
     # The warm-up stored a shared prompt prefix per method (their system prompts differ).
-    assert len(llm.runtime.decoder._prefixes) >= 2
+    assert len(llm.runtime.decoder.prefix_cache.entries) >= 2
 
 
 # -- parsing ---------------------------------------------------------------------------------------------------

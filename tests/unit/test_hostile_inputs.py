@@ -251,7 +251,7 @@ def test_bad_llm_settings_are_refused_when_built(tiny_model, byte_tokenizer, set
 
 def test_bad_spans_and_over_long_prompts_are_refused_before_any_forward(tiny_model, byte_tokenizer):
     from selfanchor_chains.anchors import AnchorSpanError
-    from selfanchor_chains.decoding import DecodingInputError, RowRequest, SteeredDecoder
+    from selfanchor_chains.engine import DecodingInputError, RowRequest, SteeredDecoder
     from selfanchor_chains.llms import SteeredHFLLM
 
     llm = SteeredHFLLM(model=tiny_model, tokenizer=byte_tokenizer, model_id="tiny", omega=1.5, max_new_tokens=4)

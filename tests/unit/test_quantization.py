@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from selfanchor_chains import models, quantization
-from selfanchor_chains.decoding import RowRequest, SteeredDecoder
+from selfanchor_chains.engine import RowRequest, SteeredDecoder
 
 needs_torchao = pytest.mark.skipif(importlib.util.find_spec("torchao") is None, reason="pip install torchao")
 

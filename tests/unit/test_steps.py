@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from selfanchor_chains.decoding import TokenEvent
+from selfanchor_chains.engine import TokenEvent
 from selfanchor_chains.prompts import StepMarkers
 from selfanchor_chains.schedules import ConfidenceOmega, ConstantOmega, ScaledOmega
 from selfanchor_chains.steps import StepLimits, StepTracker, marker_pattern

@@ -1,0 +1,59 @@
+"""The SPA logit arithmetic, what it did to a step (argmax flips, KL), and the sampling processors."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from .requests import SamplingConfig
+
+LOGIT_BOUND = 1e4  # real logits are far inside this; it keeps ω-scaled infinities from becoming NaN
+
+
+def combine_logits(original: torch.Tensor, masked: torch.Tensor, omega: torch.Tensor) -> torch.Tensor:
+    """SPA's combination ``ω·l_o + (1−ω)·l_m`` in float32, guarded against NaN and infinities.
+
+    Args:
+        original: ``(B, V)`` logits of the original branch.
+        masked: ``(B, V)`` logits of the anchor-masked branch.
+        omega: ``(B,)`` steering strengths.
+
+    Returns:
+        ``(B, V)`` float32 logits; rows with ``ω == 1`` are exactly the original logits.
+    """
+    orig = torch.nan_to_num(original.float(), nan=-LOGIT_BOUND).clamp(-LOGIT_BOUND, LOGIT_BOUND)
+    mask = torch.nan_to_num(masked.float(), nan=-LOGIT_BOUND).clamp(-LOGIT_BOUND, LOGIT_BOUND)
+    w = omega.float().unsqueeze(-1)
+    combined = w * orig + (1.0 - w) * mask
+    return torch.where(w == 1.0, orig, combined)
+
+
+def steering_effect(
+    combined: torch.Tensor, log_original: torch.Tensor, original_top: torch.Tensor
+) -> tuple[list[bool], list[float]]:
+    """Per row: did steering change the argmax, and KL(steered ‖ original) of the next-token distributions (nats).
+
+    Args:
+        combined: ``(B, V)`` steered logits.
+        log_original: ``(B, V)`` log-softmax of the original branch.
+        original_top: ``(B,)`` its argmax.
+    """
+    flipped = combined.argmax(dim=-1) != original_top
+    log_s = torch.log_softmax(combined, dim=-1)
+    kl = (log_s.exp() * (log_s - log_original)).sum(dim=-1).clamp(min=0.0)
+    return flipped.tolist(), kl.tolist()
+
+
+def sampling_processors(sampling: SamplingConfig) -> Any:
+    """transformers' warpers for temperature, top-k and top-p, built once per session (empty when greedy)."""
+    from transformers import LogitsProcessorList, TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper
+
+    processors = LogitsProcessorList()
+    if sampling.do_sample and sampling.temperature != 1.0:
+        processors.append(TemperatureLogitsWarper(sampling.temperature))
+    if sampling.do_sample and sampling.top_k > 0:
+        processors.append(TopKLogitsWarper(top_k=sampling.top_k))
+    if sampling.do_sample and sampling.top_p < 1.0:
+        processors.append(TopPLogitsWarper(top_p=sampling.top_p))
+    return processors
