@@ -4,7 +4,7 @@
 
 Rows 1, 2, 4, 8, 16 stand for batch 1 / 2 / ... decoding; "2 rows / 1 row" is what the steering engine's second
 (masked) branch costs per layer at batch 1. Kernels: float32 and bfloat16 dense; int8 weight-only as
-selfanchor_chains.quantization runs it (aten._weight_int8pack_mm) and torchao's own eager int8 path; torchao's
+selfanchor_chains.models.quantization runs it (aten._weight_int8pack_mm) and torchao's own eager int8 path; torchao's
 int4 CPU layout (Int4OpaqueTensor, group 64); the quantized ones also with float32 activations. Each cell is the
 minimum over 6 blocks of 10 calls (robust to a shared machine, not immune to it).
 """
@@ -40,7 +40,7 @@ def _variants(base: torch.nn.Linear) -> dict[str, tuple[Any, torch.dtype]]:
     from torchao.prototype.quantization.int4 import PrototypeInt4WeightOnlyConfig
     from torchao.quantization import Int8WeightOnlyConfig, quantize_
 
-    from selfanchor_chains.quantization import INT4_GROUP_SIZE, _int8_linear_class, _to_int8
+    from selfanchor_chains.models.quantization import INT4_GROUP_SIZE, _int8_linear_class, _to_int8
 
     bf16 = copy.deepcopy(base).to(torch.bfloat16)
     int8 = _to_int8(bf16, _int8_linear_class())

@@ -223,7 +223,7 @@ def _cpu_description() -> dict[str, Any]:
     """The CPU's model name and the flags that decide the dtype, for benchmark records."""
     import platform
 
-    from .models import _proc_cpu_flags, cpu_native_bf16_features
+    from .models.dtypes import cpu_native_bf16_features, proc_cpu_flags
 
     name = platform.processor() or platform.machine()
     try:
@@ -234,7 +234,7 @@ def _cpu_description() -> dict[str, Any]:
                     break
     except OSError:
         pass
-    flags = _proc_cpu_flags()
+    flags = proc_cpu_flags()
     shown = sorted(f for f in flags if f.startswith(("avx", "amx", "fma", "f16c")))
     return {"model_name": name, "cores": os.cpu_count(), "flags": shown, "native_bf16": cpu_native_bf16_features()}
 

@@ -133,7 +133,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
         args.model = os.environ.get("SELFANCHOR_MODEL", DEFAULT_MODEL)
     from ..models import model_tag, resolve_dtype
-    from ..quantization import check_quantization
+    from ..models.quantization import check_quantization
 
     quantization = getattr(args, "quantization", None)
     choice = resolve_dtype(args.dtype, quantization=quantization)  # "auto" resolved before it names anything

@@ -85,7 +85,7 @@ def test_converted_copy_matches_gguf_exactly(converted) -> None:
     import torch
 
     _, model, tokenizer, _ = converted
-    direct, direct_tokenizer = models._load_from_gguf(models.resolve_gguf(NAME), "float32")
+    direct, direct_tokenizer = models.loading._load_from_gguf(models.resolve_gguf(NAME), "float32")
     direct.eval()
     inputs = prompt_ids(tokenizer)
     assert torch.equal(prompt_ids(direct_tokenizer)["input_ids"], inputs["input_ids"])

@@ -19,14 +19,14 @@ NO_BF16_FLAGS = {"fpu", "sse2", "avx", "avx2", "fma", "f16c"}  # an AVX2-only x8
 
 @pytest.fixture
 def no_bf16_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(models, "_torch_cpu_bf16_features", lambda: set())
-    monkeypatch.setattr(models, "_proc_cpu_flags", lambda: set(NO_BF16_FLAGS))
+    monkeypatch.setattr(models.dtypes, "_torch_cpu_bf16_features", lambda: set())
+    monkeypatch.setattr(models.dtypes, "proc_cpu_flags", lambda: set(NO_BF16_FLAGS))
 
 
 @pytest.fixture
 def bf16_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(models, "_torch_cpu_bf16_features", lambda: {"avx512_bf16"})
-    monkeypatch.setattr(models, "_proc_cpu_flags", lambda: {*NO_BF16_FLAGS, "avx512f", "avx512_bf16"})
+    monkeypatch.setattr(models.dtypes, "_torch_cpu_bf16_features", lambda: {"avx512_bf16"})
+    monkeypatch.setattr(models.dtypes, "proc_cpu_flags", lambda: {*NO_BF16_FLAGS, "avx512f", "avx512_bf16"})
 
 
 @pytest.fixture
@@ -56,11 +56,11 @@ def test_auto_is_bfloat16_with_native_bf16() -> None:
 
 
 def test_either_probe_alone_is_enough(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(models, "_torch_cpu_bf16_features", lambda: set())
-    monkeypatch.setattr(models, "_proc_cpu_flags", lambda: {"avx2", "amx_bf16", "amx_tile"})
+    monkeypatch.setattr(models.dtypes, "_torch_cpu_bf16_features", lambda: set())
+    monkeypatch.setattr(models.dtypes, "proc_cpu_flags", lambda: {"avx2", "amx_bf16", "amx_tile"})
     assert models.resolve_dtype().dtype == "bfloat16" and models.cpu_native_bf16_features() == ["amx_bf16"]
-    monkeypatch.setattr(models, "_torch_cpu_bf16_features", lambda: {"amx_tile"})
-    monkeypatch.setattr(models, "_proc_cpu_flags", lambda: set())  # e.g. no /proc (macOS)
+    monkeypatch.setattr(models.dtypes, "_torch_cpu_bf16_features", lambda: {"amx_tile"})
+    monkeypatch.setattr(models.dtypes, "proc_cpu_flags", lambda: set())  # e.g. no /proc (macOS)
     assert models.resolve_dtype().dtype == "bfloat16"
 
 
@@ -69,9 +69,9 @@ def test_torch_probe_is_what_pytorch_reports(monkeypatch: pytest.MonkeyPatch) ->
 
     monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False, raising=False)
     monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False, raising=False)
-    assert models._torch_cpu_bf16_features() == set()
+    assert models.dtypes._torch_cpu_bf16_features() == set()
     monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: True, raising=False)
-    assert models._torch_cpu_bf16_features() == {"avx512_bf16"}
+    assert models.dtypes._torch_cpu_bf16_features() == {"avx512_bf16"}
 
 
 def test_proc_cpuinfo_flags_are_parsed(tmp_path: Path) -> None:
@@ -80,8 +80,8 @@ def test_proc_cpuinfo_flags_are_parsed(tmp_path: Path) -> None:
         "processor\t: 0\nmodel name\t: Some CPU\nflags\t\t: fpu avx2 avx512_bf16\n\n"
         "processor\t: 1\nflags\t\t: fpu avx2 avx512_bf16\n"
     )
-    assert models._proc_cpu_flags(cpuinfo) == {"fpu", "avx2", "avx512_bf16"}
-    assert models._proc_cpu_flags(tmp_path / "absent") == set()
+    assert models.dtypes.proc_cpu_flags(cpuinfo) == {"fpu", "avx2", "avx512_bf16"}
+    assert models.dtypes.proc_cpu_flags(tmp_path / "absent") == set()
 
 
 @pytest.mark.usefixtures("no_bf16_cpu")
@@ -141,7 +141,7 @@ def test_load_model_and_tokenizer_resolves_auto(monkeypatch: pytest.MonkeyPatch)
         seen.append(dtype_name)
         raise _Loaded
 
-    monkeypatch.setattr(models, "_load_any", fake_load_any)
+    monkeypatch.setattr(models.loading, "_load_any", fake_load_any)
     with pytest.raises(_Loaded):
         models.load_model_and_tokenizer("m")
     with pytest.raises(_Loaded):
@@ -244,8 +244,8 @@ def test_eval_resolves_auto_before_naming_folders_and_models(
         return _answering_factory
 
     monkeypatch.setattr(llms.SteeredHFLLM, "from_model_id", fake_from_model_id)
-    monkeypatch.setattr(models, "_proc_cpu_flags", lambda: set(NO_BF16_FLAGS))
-    monkeypatch.setattr(models, "_torch_cpu_bf16_features", lambda: set())
+    monkeypatch.setattr(models.dtypes, "proc_cpu_flags", lambda: set(NO_BF16_FLAGS))
+    monkeypatch.setattr(models.dtypes, "_torch_cpu_bf16_features", lambda: set())
     args = _eval_args("--data-dir", str(data), "--limit", "1")
     assert args.func(args) == 0
     assert calls[-1]["dtype"] == "float32"
@@ -256,7 +256,7 @@ def test_eval_resolves_auto_before_naming_folders_and_models(
 
     # On a CPU with native bfloat16, "auto" is bfloat16: a float32 folder is refused before any model loads, and
     # the default folder is evals/m-bfloat16, the name the existing bfloat16 evaluations have.
-    monkeypatch.setattr(models, "_torch_cpu_bf16_features", lambda: {"avx512_bf16"})
+    monkeypatch.setattr(models.dtypes, "_torch_cpu_bf16_features", lambda: {"avx512_bf16"})
     args = _eval_args("--data-dir", str(data), "--limit", "1", "--out", "evals/m-float32")
     assert args.func(args) == 2 and len(calls) == 1
     assert "model='m@float32', this run has model='m@bfloat16'" in capsys.readouterr().err

@@ -213,7 +213,7 @@ def test_an_unavailable_device_is_refused_before_loading(monkeypatch):
     def no_loading(*args, **kwargs):
         raise AssertionError("weights were read")
 
-    monkeypatch.setattr(models, "_load_any", no_loading)
+    monkeypatch.setattr(models.loading, "_load_any", no_loading)
     with pytest.raises(ValueError, match="no CUDA device"):
         models.load_model_and_tokenizer("smollm2-135m", device="cuda")
 

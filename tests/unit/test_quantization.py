@@ -9,8 +9,9 @@ from typing import Any
 import pytest
 import torch
 
-from selfanchor_chains import models, quantization
+from selfanchor_chains import models
 from selfanchor_chains.engine import RowRequest, SteeredDecoder
+from selfanchor_chains.models import quantization
 
 needs_torchao = pytest.mark.skipif(importlib.util.find_spec("torchao") is None, reason="pip install torchao")
 
@@ -24,7 +25,7 @@ def no_loading(monkeypatch: pytest.MonkeyPatch) -> None:
     def refuse(*args: Any, **kwargs: Any) -> Any:
         raise _Loaded("weights were loaded before the input was checked")
 
-    monkeypatch.setattr(models, "_load_any", refuse)
+    monkeypatch.setattr(models.loading, "_load_any", refuse)
 
 
 # --------------------------------------------------------------------------- checks before loading
@@ -68,8 +69,8 @@ def test_quantization_is_cpu_only_and_bfloat16_only() -> None:
 
 
 def test_auto_with_quantization_is_bfloat16_on_any_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(models, "_torch_cpu_bf16_features", lambda: set())
-    monkeypatch.setattr(models, "_proc_cpu_flags", lambda: {"avx2"})
+    monkeypatch.setattr(models.dtypes, "_torch_cpu_bf16_features", lambda: set())
+    monkeypatch.setattr(models.dtypes, "proc_cpu_flags", lambda: {"avx2"})
     assert models.resolve_dtype("auto").dtype == "float32"
     choice = models.resolve_dtype("auto", quantization="int8")
     assert choice.dtype == "bfloat16" and "bfloat16 activations" in choice.reason
