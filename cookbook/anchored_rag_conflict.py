@@ -3,7 +3,7 @@
     python cookbook/anchored_rag_conflict.py           # Qwen2.5-Coder-0.5B-Instruct, 6 questions
     python cookbook/anchored_rag_conflict.py --fast    # SmolLM2-135M, 2 questions, tiny budget
 
-A small knowledge-conflict corpus (selfanchor_chains.conflict: GeoNames facts with some values swapped for another
+A small knowledge-conflict corpus (selfanchor_chains.eval.conflict_set: GeoNames facts with some values swapped for another
 country's, so the passages say e.g. that the capital of Peru is Quito) is embedded once into a persistent FAISS index
 (--store-dir, default under ~/.cache/selfanchor-chains/rag/). One LCEL pipeline retrieves k passages, anchors them
 (format_docs_anchored escapes retrieved text) and asks SteeredHFLLM for a short answer; plain RAG is the same
@@ -23,11 +23,12 @@ from langchain_core.prompts import PromptTemplate
 from langchain_core.runnables import RunnablePassthrough
 
 from selfanchor_chains import SteeredHFLLM
-from selfanchor_chains.anchors import format_docs_anchored
-from selfanchor_chains.conflict import build_conflict_set, mentions
-from selfanchor_chains.conflict_methods import ANCHORED_OMEGA
+from selfanchor_chains.answers.mentions import mentions
+from selfanchor_chains.eval.conflict_methods import ANCHORED_OMEGA
+from selfanchor_chains.eval.conflict_set import build_conflict_set
 from selfanchor_chains.models import cache_dir
-from selfanchor_chains.rag import build_retriever
+from selfanchor_chains.prompting.markup import format_docs_anchored
+from selfanchor_chains.reasoning.rag import build_retriever
 
 PROMPT = PromptTemplate.from_template(
     "Answer the question using the passages below. Reply with the answer only (a name or a few words), no "

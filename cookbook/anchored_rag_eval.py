@@ -25,7 +25,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from selfanchor_chains import SteeredHFLLM
 from selfanchor_chains.eval.stats import mcnemar_exact, wilson_interval
-from selfanchor_chains.rag import build_retriever, compare_rag_methods, format_rag_table, strategyqa_rag_set
+from selfanchor_chains.reasoning.rag import build_retriever, compare_rag_methods, format_rag_table, strategyqa_rag_set
 
 REPO = Path(__file__).resolve().parent.parent
 

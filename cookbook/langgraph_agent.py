@@ -14,7 +14,7 @@ import os
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from selfanchor_chains import SelfAnchorChain, SteeredHFLLM
-from selfanchor_chains.langgraph import build_reasoning_graph
+from selfanchor_chains.reasoning.langgraph import build_reasoning_graph
 
 TIMETABLE = {"express": "The express train leaves at 9:40 and takes 55 minutes.", "local": "The local takes 80 min."}
 

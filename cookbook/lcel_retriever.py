@@ -19,8 +19,8 @@ from langchain_core.runnables import RunnableLambda
 from langchain_core.vectorstores import InMemoryVectorStore
 
 from selfanchor_chains import SteeredHFLLM
-from selfanchor_chains.anchors import anchor, format_docs_anchored
-from selfanchor_chains.embeddings import MiniLMEmbeddings
+from selfanchor_chains.langchain.embeddings import MiniLMEmbeddings
+from selfanchor_chains.prompting.markup import anchor, format_docs_anchored
 
 NOTES = [
     "The library opens at 9 am and closes at 6 pm on weekdays.",

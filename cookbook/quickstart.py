@@ -12,7 +12,7 @@ import os
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # models come from PyPI packages, never from a hub
 
 from selfanchor_chains import SelfAnchorChain, SteeredHFLLM
-from selfanchor_chains.anchors import anchor
+from selfanchor_chains.prompting.markup import anchor
 
 QUESTION = "A baker bakes 7 trays of 12 muffins and gives away 15 of them. How many muffins are left?"
 

@@ -15,7 +15,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from selfanchor_chains.conflict_methods import make_conflict_chain
+from selfanchor_chains.eval.conflict_methods import make_conflict_chain
 from selfanchor_chains.eval.report import load_results
 from selfanchor_chains.eval.runner import run_eval
 
@@ -56,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out or f"evals/conflictqa-train-{args.model}-{args.dtype}")
     methods = ["rag-plain", *(f"rag-anchored@{w:g}" for w in grid)]
 
-    from selfanchor_chains.llms import SteeredHFLLM
+    from selfanchor_chains.langchain.llm import SteeredHFLLM
 
     llm = SteeredHFLLM.from_model_id(args.model, dtype=args.dtype)
     run_eval(

@@ -44,12 +44,12 @@ def main() -> None:
     parser.add_argument("--save", default=None, help="write every solve's text and correctness here (JSON)")
     args = parser.parse_args()
 
-    from selfanchor_chains import prompts
     from selfanchor_chains.answers import is_correct
-    from selfanchor_chains.chains import CoTChain, SelfAnchorChain
-    from selfanchor_chains.datasets import load_problems
-    from selfanchor_chains.llms import SteeredHFLLM
-    from selfanchor_chains.schedules import ConfidenceOmega, ConstantOmega
+    from selfanchor_chains.eval.datasets import load_problems
+    from selfanchor_chains.langchain.llm import SteeredHFLLM
+    from selfanchor_chains.prompting import templates as prompts
+    from selfanchor_chains.reasoning.chains import CoTChain, SelfAnchorChain
+    from selfanchor_chains.reasoning.schedules import ConfidenceOmega, ConstantOmega
 
     compute = prompts.ReasoningTemplate(
         name="self-anchor", system=COMPUTE_SYSTEM.format(core=prompts._CORE), assistant_prefix="Plan 1:"

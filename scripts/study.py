@@ -30,7 +30,7 @@ ChainKwargs = dict[str, Any]
 
 def _variants() -> dict[str, tuple[str, Callable[[], ChainKwargs]]]:
     """name -> (description, kwargs for :class:`SelfAnchorChain` or, with ``"_chain": "cot"``, :class:`CoTChain`)."""
-    from selfanchor_chains.schedules import ConfidenceOmega, ConstantOmega, ScaledOmega
+    from selfanchor_chains.reasoning.schedules import ConfidenceOmega, ConstantOmega, ScaledOmega
 
     def sa(**kwargs: Any) -> Callable[[], ChainKwargs]:
         return lambda: {"schedule": ConfidenceOmega(), **kwargs}
@@ -90,7 +90,7 @@ def _variants() -> dict[str, tuple[str, Callable[[], ChainKwargs]]]:
 
 
 def make_factory(llm: Any, variants: dict[str, tuple[str, Callable[[], ChainKwargs]]], max_new_tokens: int) -> Any:
-    from selfanchor_chains.chains import CoTChain, SelfAnchorChain
+    from selfanchor_chains.reasoning.chains import CoTChain, SelfAnchorChain
 
     def factory(method: str, bench: str) -> Any:
         kwargs = dict(variants[method][1]())
@@ -168,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"unknown variants {unknown}; see --list")
 
     from selfanchor_chains.eval.runner import run_eval
-    from selfanchor_chains.llms import SteeredHFLLM
+    from selfanchor_chains.langchain.llm import SteeredHFLLM
 
     llm = SteeredHFLLM.from_model_id(args.model, dtype=args.dtype)
     out = os.path.join(args.out, f"{args.model}-{args.dtype}")

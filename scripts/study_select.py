@@ -41,7 +41,7 @@ def load(out: Path, bench: str, variant: str) -> dict[str, bool]:
 
 
 def positions(bench: str, split: str) -> list[str]:
-    from selfanchor_chains.datasets import load_problems
+    from selfanchor_chains.eval.datasets import load_problems
 
     return [p.id for p in load_problems(bench, split=split)]
 

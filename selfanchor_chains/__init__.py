@@ -10,17 +10,17 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:
-    from .chains import CoTChain, PlanAndSolveChain, SelfAnchorChain, SPAChain
-    from .chat_models import ChatSteeredHF
-    from .llms import SteeredHFLLM
+    from .langchain.chat_model import ChatSteeredHF
+    from .langchain.llm import SteeredHFLLM
+    from .reasoning.chains import CoTChain, PlanAndSolveChain, SelfAnchorChain, SPAChain
 
 _LAZY = {
-    "SteeredHFLLM": "llms",
-    "ChatSteeredHF": "chat_models",
-    "SelfAnchorChain": "chains",
-    "CoTChain": "chains",
-    "PlanAndSolveChain": "chains",
-    "SPAChain": "chains",
+    "SteeredHFLLM": "langchain.llm",
+    "ChatSteeredHF": "langchain.chat_model",
+    "SelfAnchorChain": "reasoning.chains",
+    "CoTChain": "reasoning.chains",
+    "PlanAndSolveChain": "reasoning.chains",
+    "SPAChain": "reasoning.chains",
 }
 
 __all__ = [

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from selfanchor_chains.anchors import anchor, format_docs_anchored, special_token_strings
-from selfanchor_chains.inputs import prepare_chat, prepare_prompt
+from selfanchor_chains.prompting.control_tokens import special_token_strings
+from selfanchor_chains.prompting.inputs import prepare_chat, prepare_prompt
+from selfanchor_chains.prompting.markup import anchor, format_docs_anchored
 
 
 def special_ids(tokenizer: Any) -> set[int]:

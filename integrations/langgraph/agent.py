@@ -1,8 +1,8 @@
 """A prebuilt LangGraph agent whose reasoning node runs Self-Anchor over anchored tool results.
 
-The graph (from :func:`selfanchor_chains.langgraph.build_reasoning_graph`) is ``START → tools → reason → END``: the
+The graph (from :func:`selfanchor_chains.reasoning.langgraph.build_reasoning_graph`) is ``START → tools → reason → END``: the
 ``tools`` node calls every tool on the question, each result becomes a context passage, and the ``reason`` node
-(:class:`~selfanchor_chains.langgraph.SelfAnchorNode`) solves the question with Self-Anchor while those passages and
+(:class:`~selfanchor_chains.reasoning.langgraph.SelfAnchorNode`) solves the question with Self-Anchor while those passages and
 the question are anchored. Tool output is untrusted: it is escaped, so markup inside it cannot move the anchors.
 
     python integrations/langgraph/agent.py           # Qwen2.5-Coder-0.5B-Instruct
@@ -23,7 +23,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 from langchain_core.tools import tool
 
 from selfanchor_chains import SelfAnchorChain, SteeredHFLLM
-from selfanchor_chains.langgraph import build_reasoning_graph
+from selfanchor_chains.reasoning.langgraph import build_reasoning_graph
 
 PRICES = {"notebook": 3.5, "pen": 1.25, "ruler": 2.0, "eraser": 0.75}
 

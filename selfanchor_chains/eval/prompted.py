@@ -2,7 +2,7 @@
 
 The prompt is the same text the steered chains send (system message with the benchmark's answer hint, the
 question, the assistant prefix), rendered as one string, and the answer goes through the same extractor, so the
-only difference from :class:`~selfanchor_chains.chains.CoTChain` on a local model is the model.
+only difference from :class:`~selfanchor_chains.reasoning.chains.CoTChain` on a local model is the model.
 """
 
 from __future__ import annotations
@@ -21,12 +21,11 @@ class SteeringRequiredError(ValueError):
 
 
 def _template(method: str, bench: str) -> Any:
-    from ..prompts import COT, PLAN_AND_SOLVE, PLAN_AND_SOLVE_STRATEGYQA
+    from ..prompting.templates import baseline_template
 
-    if method == "cot":
-        return COT
-    if method == "ps":
-        return PLAN_AND_SOLVE_STRATEGYQA if bench == "strategyqa" else PLAN_AND_SOLVE
+    template = baseline_template(method, bench)
+    if template is not None:
+        return template
     raise SteeringRequiredError(
         f"method {method!r} needs a SteeredHFLLM (it steers attention or tracks steps while decoding); "
         f"with another LLM only {', '.join(PROMPTED_METHODS)} can run"

@@ -16,6 +16,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from ..reasoning.methods import METHODS
 from .stats import mcnemar_exact, stratified_paired_bootstrap, wilson_interval
 from .steering_report import build_steering_summary, format_steering_markdown
 from .store import iter_result_files, read_records, read_run_info
@@ -37,7 +38,7 @@ _RELIABLE_TASK_SIZE = 5
 TRUNCATED = frozenset({"length", "max_tokens", "MAX_TOKENS"})
 """Finish reasons meaning the token budget ran out (ours, and hosted APIs' spellings)."""
 _FINAL_LINE = re.compile(r"final\s+answer", re.IGNORECASE)
-_METHOD_ORDER = ("self-anchor", "cot", "ps", "spa", "structure-only", "constant-omega")
+_METHOD_ORDER = METHODS
 
 
 def load_results(out_dir: str | os.PathLike[str]) -> dict[str, dict[str, list[dict[str, Any]]]]:
@@ -108,7 +109,7 @@ def _groups(
     results: Mapping[str, Mapping[str, Sequence[dict[str, Any]]]],
 ) -> list[tuple[str, str, str | None, dict[str, list[dict[str, Any]]]]]:
     """``(row name, bench, task, {method: records})`` for every benchmark and every BBH task, in report order."""
-    from ..datasets import BBH_TASKS, BENCHMARKS
+    from .datasets import BBH_TASKS, BENCHMARKS
 
     groups: list[tuple[str, str, str | None, dict[str, list[dict[str, Any]]]]] = []
     for bench in _ordered(results, BENCHMARKS):

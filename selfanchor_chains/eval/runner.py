@@ -16,7 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..conflict import CONFLICT_METHODS
+from ..reasoning.methods import METHODS
+from .conflict_set import CONFLICT_METHODS
 from .store import (
     ResultsFile,
     check_compatible,
@@ -39,8 +40,8 @@ __all__ = [
     "run_eval",
 ]
 
-METHOD_NAMES = ("self-anchor", "cot", "ps", "spa", "structure-only", "constant-omega")
-"""The method names of ``selfanchor eval`` (those of :data:`selfanchor_chains.cli.METHODS`)."""
+METHOD_NAMES = METHODS
+"""The method names of ``selfanchor eval`` (the registry's, :data:`selfanchor_chains.reasoning.methods.METHODS`)."""
 
 STEP_LOG_KEYS = ("kind", "omega", "confidence", "tokens", "changed", "kl")
 """What a results file keeps of each step: its kind, ω, confidence, length and the steering diagnostics."""
@@ -56,7 +57,7 @@ STUDY_OPTION_DEFAULTS: dict[str, Any] = {
 """Reasoning-chain options whose non-default values are part of a method's fingerprint."""
 
 CONFLICT_METHOD_NAMES = CONFLICT_METHODS
-"""The methods of the knowledge-conflict benchmark ``conflictqa`` (:mod:`selfanchor_chains.conflict_methods`)."""
+"""The methods of the knowledge-conflict benchmark ``conflictqa`` (:mod:`selfanchor_chains.eval.conflict_methods`)."""
 
 ChainFactory = Callable[[str, str], Any]
 """``factory(method, bench) -> runnable`` whose ``batch`` maps ``{"question", "task", "options"}`` dicts to the
@@ -130,8 +131,8 @@ def parse_benches(spec: str | Sequence[str]) -> list[str]:
     Raises:
         ValueError: Unknown benchmark or BBH task, a task on a benchmark without tasks, or no benchmark at all.
     """
-    from ..datasets import ALL_BENCHMARKS as BENCHMARKS
-    from ..datasets import BBH_TASKS
+    from .datasets import ALL_BENCHMARKS as BENCHMARKS
+    from .datasets import BBH_TASKS
 
     items = spec.split(",") if isinstance(spec, str) else list(spec)
     out: list[str] = []
@@ -158,7 +159,7 @@ def parse_benches(spec: str | Sequence[str]) -> list[str]:
 
 
 def _is_steered(source: Any) -> bool:
-    from ..llms import SteeredHFLLM
+    from ..langchain.llm import SteeredHFLLM
 
     return isinstance(source, SteeredHFLLM)
 
@@ -190,11 +191,11 @@ def _check_source(source: Any, methods: Sequence[MethodSpec]) -> None:
 
 def _make_chain(source: Any, method: str, bench: str, max_new_tokens: int) -> Any:
     if _is_steered(source) and bench == "conflictqa":
-        from ..conflict_methods import make_conflict_chain
+        from .conflict_methods import make_conflict_chain
 
         return make_conflict_chain(method, source, max_new_tokens=max_new_tokens)
     if _is_steered(source):
-        from ..cli import make_chain
+        from ..reasoning.methods import make_chain
 
         return make_chain(method, source, bench=bench, max_new_tokens=max_new_tokens)
     if _is_language_model(source):
@@ -214,7 +215,7 @@ def method_fingerprint(chain: Any, source: Any, method: str, bench: str) -> str 
     import hashlib
     import json
 
-    from ..chains import ReasoningChain
+    from ..reasoning.chains import ReasoningChain
 
     payload: dict[str, Any]
     if isinstance(chain, ReasoningChain):
@@ -274,7 +275,7 @@ def make_record(
     """One line of a results file: the item's prediction, grade, cost and trace.
 
     Args:
-        problem: The :class:`~selfanchor_chains.datasets.Problem`.
+        problem: The :class:`~selfanchor_chains.eval.datasets.Problem`.
         method: Method name.
         output: The chain's output dict; without ``answer`` the answer is extracted from ``text``.
         seconds: Wall time charged to this item (its batch's time divided by the batch size).
@@ -315,7 +316,7 @@ def make_record(
     if graded.error is not None:
         record["grade_error"] = graded.error  # the prediction could not be read; it is graded wrong
     if bench == "conflictqa":
-        from ..conflict import grade_conflict
+        from .conflict_set import grade_conflict
 
         record.update(grade_conflict(prediction, problem.extra))
     return record
@@ -323,7 +324,7 @@ def make_record(
 
 def _chain_input(problem: Any) -> dict[str, Any]:
     if problem.bench == "conflictqa":
-        from ..conflict import chain_input
+        from .conflict_set import chain_input
 
         return chain_input(problem)
     return {"question": problem.question, "task": problem.task, "options": problem.options}
@@ -396,12 +397,12 @@ def run_eval(
         benches: Benchmark specs (``"gsm8k,bbh"`` or a list; ``bbh:<task>`` for one BBH task).
         methods: Method specs (``"self-anchor,cot,spa:100"`` or a list); ``name:N`` caps a method at N items per
             benchmark.
-        llm_or_chain_factory: A :class:`~selfanchor_chains.llms.SteeredHFLLM` (all methods); any other LangChain
+        llm_or_chain_factory: A :class:`~selfanchor_chains.langchain.llm.SteeredHFLLM` (all methods); any other LangChain
             LLM or chat model (``cot`` and ``ps`` only, via :func:`~selfanchor_chains.eval.make_prompted_chain`); or
             a factory ``(method, bench) -> runnable`` (see :data:`ChainFactory`).
         out_dir: Output folder.
         limit: At most this many problems per benchmark spec (BBH without a task: spread over the tasks).
-        data_dir: Benchmark data folder (default: :func:`~selfanchor_chains.datasets.default_data_dir`).
+        data_dir: Benchmark data folder (default: :func:`~selfanchor_chains.eval.datasets.default_data_dir`).
         split: Data split.
         batch_size: Items per batch (one batched decoding session per method and batch).
         max_new_tokens: Decoding budget of the steered chains (a factory or hosted LLM sets its own).
@@ -428,7 +429,7 @@ def run_eval(
         DatasetError: The data cannot be found or read.
     """
     from .. import __version__
-    from ..datasets import load_problems
+    from .datasets import load_problems
 
     bench_specs = parse_benches(benches)
     known = METHOD_NAMES + CONFLICT_METHOD_NAMES if _is_language_model(llm_or_chain_factory) else None
@@ -482,7 +483,7 @@ def run_eval(
                 chain = chains[(bench, method)] = _make_chain(llm_or_chain_factory, method, bench, max_new_tokens)
                 key = f"{bench}/{method}"
                 if bench == "conflictqa" and _is_steered(llm_or_chain_factory):
-                    from ..conflict_methods import conflict_fingerprint
+                    from .conflict_methods import conflict_fingerprint
 
                     fingerprints[key] = conflict_fingerprint(chain)
                 else:
@@ -581,7 +582,7 @@ def pending_items(
 
     Reads the results without repairing or locking anything, so it is safe while another run writes.
     """
-    from ..datasets import load_problems
+    from .datasets import load_problems
 
     bench_specs = parse_benches(benches)
     method_specs = parse_methods(methods, known=None)

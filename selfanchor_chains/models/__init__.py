@@ -21,6 +21,7 @@ from .cache import CACHE_ENV_VAR, assemble_gguf, cache_dir, converted_model_dir,
 from .dtypes import AUTO_DTYPE, DEFAULT_DTYPE, DtypeChoice, cpu_native_bf16_features, resolve_dtype
 from .loading import load_model_and_tokenizer, model_tag
 from .registry import (
+    DEFAULT_MODEL,
     REGISTRY,
     GGUFChunk,
     ModelChecksumError,
@@ -36,6 +37,7 @@ __all__ = [
     "AUTO_DTYPE",
     "CACHE_ENV_VAR",
     "DEFAULT_DTYPE",
+    "DEFAULT_MODEL",
     "REGISTRY",
     "DtypeChoice",
     "GGUFChunk",

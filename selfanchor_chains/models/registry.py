@@ -113,6 +113,9 @@ def _split_chunks(module_prefix: str, dist_prefix: str, version: str, count: int
     )
 
 
+DEFAULT_MODEL = "qwen2.5-coder-0.5b"
+"""The model the command line uses when none is named (``$SELFANCHOR_MODEL`` overrides it)."""
+
 REGISTRY: dict[str, ModelSpec] = {
     spec.name: spec
     for spec in (

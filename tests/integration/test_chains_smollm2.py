@@ -9,10 +9,10 @@ import itertools
 import pytest
 import torch
 
-from selfanchor_chains.chains import CoTChain, SelfAnchorChain, SPAChain, _Pass
 from selfanchor_chains.engine import DecodeSession
-from selfanchor_chains.schedules import ConfidenceOmega, ConstantOmega
-from selfanchor_chains.steps import StepLimits
+from selfanchor_chains.reasoning.chains import CoTChain, SelfAnchorChain, SPAChain, _Pass
+from selfanchor_chains.reasoning.schedules import ConfidenceOmega, ConstantOmega
+from selfanchor_chains.reasoning.steps import StepLimits
 
 pytestmark = [
     pytest.mark.slow,
@@ -27,7 +27,7 @@ QUESTIONS = [
 
 @pytest.fixture(scope="module")
 def llm():
-    from selfanchor_chains.llms import SteeredHFLLM
+    from selfanchor_chains.langchain.llm import SteeredHFLLM
 
     return SteeredHFLLM.from_model_id("smollm2-135m", dtype="float32")
 
@@ -209,7 +209,7 @@ def test_retrieved_context_is_anchored_and_escaped(llm):
 
 def test_langgraph_node_reasons_over_anchored_tool_results(llm):
     pytest.importorskip("langgraph")
-    from selfanchor_chains.langgraph import build_reasoning_graph
+    from selfanchor_chains.reasoning.langgraph import build_reasoning_graph
 
     def price_lookup(question: str) -> str:
         return "Pens cost 2 dollars each."

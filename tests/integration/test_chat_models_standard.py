@@ -14,7 +14,7 @@ import torch
 from langchain_tests.integration_tests import ChatModelIntegrationTests
 
 from selfanchor_chains import models
-from selfanchor_chains.chat_models import ChatSteeredHF
+from selfanchor_chains.langchain.chat_model import ChatSteeredHF
 
 pytestmark = pytest.mark.slow
 

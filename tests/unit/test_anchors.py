@@ -10,7 +10,9 @@ import pytest
 from langchain_core.documents import Document
 from langchain_core.runnables import RunnableLambda
 
-from selfanchor_chains.anchors import (
+from selfanchor_chains.prompting.chat import render_chat_with_anchors
+from selfanchor_chains.prompting.control_tokens import special_token_strings
+from selfanchor_chains.prompting.markup import (
     DEFAULT_MARKUP,
     ESCAPE_CHAR,
     AnchorError,
@@ -21,16 +23,16 @@ from selfanchor_chains.anchors import (
     AnchorTemplateError,
     AnchorTokenizerError,
     anchor,
-    char_spans_to_token_spans,
-    check_whole_prompt,
     escape_anchor_markup,
     format_docs_anchored,
-    merge_spans,
     parse_anchor_markup,
-    render_chat_with_anchors,
-    resolve_anchor_strings,
-    special_token_strings,
     strip_anchor_markup,
+)
+from selfanchor_chains.prompting.spans import (
+    char_spans_to_token_spans,
+    check_whole_prompt,
+    merge_spans,
+    resolve_anchor_strings,
     tokenize_with_anchors,
 )
 
@@ -486,6 +488,6 @@ def test_render_chat_trimming_template(byte_tokenizer) -> None:  # type: ignore[
 
 
 def test_import_is_light() -> None:
-    code = "import sys, selfanchor_chains.anchors; print(any(m == 'torch' or m == 'transformers' for m in sys.modules))"
+    code = "import sys, selfanchor_chains.prompting; print(any(m == 'torch' or m == 'transformers' for m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"

@@ -17,7 +17,7 @@ from selfanchor_chains.answers import (
     parse_options,
     score,
 )
-from selfanchor_chains.datasets import BENCHMARKS, DataDirNotFoundError, Problem, load_problems
+from selfanchor_chains.eval.datasets import BENCHMARKS, DataDirNotFoundError, Problem, load_problems
 
 _CACHE: dict[str, list[Problem]] = {}
 

@@ -21,14 +21,14 @@ from langchain_core.prompts import ChatPromptTemplate
 from langchain_core.runnables import RunnableLambda
 from pydantic import ValidationError
 
-from selfanchor_chains.anchors import (
+from selfanchor_chains.langchain.chat_model import ChatSteeredHF
+from selfanchor_chains.prompting.markup import (
     AnchorMarkupError,
     AnchorNotFoundError,
     AnchorSpanError,
     escape_anchor_markup,
     format_docs_anchored,
 )
-from selfanchor_chains.chat_models import ChatSteeredHF
 
 CONVERSATIONS: list[list[Any]] = [
     [HumanMessage("Question: <anchor>Tom has 3 apples and buys 5 more.</anchor> How many now?")],

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from langchain_tests.unit_tests import ChatModelUnitTests
 
-from selfanchor_chains.chat_models import ChatSteeredHF
+from selfanchor_chains.langchain.chat_model import ChatSteeredHF
 
 
 class TestChatSteeredHFUnit(ChatModelUnitTests):

@@ -16,7 +16,7 @@ def no_model_loading(monkeypatch: pytest.MonkeyPatch) -> None:
     def refuse(*args: Any, **kwargs: Any) -> Any:
         raise AssertionError("a model was loaded")
 
-    monkeypatch.setattr(models, "load_model_and_tokenizer", refuse)
+    monkeypatch.setattr(models.loading, "load_model_and_tokenizer", refuse)
 
 
 @pytest.mark.parametrize(
@@ -70,7 +70,7 @@ def test_an_unknown_model_is_one_line(argv: list[str], message: str, capsys: Any
 
 @pytest.mark.usefixtures("no_model_loading")
 def test_debug_shows_the_traceback() -> None:
-    from selfanchor_chains.anchors import AnchorMarkupError
+    from selfanchor_chains.prompting.markup import AnchorMarkupError
 
     with pytest.raises(AnchorMarkupError):
         cli.main(["--debug", "generate", "x <anchor>y"])

@@ -9,20 +9,20 @@ from typing import Any
 
 import pytest
 
-from selfanchor_chains.anchors import parse_anchor_markup
 from selfanchor_chains.answers import extract_answer, is_correct, short_answer
-from selfanchor_chains.conflict import (
+from selfanchor_chains.answers.mentions import mentions
+from selfanchor_chains.eval.conflict_methods import ShortAnswerChain, make_conflict_chain, parse_conflict_method
+from selfanchor_chains.eval.conflict_set import (
     ConflictRecordError,
     CountryFact,
     build_conflict_set,
     check_record,
     country_facts,
     grade_conflict,
-    mentions,
     write_conflict_set,
 )
-from selfanchor_chains.conflict_methods import ShortAnswerChain, make_conflict_chain, parse_conflict_method
-from selfanchor_chains.datasets import load_problems
+from selfanchor_chains.eval.datasets import load_problems
+from selfanchor_chains.prompting.markup import parse_anchor_markup
 
 FACTS = [
     CountryFact(code, name, {"capital": capital, "currency": currency, "continent": continent})
@@ -218,7 +218,7 @@ def test_bad_inputs_and_method_names() -> None:
 @pytest.fixture(scope="module")
 def tiny_llm(tiny_model: Any, byte_tokenizer: Any) -> Any:
     """The shared tiny random Llama (float32, so comparisons are exact) as a SteeredHFLLM."""
-    from selfanchor_chains.llms import SteeredHFLLM
+    from selfanchor_chains.langchain.llm import SteeredHFLLM
 
     return SteeredHFLLM(model=tiny_model, tokenizer=byte_tokenizer, model_id="tiny", max_new_tokens=4)
 

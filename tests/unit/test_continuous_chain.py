@@ -19,7 +19,7 @@ QUESTIONS = [
 
 @pytest.fixture(scope="module")
 def llm(byte_tokenizer: Any) -> Any:
-    from selfanchor_chains.llms import SteeredHFLLM
+    from selfanchor_chains.langchain.llm import SteeredHFLLM
     from tests.conftest import build_long_context_llama
 
     model = build_long_context_llama(len(byte_tokenizer), initializer_range=0.5)  # its own: the test edits EOS
@@ -37,7 +37,7 @@ def llm(byte_tokenizer: Any) -> Any:
 
 
 def _rows(llm: Any) -> list[Any]:
-    from selfanchor_chains.chains import SelfAnchorChain
+    from selfanchor_chains.reasoning.chains import SelfAnchorChain
 
     chain = SelfAnchorChain(llm=llm, max_new_tokens=14)
     return chain._rows([chain._build(i, chain._coerce(q)) for i, q in enumerate(QUESTIONS)])
@@ -45,8 +45,8 @@ def _rows(llm: Any) -> list[Any]:
 
 @pytest.mark.parametrize("retries", [0, 1])
 def test_continuous_solves_equal_solving_each_alone(llm: Any, retries: int) -> None:
-    from selfanchor_chains.chains import SelfAnchorChain
-    from selfanchor_chains.schedules import ConstantOmega
+    from selfanchor_chains.reasoning.chains import SelfAnchorChain
+    from selfanchor_chains.reasoning.schedules import ConstantOmega
 
     def chain(**kwargs: Any) -> Any:
         return SelfAnchorChain(
@@ -86,7 +86,7 @@ def test_continuous_solves_equal_solving_each_alone(llm: Any, retries: int) -> N
 
 
 def test_continuous_stream_reports_every_problem_in_order_of_finishing(llm: Any) -> None:
-    from selfanchor_chains.chains import SelfAnchorChain
+    from selfanchor_chains.reasoning.chains import SelfAnchorChain
 
     chain = SelfAnchorChain(llm=llm, max_new_tokens=14, batch_size=2, format_retries=0)
     order = [i for i, _ in chain.as_completed(QUESTIONS)]

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from selfanchor_chains import datasets
-from selfanchor_chains.datasets import (
+from selfanchor_chains.eval import datasets
+from selfanchor_chains.eval.datasets import (
     BBH_TASKS,
     BENCHMARKS,
     DATA_DIR_ENV,

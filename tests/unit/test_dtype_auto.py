@@ -151,7 +151,7 @@ def test_load_model_and_tokenizer_resolves_auto(monkeypatch: pytest.MonkeyPatch)
 
 @pytest.mark.usefixtures("no_bf16_cpu")
 @pytest.mark.parametrize(
-    "cls_path", ["selfanchor_chains.llms.SteeredHFLLM", "selfanchor_chains.chat_models.ChatSteeredHF"]
+    "cls_path", ["selfanchor_chains.langchain.llm.SteeredHFLLM", "selfanchor_chains.langchain.chat_model.ChatSteeredHF"]
 )
 def test_from_model_id_names_the_model_by_the_concrete_dtype(
     cls_path: str, monkeypatch: pytest.MonkeyPatch, tiny_model: Any, byte_tokenizer: Any
@@ -166,7 +166,7 @@ def test_from_model_id_names_the_model_by_the_concrete_dtype(
         calls.append({"name": name, **kwargs})
         return tiny_model, byte_tokenizer
 
-    monkeypatch.setattr(models, "load_model_and_tokenizer", fake)
+    monkeypatch.setattr(models.loading, "load_model_and_tokenizer", fake)
     llm = cls.from_model_id("tiny")
     assert calls[0]["dtype"] == "float32"
     assert llm.model_id == "tiny@float32"  # the LLM cache key and eval folders see the concrete dtype
@@ -188,11 +188,11 @@ def test_cli_dtype_defaults_to_auto() -> None:
 def test_cli_load_says_what_it_chose_and_why(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from selfanchor_chains import cli
+    from selfanchor_chains.cli import commands
 
     calls: list[dict[str, Any]] = []
-    monkeypatch.setattr(models, "load_model_and_tokenizer", lambda name, **kw: calls.append(kw) or ("m", "t"))
-    model, tokenizer, info = cli._load(argparse.Namespace(model="tiny", dtype="auto"))
+    monkeypatch.setattr(models.loading, "load_model_and_tokenizer", lambda name, **kw: calls.append(kw) or ("m", "t"))
+    model, tokenizer, info = commands.load_model(argparse.Namespace(model="tiny", dtype="auto"))
     assert (model, tokenizer) == ("m", "t") and calls[0]["dtype"] == "float32"
     assert info["dtype"] == "float32" and info["dtype_choice"]["requested"] == "auto"
     err = capsys.readouterr().err
@@ -233,7 +233,7 @@ def _answering_factory(method: str, bench: str) -> Any:
 def test_eval_resolves_auto_before_naming_folders_and_models(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from selfanchor_chains import llms
+    from selfanchor_chains.langchain import llm as llms
 
     data = _gsm8k_data(tmp_path / "data")
     monkeypatch.chdir(tmp_path)
@@ -270,7 +270,7 @@ def test_llamaindex_from_model_id_passes_auto_and_quantization(
     monkeypatch: pytest.MonkeyPatch, tiny_model: Any, byte_tokenizer: Any
 ) -> None:
     selfanchor_llm = pytest.importorskip("llama_index.llms.selfanchor")
-    from selfanchor_chains.llms import SteeredHFLLM
+    from selfanchor_chains.langchain.llm import SteeredHFLLM
 
     calls: list[dict[str, Any]] = []
 

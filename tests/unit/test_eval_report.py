@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from selfanchor_chains.cli.eval_commands import add_eval_commands
 from selfanchor_chains.eval import (
     build_report,
     format_markdown,
@@ -19,7 +20,6 @@ from selfanchor_chains.eval import (
     wilson_interval,
     write_report,
 )
-from selfanchor_chains.eval.cli import add_eval_commands
 from selfanchor_chains.eval.report import MACRO_ROW
 
 

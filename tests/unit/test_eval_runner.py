@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from selfanchor_chains.cli.eval_commands import add_eval_commands, cmd_eval
 from selfanchor_chains.eval import (
     IncompatibleRunError,
     MethodSpec,
@@ -21,7 +22,6 @@ from selfanchor_chains.eval import (
     render_baseline_prompt,
     run_eval,
 )
-from selfanchor_chains.eval.cli import add_eval_commands, cmd_eval
 
 GSM8K = [{"id": f"gsm8k/test/{i:04d}", "question": f"What is {i} + {i}?", "answer": str(2 * i)} for i in range(7)]
 BBH = [
@@ -256,7 +256,7 @@ def long_context_tiny_model(long_context_model: Any) -> Any:
 def test_tiny_model_end_to_end(
     tmp_path: Path, data_dir: Path, long_context_tiny_model: Any, byte_tokenizer: Any
 ) -> None:
-    from selfanchor_chains.llms import SteeredHFLLM
+    from selfanchor_chains.langchain.llm import SteeredHFLLM
 
     llm = SteeredHFLLM(model=long_context_tiny_model, tokenizer=byte_tokenizer, model_id="tiny")
     summary = run_eval(
@@ -282,10 +282,10 @@ def test_changed_prompt_is_refused_before_anything_runs(
 ) -> None:
     import dataclasses
 
-    from selfanchor_chains.chains import CoTChain, SelfAnchorChain
     from selfanchor_chains.eval.store import IncompatibleRunError
-    from selfanchor_chains.llms import SteeredHFLLM
-    from selfanchor_chains.prompts import SELF_ANCHOR
+    from selfanchor_chains.langchain.llm import SteeredHFLLM
+    from selfanchor_chains.prompting.templates import SELF_ANCHOR
+    from selfanchor_chains.reasoning.chains import CoTChain, SelfAnchorChain
 
     llm = SteeredHFLLM(model=long_context_tiny_model, tokenizer=byte_tokenizer, model_id="tiny")
     reworded = dataclasses.replace(SELF_ANCHOR, system=SELF_ANCHOR.system.replace("short plans", "brief plans"))
@@ -323,9 +323,9 @@ def test_changed_prompt_is_refused_before_anything_runs(
 
 
 def test_fingerprint_tells_methods_and_settings_apart(long_context_tiny_model: Any, byte_tokenizer: Any) -> None:
-    from selfanchor_chains.chains import SelfAnchorChain, constant_omega, structure_only
     from selfanchor_chains.eval.runner import method_fingerprint
-    from selfanchor_chains.llms import SteeredHFLLM
+    from selfanchor_chains.langchain.llm import SteeredHFLLM
+    from selfanchor_chains.reasoning.chains import SelfAnchorChain, constant_omega, structure_only
 
     llm = SteeredHFLLM(model=long_context_tiny_model, tokenizer=byte_tokenizer, model_id="tiny")
     chains = [SelfAnchorChain(llm=llm), structure_only(llm), constant_omega(llm, 1.5), constant_omega(llm, 2.0)]
@@ -338,8 +338,8 @@ def test_fingerprint_tells_methods_and_settings_apart(long_context_tiny_model: A
 def test_throughput_bench_times_methods_side_by_side(
     data_dir: Path, long_context_tiny_model: Any, byte_tokenizer: Any
 ) -> None:
-    from selfanchor_chains.bench import run_throughput_bench
-    from selfanchor_chains.llms import SteeredHFLLM
+    from selfanchor_chains.eval.speed import run_throughput_bench
+    from selfanchor_chains.langchain.llm import SteeredHFLLM
 
     llm = SteeredHFLLM(model=long_context_tiny_model, tokenizer=byte_tokenizer, model_id="tiny")
     lines: list[str] = []
@@ -488,7 +488,7 @@ def test_method_names_match_the_main_cli() -> None:
 def test_continuous_run_writes_the_same_results_as_batches(
     tmp_path: Path, data_dir: Path, long_context_tiny_model: Any, byte_tokenizer: Any
 ) -> None:
-    from selfanchor_chains.llms import SteeredHFLLM
+    from selfanchor_chains.langchain.llm import SteeredHFLLM
 
     llm = SteeredHFLLM(model=long_context_tiny_model, tokenizer=byte_tokenizer, model_id="tiny")
     kwargs: dict[str, Any] = {"data_dir": data_dir, "batch_size": 2, "max_new_tokens": 6, "progress": False}

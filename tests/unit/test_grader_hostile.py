@@ -9,8 +9,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from selfanchor_chains.anchors import AnchorError, parse_anchor_markup
 from selfanchor_chains.answers import MAX_ANSWER_CHARS, extract_answer, grade, is_correct, score
+from selfanchor_chains.prompting.markup import AnchorError, parse_anchor_markup
 
 BENCHES = ["gsm8k", "aqua", "math500", "strategyqa", "t4d", "bbh:word_sorting", "bbh:dyck_languages", "bbh"]
 

@@ -40,7 +40,7 @@ def _abandon(stream: Any, after: int = 1) -> Any:
 
 
 def test_an_abandoned_llm_stream_blocks_nothing(tiny_model, byte_tokenizer):
-    from selfanchor_chains.llms import SteeredHFLLM
+    from selfanchor_chains.langchain.llm import SteeredHFLLM
 
     llm = SteeredHFLLM(model=tiny_model, tokenizer=byte_tokenizer, model_id="tiny", omega=1.5, max_new_tokens=8)
     kept = _abandon(llm.stream("Tell me a story about <anchor>a cat</anchor>."))
@@ -53,7 +53,7 @@ def test_an_abandoned_llm_stream_blocks_nothing(tiny_model, byte_tokenizer):
 
 
 def test_an_abandoned_chat_stream_blocks_nothing(tiny_model, byte_tokenizer):
-    from selfanchor_chains.chat_models import ChatSteeredHF
+    from selfanchor_chains.langchain.chat_model import ChatSteeredHF
 
     chat = ChatSteeredHF(model=tiny_model, tokenizer=byte_tokenizer, model_id="tiny", omega=1.5, max_tokens=8)
     kept = _abandon(chat.stream("Tell me a story."))
@@ -62,8 +62,8 @@ def test_an_abandoned_chat_stream_blocks_nothing(tiny_model, byte_tokenizer):
 
 
 def test_an_abandoned_chain_stream_blocks_the_shared_model_for_no_one(long_context_model, byte_tokenizer):
-    from selfanchor_chains.chains import SelfAnchorChain
-    from selfanchor_chains.llms import SteeredHFLLM
+    from selfanchor_chains.langchain.llm import SteeredHFLLM
+    from selfanchor_chains.reasoning.chains import SelfAnchorChain
 
     llm = SteeredHFLLM(model=long_context_model, tokenizer=byte_tokenizer, model_id="tiny", max_new_tokens=8)
     chain = SelfAnchorChain(llm=llm, max_new_tokens=8)
@@ -75,7 +75,7 @@ def test_an_abandoned_chain_stream_blocks_the_shared_model_for_no_one(long_conte
 
 
 def test_a_bare_string_as_anchors_is_refused_before_any_work(tiny_model, byte_tokenizer, monkeypatch):
-    from selfanchor_chains.llms import SteeredHFLLM
+    from selfanchor_chains.langchain.llm import SteeredHFLLM
 
     llm = SteeredHFLLM(model=tiny_model, tokenizer=byte_tokenizer, model_id="tiny", omega=1.5, max_new_tokens=4)
 
@@ -100,7 +100,7 @@ def test_control_tokens_in_untrusted_text_stay_plain_text(byte_tokenizer, token)
 
 
 def test_neutralising_leaves_ordinary_text_alone_and_reads_the_same(byte_tokenizer):
-    from selfanchor_chains.anchors import NEUTRALIZER, neutralize_in_spans, neutralize_special_tokens
+    from selfanchor_chains.prompting.control_tokens import NEUTRALIZER, neutralize_in_spans, neutralize_special_tokens
 
     specials = ["<|im_end|>", "<|im_start|>", "<s>"]
     assert neutralize_special_tokens("no control tokens here", specials) == "no control tokens here"
@@ -123,8 +123,8 @@ def test_neutralising_leaves_ordinary_text_alone_and_reads_the_same(byte_tokeniz
 def test_chains_validate_their_settings_when_built(tiny_model, byte_tokenizer, chain, settings, message):
     from pydantic import ValidationError
 
-    from selfanchor_chains import chains
-    from selfanchor_chains.llms import SteeredHFLLM
+    from selfanchor_chains import reasoning as chains
+    from selfanchor_chains.langchain.llm import SteeredHFLLM
 
     llm = SteeredHFLLM(model=tiny_model, tokenizer=byte_tokenizer, model_id="tiny")
     with pytest.raises(ValidationError, match=message):
@@ -230,8 +230,8 @@ def test_an_unavailable_device_is_refused_before_loading(monkeypatch):
     ],
 )
 def test_bad_markup_is_a_typed_error_before_any_forward(tiny_model, byte_tokenizer, monkeypatch, prompt, error):
-    from selfanchor_chains import anchors
-    from selfanchor_chains.llms import SteeredHFLLM
+    from selfanchor_chains import prompting as anchors
+    from selfanchor_chains.langchain.llm import SteeredHFLLM
 
     llm = SteeredHFLLM(model=tiny_model, tokenizer=byte_tokenizer, model_id="tiny", omega=1.5, max_new_tokens=4)
     monkeypatch.setattr(tiny_model, "forward", lambda *a, **k: (_ for _ in ()).throw(AssertionError("ran")))
@@ -243,16 +243,16 @@ def test_bad_markup_is_a_typed_error_before_any_forward(tiny_model, byte_tokeniz
 def test_bad_llm_settings_are_refused_when_built(tiny_model, byte_tokenizer, settings):
     from pydantic import ValidationError
 
-    from selfanchor_chains.llms import SteeredHFLLM
+    from selfanchor_chains.langchain.llm import SteeredHFLLM
 
     with pytest.raises(ValidationError):
         SteeredHFLLM(model=tiny_model, tokenizer=byte_tokenizer, model_id="tiny", **settings)
 
 
 def test_bad_spans_and_over_long_prompts_are_refused_before_any_forward(tiny_model, byte_tokenizer):
-    from selfanchor_chains.anchors import AnchorSpanError
     from selfanchor_chains.engine import DecodingInputError, RowRequest, SteeredDecoder
-    from selfanchor_chains.llms import SteeredHFLLM
+    from selfanchor_chains.langchain.llm import SteeredHFLLM
+    from selfanchor_chains.prompting.markup import AnchorSpanError
 
     llm = SteeredHFLLM(model=tiny_model, tokenizer=byte_tokenizer, model_id="tiny", omega=1.5, max_new_tokens=4)
     with pytest.raises(AnchorSpanError):
@@ -266,7 +266,7 @@ def test_bad_spans_and_over_long_prompts_are_refused_before_any_forward(tiny_mod
 def test_a_cancelled_async_stream_releases_the_model(tiny_model, byte_tokenizer):
     import asyncio
 
-    from selfanchor_chains.llms import SteeredHFLLM
+    from selfanchor_chains.langchain.llm import SteeredHFLLM
 
     llm = SteeredHFLLM(model=tiny_model, tokenizer=byte_tokenizer, model_id="tiny", omega=1.5, max_new_tokens=64)
 

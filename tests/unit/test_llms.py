@@ -17,8 +17,8 @@ from langchain_core.globals import set_llm_cache
 from langchain_core.runnables import RunnableLambda
 from pydantic import ValidationError
 
-from selfanchor_chains.anchors import AnchorNotFoundError, format_docs_anchored
-from selfanchor_chains.llms import SteeredHFLLM
+from selfanchor_chains.langchain.llm import SteeredHFLLM
+from selfanchor_chains.prompting.markup import AnchorNotFoundError, format_docs_anchored
 
 PROMPTS = [
     "Question: <anchor>Tom has 3 apples and buys 5 more. How many now?</anchor> Answer:",

@@ -38,11 +38,11 @@ def test_unknown_quantization_is_refused_before_loading() -> None:
 
 
 @pytest.mark.usefixtures("no_loading")
-@pytest.mark.parametrize("cls_path", ["llms.SteeredHFLLM", "chat_models.ChatSteeredHF"])
+@pytest.mark.parametrize("cls_path", ["langchain.llm.SteeredHFLLM", "langchain.chat_model.ChatSteeredHF"])
 def test_from_model_id_refuses_before_loading(cls_path: str) -> None:
     import importlib
 
-    module, name = cls_path.split(".")
+    module, _, name = cls_path.rpartition(".")
     cls = getattr(importlib.import_module(f"selfanchor_chains.{module}"), name)
     with pytest.raises(ValueError, match="Unknown quantization 'int3'"):
         cls.from_model_id("smollm2-135m", quantization="int3")
@@ -179,8 +179,8 @@ def test_eval_names_quantized_runs_apart(
 ) -> None:
     import json
 
-    from selfanchor_chains import llms
     from selfanchor_chains.cli import build_parser
+    from selfanchor_chains.langchain import llm as llms
 
     (tmp_path / "data" / "gsm8k").mkdir(parents=True)
     record = {"id": "q0", "question": "1 + 1?", "answer": "2"}

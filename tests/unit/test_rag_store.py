@@ -10,7 +10,7 @@ from langchain_core.documents import Document
 from langchain_core.embeddings import Embeddings
 from langchain_core.embeddings.fake import DeterministicFakeEmbedding
 
-from selfanchor_chains.rag import build_retriever, faiss_vector_store
+from selfanchor_chains.reasoning.rag import build_retriever, faiss_vector_store
 
 pytestmark = pytest.mark.skipif(
     importlib.util.find_spec("faiss") is None or importlib.util.find_spec("langchain_community") is None,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 
-from selfanchor_chains.solve_view import SolveView, step_summary
+from selfanchor_chains.cli.solve_view import SolveView, step_summary
 
 STEPS = [
     {"kind": "plan", "index": 1, "text": "Plan 1: find the total", "omega": 1.25, "confidence": 0.91,
@@ -57,7 +57,7 @@ def test_live_view_shows_finished_steps_and_the_one_being_decoded() -> None:
 
 def test_comparison_shows_each_method_with_its_answer() -> None:
 
-    from selfanchor_chains.solve_view import show_comparison
+    from selfanchor_chains.cli.solve_view import show_comparison
 
     solved = [
         (

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from selfanchor_chains.engine import TokenEvent
-from selfanchor_chains.prompts import StepMarkers
-from selfanchor_chains.schedules import ConfidenceOmega, ConstantOmega, ScaledOmega
-from selfanchor_chains.steps import StepLimits, StepTracker, marker_pattern
+from selfanchor_chains.prompting.templates import StepMarkers
+from selfanchor_chains.reasoning.schedules import ConfidenceOmega, ConstantOmega, ScaledOmega
+from selfanchor_chains.reasoning.steps import StepLimits, StepTracker, marker_pattern
 
 PROMPT_LEN = 50
 PREFIX = 3  # "Plan 1:" tokens at the end of the prompt

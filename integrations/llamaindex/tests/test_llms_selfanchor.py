@@ -11,7 +11,7 @@ from llama_index.core.llms import CustomLLM
 from llama_index.llms.selfanchor import SelfAnchorLLM
 from pydantic import ValidationError
 
-from selfanchor_chains.anchors import AnchorMarkupError, AnchorNotFoundError
+from selfanchor_chains.prompting.markup import AnchorMarkupError, AnchorNotFoundError
 
 pytestmark = pytest.mark.slow
 

@@ -21,11 +21,12 @@ from llama_index.core.bridge.pydantic import Field, PrivateAttr, field_validator
 from llama_index.core.llms.callbacks import llm_chat_callback, llm_completion_callback
 from llama_index.core.llms.custom import CustomLLM
 
-from selfanchor_chains.anchors import AnchorNotFoundError, parse_anchor_markup, resolve_anchor_strings
-from selfanchor_chains.decoding import RowRequest, RowResult, SamplingConfig, TokenEvent
-from selfanchor_chains.inputs import PreparedPrompt, markup_from_spans, prepare_chat, prepare_prompt
-from selfanchor_chains.llms import SteeredHFLLM
-from selfanchor_chains.runtime import DecodeSettings
+from selfanchor_chains.engine import RowRequest, RowResult, SamplingConfig, TokenEvent
+from selfanchor_chains.langchain.llm import SteeredHFLLM
+from selfanchor_chains.langchain.runtime import DecodeSettings
+from selfanchor_chains.prompting.inputs import PreparedPrompt, markup_from_spans, prepare_chat, prepare_prompt
+from selfanchor_chains.prompting.markup import AnchorNotFoundError, parse_anchor_markup
+from selfanchor_chains.prompting.spans import resolve_anchor_strings
 
 __all__ = ["SelfAnchorLLM"]
 
@@ -49,8 +50,8 @@ class SelfAnchorLLM(CustomLLM):
     """A local Hugging Face model with Self-Anchor / SPA attention steering, as a LlamaIndex LLM.
 
     Anchors are written into prompts and message contents as ``<anchor>…</anchor>`` (the markup of
-    :class:`~selfanchor_chains.llms.SteeredHFLLM`; escape untrusted text with
-    :func:`selfanchor_chains.anchors.anchor`, or build query-engine prompts with
+    :class:`~selfanchor_chains.langchain.llm.SteeredHFLLM`; escape untrusted text with
+    :func:`selfanchor_chains.prompting.anchor`, or build query-engine prompts with
     :func:`~llama_index.llms.selfanchor.anchored_prompt`, which anchors and escapes template variables), or passed
     at call time as ``anchors=["substring", ...]``. While decoding, the logits are ``ω·l_orig + (1−ω)·l_masked``,
     where the masked branch cannot attend to the anchors.

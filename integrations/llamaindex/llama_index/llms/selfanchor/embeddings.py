@@ -56,11 +56,11 @@ class MiniLMEmbedding(LangChainEmbedding):
 
     Args:
         **kwargs: ``BaseEmbedding`` fields; ``model_dir`` / ``device`` / ``max_length`` go to
-            :class:`selfanchor_chains.embeddings.MiniLMEmbeddings`.
+            :class:`selfanchor_chains.langchain.embeddings.MiniLMEmbeddings`.
     """
 
     def __init__(self, **kwargs: Any) -> None:
-        from selfanchor_chains.embeddings import MiniLMEmbeddings
+        from selfanchor_chains.langchain.embeddings import MiniLMEmbeddings
 
         lc_args = {k: kwargs.pop(k) for k in ("model_dir", "device", "max_length") if k in kwargs}
         kwargs.setdefault("model_name", "all-MiniLM-L6-v2")

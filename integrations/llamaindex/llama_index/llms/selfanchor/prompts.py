@@ -20,7 +20,7 @@ from llama_index.core.prompts.default_prompt_selectors import (
     DEFAULT_TEXT_QA_PROMPT_SEL,
 )
 
-from selfanchor_chains.anchors import DEFAULT_MARKUP, AnchorMarkup, anchor, escape_anchor_markup
+from selfanchor_chains.prompting.markup import DEFAULT_MARKUP, AnchorMarkup, anchor, escape_anchor_markup
 
 __all__ = [
     "ANCHORED_REFINE_PROMPT",

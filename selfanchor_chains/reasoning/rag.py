@@ -23,6 +23,8 @@ from typing import Any
 from langchain_core.documents import Document
 from langchain_core.embeddings import Embeddings
 
+from .methods import METHODS
+
 __all__ = [
     "RAG_METHODS",
     "RagItem",
@@ -37,7 +39,7 @@ __all__ = [
     "strategyqa_rag_set",
 ]
 
-RAG_METHODS = ("self-anchor", "cot", "ps", "spa", "structure-only", "constant-omega")
+RAG_METHODS = METHODS
 """Reasoning methods that can read retrieved context (the names of ``selfanchor eval``)."""
 
 PASSAGE_ID_KEY = "passage_id"
@@ -99,7 +101,7 @@ def strategyqa_rag_set(
         n_items: QA items, the first ones of the split (in file order; the files are already shuffled).
         pool_items: Records whose facts form the corpus (the first ones, a superset of the QA items); default:
             every record of the split, so each question competes with all the other items' facts.
-        data_dir: Benchmark data folder (default: :func:`~selfanchor_chains.datasets.default_data_dir`).
+        data_dir: Benchmark data folder (default: :func:`~selfanchor_chains.eval.datasets.default_data_dir`).
         split: Data split.
 
     Returns:
@@ -109,7 +111,7 @@ def strategyqa_rag_set(
         ValueError: ``n_items`` < 1, or ``pool_items`` smaller than ``n_items``.
         DatasetError: The data cannot be found or read.
     """
-    from .datasets import load_problems
+    from ..eval.datasets import load_problems
 
     if n_items < 1:
         raise ValueError(f"n_items must be >= 1, got {n_items}")
@@ -171,7 +173,7 @@ def build_retriever(
 
     Args:
         passages: The corpus.
-        embeddings: Embedding model; default :class:`~selfanchor_chains.embeddings.MiniLMEmbeddings`.
+        embeddings: Embedding model; default :class:`~selfanchor_chains.langchain.embeddings.MiniLMEmbeddings`.
         k: Passages per query.
         persist_dir: A folder for a persistent FAISS index (:func:`faiss_vector_store`: built once, reopened
             afterwards); None keeps the index in memory (langchain-core's ``InMemoryVectorStore``).
@@ -189,7 +191,7 @@ def build_retriever(
     if k < 1:
         raise ValueError(f"k must be >= 1, got {k}")
     if embeddings is None:
-        from .embeddings import MiniLMEmbeddings
+        from ..langchain.embeddings import MiniLMEmbeddings
 
         embeddings = MiniLMEmbeddings()
     if persist_dir is not None:
@@ -272,14 +274,14 @@ def make_reasoner(method: str, llm: Any, *, bench: str | None = None, **chain_kw
 
     Args:
         method: One of :data:`RAG_METHODS`.
-        llm: A :class:`~selfanchor_chains.llms.SteeredHFLLM`.
+        llm: A :class:`~selfanchor_chains.langchain.llm.SteeredHFLLM`.
         bench: Benchmark name for the answer-format hint and the answer extractor (None: free-form answers).
         **chain_kwargs: Further fields of the chain (``max_new_tokens``, ``schedule``, ...).
 
     Raises:
         ValueError: Unknown method.
     """
-    from .cli import make_chain
+    from .methods import make_chain
 
     if method not in RAG_METHODS:
         raise ValueError(f"unknown method {method!r}; choose from {', '.join(RAG_METHODS)}")
@@ -304,7 +306,7 @@ def anchored_rag_chain(
 
     Args:
         retriever: Any LangChain retriever / runnable from a question string to Documents.
-        llm: A :class:`~selfanchor_chains.llms.SteeredHFLLM`.
+        llm: A :class:`~selfanchor_chains.langchain.llm.SteeredHFLLM`.
         method: ``"self-anchor"`` (default) or another of :data:`RAG_METHODS` (``"cot"``: the unsteered baseline).
         bench: Benchmark name for answer extraction (``"strategyqa"`` for yes/no).
         include_context: Add the retrieved Documents to the output.
@@ -364,7 +366,7 @@ def compare_rag_methods(
     Args:
         items: QA items.
         retriever: Retriever over the items' corpus (its ``k`` is the one reported).
-        llm: A :class:`~selfanchor_chains.llms.SteeredHFLLM`.
+        llm: A :class:`~selfanchor_chains.langchain.llm.SteeredHFLLM`.
         methods: Methods of :data:`RAG_METHODS`, in the order they are run and reported.
         batch_size: Items decoded together.
         max_new_tokens: Decoding budget per item.
@@ -376,7 +378,7 @@ def compare_rag_methods(
         trace. ``no_answer``: outputs with no extractable answer (graded wrong); ``truncated``: outputs cut by the
         token budget.
     """
-    from .answers import is_correct
+    from ..answers.grading import is_correct
     from .chains import anchored_retrieval
 
     if batch_size < 1:

@@ -28,19 +28,20 @@ from langchain_core.outputs import Generation, LLMResult
 from langchain_core.runnables import RunnableConfig, RunnableSerializable
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from .engine import DecodeSession, DecodingStats, RowRequest, RowResult, TokenEvent
-from .inputs import PreparedPrompt, markup_from_spans, prepare_chat
-from .llms import SteeredHFLLM
-from .prompts import (
+from ..engine.requests import DecodingStats, RowRequest, RowResult, TokenEvent
+from ..engine.session import DecodeSession
+from ..langchain.llm import SteeredHFLLM
+from ..langchain.runtime import DecodeSettings
+from ..prompting.inputs import PreparedPrompt, markup_from_spans, prepare_chat
+from ..prompting.templates import (
     COT,
     PLAN_AND_SOLVE,
-    PLAN_AND_SOLVE_STRATEGYQA,
     SELF_ANCHOR,
     ReasoningTemplate,
+    plan_and_solve_template,
     render_user_message,
     worked_example,
 )
-from .runtime import DecodeSettings
 from .schedules import ConfidenceOmega, ConstantOmega, OmegaSchedule
 from .steps import StepLimits, StepTracker
 
@@ -98,7 +99,7 @@ class ReasoningOutput(BaseModel):
     retried: bool = False
     tokens: list[dict[str, Any]] | None = None
     """With ``trace_tokens``: each generated token's text, ω, confidence, KL(steered ‖ original), whether steering
-    changed it, and the original branch's choice (for :mod:`selfanchor_chains.steering_view`)."""
+    changed it, and the original branch's choice (for :mod:`selfanchor_chains.cli.steering_view`)."""
 
 
 @dataclass
@@ -289,7 +290,7 @@ class ReasoningChain(RunnableSerializable[Any, dict]):
     @classmethod
     def _check_bench(cls, value: str | None) -> str | None:
         if value is not None:
-            from .answers import answer_hint
+            from ..answers.formats import answer_hint
 
             answer_hint(value)  # raises ValueError naming the known benchmarks
         return value
@@ -344,7 +345,7 @@ class ReasoningChain(RunnableSerializable[Any, dict]):
     def _hint(self, request: ReasoningInput) -> str:
         if self.bench is None:
             return ""
-        from .answers import answer_hint
+        from ..answers.formats import answer_hint
 
         return answer_hint(self.bench, request.task)
 
@@ -355,7 +356,8 @@ class ReasoningChain(RunnableSerializable[Any, dict]):
             template, request.question, request.context, anchor_question=anchor_q, anchor_context=self.anchor_context
         )
         if request.anchors:
-            from .anchors import parse_anchor_markup, resolve_anchor_strings
+            from ..prompting.markup import parse_anchor_markup
+            from ..prompting.spans import resolve_anchor_strings
 
             clean, spans = parse_anchor_markup(user)
             user = markup_from_spans(clean, [*spans, *resolve_anchor_strings(clean, request.anchors)])
@@ -460,7 +462,7 @@ class ReasoningChain(RunnableSerializable[Any, dict]):
 
     def _extract(self, text: str, tracker: StepTracker, request: ReasoningInput) -> str | None:
         if self.bench is not None:
-            from .answers import extract_answer
+            from ..answers.grading import extract_answer
 
             return extract_answer(self.bench, text, task=request.task, options=request.options)
         answer = tracker.answer_text()
@@ -732,7 +734,7 @@ class PlanAndSolveChain(ReasoningChain):
     format_retries: int = 0
 
     def _template_for(self) -> ReasoningTemplate:
-        return PLAN_AND_SOLVE_STRATEGYQA if self.bench == "strategyqa" else self.template
+        return plan_and_solve_template(self.bench, self.template)
 
 
 class SPAChain(ReasoningChain):

@@ -46,7 +46,9 @@ class Prompt:
 
 def build_prompts(tokenizer: Any, batch: int) -> list[Prompt]:
     """Chat prompts (one per row, cycling through ``QUESTIONS``) with the question's token span."""
-    from .anchors import anchor, render_chat_with_anchors, tokenize_with_anchors
+    from ..prompting.chat import render_chat_with_anchors
+    from ..prompting.markup import anchor
+    from ..prompting.spans import tokenize_with_anchors
 
     prompts = []
     for i in range(batch):
@@ -75,7 +77,7 @@ class SpeedBench:
     """Runs each method once per call and returns wall seconds; all produce ``new_tokens`` tokens per row."""
 
     def __init__(self, model: Any, tokenizer: Any, prompts: list[Prompt], new_tokens: int, omega: float) -> None:
-        from .engine import SteeredDecoder
+        from ..engine.decoder import SteeredDecoder
 
         self.model, self.tokenizer, self.prompts = model, tokenizer, prompts
         self.new_tokens, self.omega = new_tokens, omega
@@ -95,7 +97,7 @@ class SpeedBench:
     def warm_up(self, tokens: int = 8) -> None:
         """A short untimed decode with ``ours`` and ``plain``: first-call allocations and kernel selection would
         otherwise bias whichever method runs first."""
-        from .engine import RowRequest
+        from ..engine.requests import RowRequest
 
         rows = [RowRequest(p.ids, [p.anchor], self.omega) for p in self.prompts]
         self.decoder.generate(rows, max_new_tokens=tokens)
@@ -113,7 +115,7 @@ class SpeedBench:
         return elapsed
 
     def ours(self) -> float:
-        from .engine import RowRequest
+        from ..engine.requests import RowRequest
 
         rows = [RowRequest(p.ids, [p.anchor], self.omega) for p in self.prompts]
         start = time.perf_counter()
@@ -335,8 +337,8 @@ def run_overhead_bench(
     log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
     """Time ``SteeredHFLLM.invoke`` against the bare engine on the same prompt and token count, interleaved."""
-    from .engine import RowRequest
-    from .llms import SteeredHFLLM
+    from ..engine.requests import RowRequest
+    from ..langchain.llm import SteeredHFLLM
 
     question = QUESTIONS[0]
     llm = SteeredHFLLM(model=model, tokenizer=tokenizer, omega=omega, max_new_tokens=new_tokens)
@@ -389,9 +391,9 @@ def run_solve_cost_bench(
     ``generate`` on the CoT prompt forced to exactly as many new tokens. The ratio isolates what Self-Anchor's
     machinery costs per token, whatever length each method would choose.
     """
-    from .chains import CoTChain, SelfAnchorChain
+    from ..langchain.llm import SteeredHFLLM
+    from ..reasoning.chains import CoTChain, SelfAnchorChain
     from .datasets import load_problems
-    from .llms import SteeredHFLLM
 
     llm = SteeredHFLLM(model=model, tokenizer=tokenizer)
     llm.runtime.decoder.prefix_cache.max_tokens = 0  # like plain ``generate``, which recomputes every prompt in full
@@ -462,7 +464,7 @@ def run_throughput_bench(
     so the ratio is measured side by side. A warm-up batch of each method runs first (not timed), so that every
     method starts with the engine's shared-prefix cache filled, as it is during an evaluation.
     """
-    from .cli import make_chain
+    from ..reasoning.methods import make_chain
     from .datasets import load_problems
 
     items = list(load_problems(bench, data_dir=data_dir, split=split, limit=problems))

@@ -2,7 +2,7 @@
 
 The messages are rendered with the tokenizer's own chat template; anchors written as ``<anchor>…</anchor>`` inside
 message contents (or passed at call time as substrings) are located after templating, so whatever the template does
-to a content is reflected in the anchored token spans. Decoding runs through :class:`~selfanchor_chains.runtime.
+to a content is reflected in the anchored token spans. Decoding runs through :class:`~selfanchor_chains.langchain.runtime.
 SteeredRuntime`: one engine session at a time per model, async calls in a worker thread.
 
 Batching: LangChain hands a chat model one conversation per ``_generate`` call, even from ``generate([...])`` or
@@ -50,7 +50,10 @@ from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResu
 from langchain_core.runnables import Runnable, RunnableConfig
 from pydantic import AliasChoices, ConfigDict, Field, PrivateAttr, field_validator
 
-from .anchors import (
+from ..engine.requests import RowRequest, SamplingConfig, TokenEvent, harmonic_mean
+from ..engine.session import DecodeSession
+from ..prompting.inputs import PreparedPrompt, markup_from_spans, prepare_chat
+from ..prompting.markup import (
     AnchorMarkup,
     AnchorMarkupError,
     AnchorNotFoundError,
@@ -59,10 +62,8 @@ from .anchors import (
     Span,
     escape_anchor_markup,
     parse_anchor_markup,
-    resolve_anchor_strings,
 )
-from .engine import DecodeSession, RowRequest, SamplingConfig, TokenEvent, harmonic_mean
-from .inputs import PreparedPrompt, markup_from_spans, prepare_chat
+from ..prompting.spans import resolve_anchor_strings
 from .params import NonNegativeInt, Omega, PositiveInt, Seconds, Temperature, TopP
 from .runtime import DecodeSettings, SteeredRuntime, attach_runtime
 
@@ -507,7 +508,7 @@ class ChatSteeredHF(BaseChatModel):
     """Local Hugging Face chat model with anchored-prompt steering, as a LangChain chat model.
 
     Anchors are written into message contents as ``<anchor>…</anchor>`` (escape untrusted text with
-    :func:`~selfanchor_chains.anchors.anchor` or :func:`~selfanchor_chains.anchors.format_docs_anchored`), or
+    :func:`~selfanchor_chains.prompting.anchor` or :func:`~selfanchor_chains.prompting.format_docs_anchored`), or
     passed at call time as ``chat.invoke(messages, anchors=["substring"])`` (every occurrence in any message).
     While decoding, the logits are ``ω·l_orig + (1−ω)·l_masked`` where the masked branch cannot attend to the
     anchors.
@@ -532,7 +533,7 @@ class ChatSteeredHF(BaseChatModel):
         .. code-block:: python
 
             from langchain_core.messages import HumanMessage, SystemMessage
-            from selfanchor_chains.chat_models import ChatSteeredHF
+            from selfanchor_chains.langchain.chat_model import ChatSteeredHF
 
             chat = ChatSteeredHF.from_model_id("smollm2-135m", omega=1.5, max_tokens=128)
             chat.invoke([
@@ -629,7 +630,8 @@ class ChatSteeredHF(BaseChatModel):
             The chat model, with ``model_id`` set to ``"{model_id}@{dtype}"`` (the concrete dtype ``"auto"`` chose),
             plus ``"+{quantization}"`` when quantized.
         """
-        from .models import load_model_and_tokenizer, model_tag, resolve_dtype
+        from ..models.dtypes import resolve_dtype
+        from ..models.loading import load_model_and_tokenizer, model_tag
 
         # "auto" is named by what it chose: caches and evaluation folders key on the model id.
         concrete = resolve_dtype(dtype, device, quantization=quantization).dtype

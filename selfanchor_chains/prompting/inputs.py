@@ -6,20 +6,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .anchors import (
-    DEFAULT_MARKUP,
-    AnchorMarkup,
-    Span,
-    check_whole_prompt,
-    escape_anchor_markup,
-    merge_spans,
-    neutralize_in_spans,
-    parse_anchor_markup,
-    render_chat_with_anchors,
-    resolve_anchor_strings,
-    special_token_strings,
-    tokenize_with_anchors,
-)
+from .chat import render_chat_with_anchors
+from .control_tokens import neutralize_in_spans, special_token_strings
+from .markup import DEFAULT_MARKUP, AnchorMarkup, Span, escape_anchor_markup, parse_anchor_markup
+from .spans import check_whole_prompt, merge_spans, resolve_anchor_strings, tokenize_with_anchors
 
 __all__ = ["PreparedPrompt", "markup_from_spans", "prepare_chat", "prepare_prompt"]
 
@@ -76,7 +66,7 @@ def prepare_prompt(
         markup: The anchor tags.
 
     Special-token strings inside anchors (untrusted text) are neutralised, so they are read as plain text; chat
-    message contents are neutralised whole (see :func:`~selfanchor_chains.anchors.render_chat_with_anchors`).
+    message contents are neutralised whole (see :func:`~selfanchor_chains.prompting.render_chat_with_anchors`).
 
     Raises:
         AnchorError: Bad markup, an anchor not found, or anchors that cover the whole prompt.

@@ -11,8 +11,9 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from .engine import DecodeSession, TokenEvent, harmonic_mean
-from .prompts import StepMarkers
+from ..engine.requests import TokenEvent, harmonic_mean
+from ..engine.session import DecodeSession
+from ..prompting.templates import StepMarkers
 from .schedules import OmegaSchedule
 
 __all__ = ["REASONING_SCOPES", "StepLimits", "StepRecord", "StepTracker", "marker_pattern"]

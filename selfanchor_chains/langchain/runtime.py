@@ -14,7 +14,9 @@ from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .engine import DecodeSession, RowRequest, RowResult, SamplingConfig, SteeredDecoder, TokenEvent
+from ..engine.decoder import SteeredDecoder
+from ..engine.requests import RowRequest, RowResult, SamplingConfig, TokenEvent
+from ..engine.session import DecodeSession
 
 __all__ = ["DecodeSettings", "SteeredRuntime"]
 
@@ -54,7 +56,7 @@ def attach_runtime(
     Returns:
         The model id (the given one, else the weights' own name) and the runtime.
     """
-    from .anchors import AnchorMarkup
+    from ..prompting.markup import AnchorMarkup
 
     if model is None or tokenizer is None:
         raise ValueError(f"{owner} needs `model` and `tokenizer`; use {owner}.from_model_id(...)")

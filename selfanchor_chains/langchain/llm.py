@@ -12,9 +12,10 @@ from langchain_core.language_models.llms import BaseLLM
 from langchain_core.outputs import Generation, GenerationChunk, LLMResult
 from pydantic import ConfigDict, Field, PrivateAttr
 
-from .anchors import AnchorMarkup, Span
-from .engine import DecodeSession, RowRequest, RowResult, SamplingConfig, TokenEvent
-from .inputs import PreparedPrompt, markup_from_spans, prepare_prompt
+from ..engine.requests import RowRequest, RowResult, SamplingConfig, TokenEvent
+from ..engine.session import DecodeSession
+from ..prompting.inputs import PreparedPrompt, markup_from_spans, prepare_prompt
+from ..prompting.markup import AnchorMarkup, Span
 from .params import NonNegativeInt, Omega, PositiveInt, Temperature, TopP
 from .runtime import DecodeSettings, SteeredRuntime, attach_runtime
 
@@ -32,7 +33,7 @@ class SteeredHFLLM(BaseLLM):
     """Local Hugging Face causal LM with anchored-prompt steering, as a LangChain LLM.
 
     Anchors are written into the prompt as ``<anchor>…</anchor>`` (escape untrusted text with
-    :func:`~selfanchor_chains.anchors.anchor` or :func:`~selfanchor_chains.anchors.format_docs_anchored`), or
+    :func:`~selfanchor_chains.prompting.anchor` or :func:`~selfanchor_chains.prompting.format_docs_anchored`), or
     passed at call time as ``llm.invoke(prompt, anchors=["substring", (start, end)])``. While decoding, the
     logits are ``ω·l_orig + (1−ω)·l_masked`` where the masked branch cannot attend to the anchors.
 
@@ -103,7 +104,8 @@ class SteeredHFLLM(BaseLLM):
                 decoding through torchao (``pip install 'selfanchor-chains[quant]'``); computes in bfloat16.
             **kwargs: Fields of this class (``omega``, ``max_new_tokens``, ...).
         """
-        from .models import load_model_and_tokenizer, model_tag, resolve_dtype
+        from ..models.dtypes import resolve_dtype
+        from ..models.loading import load_model_and_tokenizer, model_tag
 
         # "auto" is named by what it chose: caches and evaluation folders key on the model id.
         concrete = resolve_dtype(dtype, device, quantization=quantization).dtype
@@ -158,7 +160,8 @@ class SteeredHFLLM(BaseLLM):
 
     def with_anchor_markup(self, prompt: str, anchors: Sequence[str | Span]) -> str:
         """Rewrite call-time anchors into the prompt's own markup (so cache keys and traces show them)."""
-        from .anchors import parse_anchor_markup, resolve_anchor_strings
+        from ..prompting.markup import parse_anchor_markup
+        from ..prompting.spans import resolve_anchor_strings
 
         clean, spans = parse_anchor_markup(prompt, self.markup)
         return markup_from_spans(clean, [*spans, *resolve_anchor_strings(clean, anchors)], self.markup)

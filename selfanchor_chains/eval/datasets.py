@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .answers import BBH_TASK_FORMATS, parse_options
+from ..answers.formats import BBH_TASK_FORMATS
+from ..answers.readers import parse_options
 
 __all__ = [
     "ALL_BENCHMARKS",

@@ -41,7 +41,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .answers.mentions import fold, mentions
+from ..answers.mentions import fold, mentions
 
 __all__ = [
     "CONFLICT_BENCH",
@@ -70,7 +70,7 @@ CONFLICT_METHODS = (
     "rag-anchored-oracle",
     "rag-self-anchor",
 )
-"""Method names of ``selfanchor eval conflictqa`` (built by :mod:`selfanchor_chains.conflict_methods`)."""
+"""Method names of ``selfanchor eval conflictqa`` (built by :mod:`selfanchor_chains.eval.conflict_methods`)."""
 
 KINDS = ("conflict", "control")
 RELATIONS = ("capital", "currency", "continent")
@@ -187,7 +187,7 @@ def grade_conflict(prediction: str | None, record: Mapping[str, Any]) -> dict[st
 
     Args:
         prediction: The extracted short answer.
-        record: The item's fields (a data record, or a :class:`~selfanchor_chains.datasets.Problem`'s ``extra``).
+        record: The item's fields (a data record, or a :class:`~selfanchor_chains.eval.datasets.Problem`'s ``extra``).
 
     Returns:
         ``{"kind", "context_match", "memory_match"}``: whether the prediction mentions the passage's answer and the
@@ -205,7 +205,7 @@ def grade_conflict(prediction: str | None, record: Mapping[str, Any]) -> dict[st
 
 
 def chain_input(problem: Any) -> dict[str, Any]:
-    """What a conflict-set method reads of a :class:`~selfanchor_chains.datasets.Problem`: question and passages.
+    """What a conflict-set method reads of a :class:`~selfanchor_chains.eval.datasets.Problem`: question and passages.
 
     The answers stay out of it (the evidence index is there for the oracle method, which anchors that passage).
 

@@ -24,7 +24,7 @@ class SelfAnchorNode:
     they are untrusted text).
 
     Args:
-        chain: A :class:`~selfanchor_chains.chains.SelfAnchorChain` (or any reasoning chain of this package).
+        chain: A :class:`~selfanchor_chains.reasoning.chains.SelfAnchorChain` (or any reasoning chain of this package).
         question_key: State key of the question.
         context_key: State key of the context: a list of Documents / strings, a string, or absent.
         output_key: State key the chain's output dict is written to.

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from langchain_core.documents import Document
 
-from .anchors import anchor, format_docs_anchored
+from .markup import anchor, format_docs_anchored
 
 __all__ = [
     "COT",
@@ -104,6 +104,20 @@ PLAN_AND_SOLVE_STRATEGYQA = ReasoningTemplate(
 )
 
 
+def plan_and_solve_template(bench: str | None, default: ReasoningTemplate = PLAN_AND_SOLVE) -> ReasoningTemplate:
+    """Plan-and-Solve+'s prompt for a benchmark: its commonsense variant for StrategyQA, else ``default``."""
+    return PLAN_AND_SOLVE_STRATEGYQA if bench == "strategyqa" else default
+
+
+def baseline_template(method: str, bench: str | None) -> ReasoningTemplate | None:
+    """The prompt of a prompting-only baseline (``"cot"``, ``"ps"``); None for a method that steers."""
+    if method == "cot":
+        return COT
+    if method == "ps":
+        return plan_and_solve_template(bench)
+    return None
+
+
 def render_user_message(
     template: ReasoningTemplate,
     question: str,
@@ -122,7 +136,7 @@ def render_user_message(
         if anchor_context:
             blocks.append("Context:\n" + format_docs_anchored(docs))
         else:
-            from .anchors import escape_anchor_markup
+            from .markup import escape_anchor_markup
 
             texts = [d.page_content if isinstance(d, Document) else str(d) for d in docs]
             blocks.append("Context:\n" + "\n\n".join(escape_anchor_markup(t) for t in texts))
@@ -133,7 +147,7 @@ def render_user_message(
 
 
 def _escaped(text: str) -> str:
-    from .anchors import escape_anchor_markup
+    from .markup import escape_anchor_markup
 
     return escape_anchor_markup(text)
 

@@ -1,4 +1,4 @@
-"""The methods compared on the knowledge-conflict set (:mod:`selfanchor_chains.conflict`), on the same items.
+"""The methods compared on the knowledge-conflict set (:mod:`selfanchor_chains.eval.conflict_set`), on the same items.
 
 All but ``rag-self-anchor`` ask for a short direct answer (one batched decode of at most
 :data:`SHORT_ANSWER_TOKENS` tokens); the anchored ones differ from plain RAG only in the anchor markup around the
@@ -14,11 +14,11 @@ passages (the model sees the same text) and in ω:
   decoding, Shi et al. 2023: the masked branch sees no passage, so ω > 1 pushes away from the memorised answer);
 - ``rag-anchored-oracle``: only the evidence passage anchored, same ω (an upper bound: it needs to know which
   passage answers);
-- ``rag-self-anchor``: :class:`~selfanchor_chains.chains.SelfAnchorChain` with the passages as (anchored) context,
+- ``rag-self-anchor``: :class:`~selfanchor_chains.reasoning.chains.SelfAnchorChain` with the passages as (anchored) context,
   plan/reason steps, at most ``min(max_new_tokens, 256)`` tokens.
 
 ``rag-anchored@2.5`` / ``rag-anchored-oracle@2.5`` set ω explicitly (for choosing ω on the train split).
-Retrieved passages are untrusted: they are escaped (:func:`~selfanchor_chains.anchors.anchor`), never read as
+Retrieved passages are untrusted: they are escaped (:func:`~selfanchor_chains.prompting.anchor`), never read as
 markup.
 """
 
@@ -30,7 +30,7 @@ from typing import Any
 from langchain_core.runnables import RunnableConfig, RunnableSerializable
 from pydantic import ConfigDict
 
-from .conflict import CONFLICT_METHODS
+from .conflict_set import CONFLICT_METHODS
 
 __all__ = [
     "ANCHORED_OMEGA",
@@ -101,7 +101,7 @@ def _untrusted(text: str, specials: Sequence[str]) -> str:
 
 
 def _format_passages(passages: Sequence[str], anchored: Sequence[bool], specials: Sequence[str]) -> str:
-    from .anchors import anchor
+    from ..prompting.markup import anchor
 
     lines = []
     for number, (text, steer) in enumerate(zip(passages, anchored, strict=True), start=1):
@@ -112,7 +112,7 @@ def _format_passages(passages: Sequence[str], anchored: Sequence[bool], specials
 
 def _escape(text: str) -> str:
     """Untrusted text outside anchors: escaped the same way, so markup in it stays text."""
-    from .anchors import escape_anchor_markup
+    from ..prompting.markup import escape_anchor_markup
 
     return escape_anchor_markup(text)
 
@@ -120,11 +120,11 @@ def _escape(text: str) -> str:
 class ShortAnswerChain(RunnableSerializable[dict[str, Any], dict[str, Any]]):
     """A direct-answer RAG prompt over given passages, decoded in one batched call.
 
-    Input: ``{"question", "passages", "evidence_index"}`` (see :func:`~selfanchor_chains.conflict.chain_input`).
+    Input: ``{"question", "passages", "evidence_index"}`` (see :func:`~selfanchor_chains.eval.conflict_set.chain_input`).
     Output: ``{"answer", "text", "finish_reason", "usage", "steps": [], "omega", "prompt"}``.
 
     Attributes:
-        llm: A :class:`~selfanchor_chains.llms.SteeredHFLLM`.
+        llm: A :class:`~selfanchor_chains.langchain.llm.SteeredHFLLM`.
         method: One of the direct-answer methods of :data:`CONFLICT_METHODS`.
         omega: Steering strength (used only when some passage is anchored).
         max_new_tokens: Decoding budget.
@@ -177,8 +177,8 @@ class ShortAnswerChain(RunnableSerializable[dict[str, Any], dict[str, Any]]):
         return_exceptions: bool = False,
         **kwargs: Any,
     ) -> list[dict[str, Any]]:
-        from .anchors import special_token_strings
-        from .answers import short_answer
+        from ..answers.locate import short_answer
+        from ..prompting.control_tokens import special_token_strings
 
         if not inputs:
             return []
@@ -212,7 +212,7 @@ def _self_anchor(llm: Any, max_new_tokens: int) -> Any:
     from langchain_core.documents import Document
     from langchain_core.runnables import RunnableLambda
 
-    from .chains import SelfAnchorChain
+    from ..reasoning.chains import SelfAnchorChain
 
     def to_context(inputs: dict[str, Any]) -> dict[str, Any]:
         passages = [str(p) for p in inputs.get("passages") or []]
@@ -229,7 +229,7 @@ def make_conflict_chain(method: str, llm: Any, *, max_new_tokens: int = SHORT_AN
 
     Args:
         method: A name of :data:`CONFLICT_METHODS`, optionally with ``@ω`` for the anchored ones.
-        llm: A :class:`~selfanchor_chains.llms.SteeredHFLLM`.
+        llm: A :class:`~selfanchor_chains.langchain.llm.SteeredHFLLM`.
         max_new_tokens: The run's budget; direct-answer methods use at most :data:`SHORT_ANSWER_TOKENS`,
             ``rag-self-anchor`` at most :data:`SELF_ANCHOR_TOKENS`.
 
@@ -237,7 +237,7 @@ def make_conflict_chain(method: str, llm: Any, *, max_new_tokens: int = SHORT_AN
         ValueError: Unknown method or bad ω.
         TypeError: ``llm`` is not a SteeredHFLLM.
     """
-    from .llms import SteeredHFLLM
+    from ..langchain.llm import SteeredHFLLM
 
     base, omega = parse_conflict_method(method)
     if not isinstance(llm, SteeredHFLLM):
@@ -272,7 +272,7 @@ def conflict_fingerprint(chain: Any) -> str:
             "max_new_tokens": chain.max_new_tokens,
         }
     else:
-        from .eval.runner import method_fingerprint
+        from .runner import method_fingerprint
 
         reasoner = chain.last  # RunnableLambda(to_context) | SelfAnchorChain
         payload = {

@@ -8,7 +8,7 @@ Example:
     .. code-block:: python
 
         from langchain_core.vectorstores import InMemoryVectorStore
-        from selfanchor_chains.embeddings import MiniLMEmbeddings
+        from selfanchor_chains.langchain.embeddings import MiniLMEmbeddings
 
         store = InMemoryVectorStore.from_texts(["Paris is in France.", "Oslo is in Norway."], MiniLMEmbeddings())
         store.as_retriever(search_kwargs={"k": 1}).invoke("capital of Norway")

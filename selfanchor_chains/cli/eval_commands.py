@@ -10,9 +10,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ..argtypes import non_negative_int_arg as _non_negative
-from ..argtypes import positive_int_arg as _positive
-from .runner import METHOD_NAMES, MethodSpec, parse_benches, parse_methods
+from ..eval.runner import METHOD_NAMES, MethodSpec, parse_benches, parse_methods
+from .args import non_negative_int_arg as _non_negative
+from .args import positive_int_arg as _positive
 
 __all__ = ["add_eval_commands", "cmd_eval", "cmd_report", "default_out_dir"]
 
@@ -42,7 +42,7 @@ def default_out_dir(model: str, dtype: str, quantization: str | None = None) -> 
 
 def add_eval_commands(subparsers: Any) -> None:
     """Register the ``eval`` and ``report`` subcommands on the main parser's subparsers."""
-    from ..cli import add_weights_arguments
+    from .args import add_weights_arguments
 
     ev = subparsers.add_parser(
         "eval",
@@ -115,7 +115,7 @@ def _error(message: str) -> int:
 
 def _record_dtype_choice(out: Path, choice: dict[str, Any], ran: Any) -> None:
     """Add how the dtype was chosen to ``run.json`` (after the run released the folder's lock)."""
-    from .store import update_run_info
+    from ..eval.store import update_run_info
 
     if ran and out.is_dir():
         update_run_info(out, dtype_choice=choice)
@@ -123,13 +123,13 @@ def _record_dtype_choice(out: Path, choice: dict[str, Any], ran: Any) -> None:
 
 def cmd_eval(args: argparse.Namespace) -> int:
     """Run ``selfanchor eval``; returns the exit code (0, 2 on bad input, 130 when interrupted)."""
-    from ..datasets import DatasetError, load_problems
-    from .prompted import SteeringRequiredError
-    from .runner import pending_items, run_eval
-    from .store import IncompatibleRunError, ResultsFileError, RunLockedError, check_compatible, read_run_info
+    from ..eval.datasets import DatasetError, load_problems
+    from ..eval.prompted import SteeringRequiredError
+    from ..eval.runner import pending_items, run_eval
+    from ..eval.store import IncompatibleRunError, ResultsFileError, RunLockedError, check_compatible, read_run_info
 
     if args.model is None:
-        from ..cli import DEFAULT_MODEL
+        from ..models.registry import DEFAULT_MODEL
 
         args.model = os.environ.get("SELFANCHOR_MODEL", DEFAULT_MODEL)
     from ..models import model_tag, resolve_dtype
@@ -162,7 +162,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
         import torch
 
-        from ..llms import SteeredHFLLM
+        from ..langchain.llm import SteeredHFLLM
 
         random.seed(args.seed)
         torch.manual_seed(args.seed)
@@ -208,8 +208,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 def cmd_report(args: argparse.Namespace) -> int:
     """Run ``selfanchor report``; returns the exit code (0, or 2 when the folder holds no results)."""
-    from .report import build_report, format_markdown, write_report
-    from .store import ResultsFileError
+    from ..eval.report import build_report, format_markdown, write_report
+    from ..eval.store import ResultsFileError
 
     out = Path(args.out)
     if not out.is_dir():

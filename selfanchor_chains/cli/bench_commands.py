@@ -1,0 +1,160 @@
+"""``selfanchor bench``: speed, LLM overhead, solve cost and throughput, with the machine they ran on."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Any
+
+from .args import QUANTIZATIONS
+from .commands import load_model
+
+
+def _speed_settings(args: argparse.Namespace, methods: list[str]) -> dict[str, Any]:
+    return {
+        "new_tokens": args.new_tokens,
+        "batch": args.batch,
+        "omega": args.omega,
+        "repeats": args.repeats,
+        "methods": methods,
+        "log": lambda line: print(line, file=sys.stderr, flush=True),
+    }
+
+
+def _bench_speed_variants(args: argparse.Namespace, methods: list[str]) -> int:
+    from ..eval.speed import format_variants_table, run_speed_variants, write_json
+
+    models: dict[str, Any] = {}
+    loaded: dict[str, dict[str, Any]] = {}
+    tokenizer: Any = None
+    for variant in args.variants:
+        quantized = variant in QUANTIZATIONS
+        spec = argparse.Namespace(
+            model=args.model, dtype="auto" if quantized else variant, quantization=variant if quantized else None
+        )
+        model, tokenizer, info = load_model(spec)
+        label = (info["dtype"] + "+" + variant) if quantized else info["dtype"]
+        models[label], loaded[label] = model, info
+    result = run_speed_variants(models, tokenizer, **_speed_settings(args, methods))
+    for label, info in loaded.items():
+        result["variants"][label].update(info)
+    result.update(model=args.model, threads=_threads(), cpu=_cpu_description())
+    result["command"] = "selfanchor " + " ".join(sys.argv[1:])
+    print(format_variants_table(result))
+    if args.json:
+        write_json(result, args.json)
+    return 0
+
+
+def _cpu_description() -> dict[str, Any]:
+    """The CPU's model name and the flags that decide the dtype, for benchmark records."""
+    import platform
+
+    from ..models.dtypes import cpu_native_bf16_features, proc_cpu_flags
+
+    name = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as handle:
+            for line in handle:
+                if line.startswith("model name"):
+                    name = line.partition(":")[2].strip()
+                    break
+    except OSError:
+        pass
+    flags = proc_cpu_flags()
+    shown = sorted(f for f in flags if f.startswith(("avx", "amx", "fma", "f16c")))
+    return {"model_name": name, "cores": os.cpu_count(), "flags": shown, "native_bf16": cpu_native_bf16_features()}
+
+
+def cmd_bench_speed(args: argparse.Namespace) -> int:
+    from ..eval.speed import format_table, run_speed_bench, write_json
+
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    if args.variants:
+        return _bench_speed_variants(args, methods)
+    model, tokenizer, loaded = load_model(args)
+    result = run_speed_bench(model, tokenizer, **_speed_settings(args, methods))
+    result["model"] = args.model
+    result.update(loaded)
+    result["threads"] = _threads()
+    result["cpu"] = _cpu_description()
+    result["command"] = "selfanchor " + " ".join(sys.argv[1:])
+    print(format_table(result))
+    if args.json:
+        write_json(result, args.json)
+    return 0
+
+
+def cmd_bench_overhead(args: argparse.Namespace) -> int:
+    from ..eval.speed import run_overhead_bench, write_json
+
+    model, tokenizer, loaded = load_model(args)
+    result = run_overhead_bench(
+        model,
+        tokenizer,
+        new_tokens=args.new_tokens,
+        repeats=args.repeats,
+        log=lambda line: print(line, file=sys.stderr, flush=True),
+    )
+    result.update(loaded, model=args.model, command="selfanchor " + " ".join(sys.argv[1:]))
+    print(f"invoke_over_engine = {result['invoke_over_engine']:.3f}  (medians: {result['median_s']})")
+    if args.json:
+        write_json(result, args.json)
+    return 0
+
+
+def cmd_bench_solve_cost(args: argparse.Namespace) -> int:
+    from ..eval.speed import run_solve_cost_bench, write_json
+
+    model, tokenizer, loaded = load_model(args)
+    result = run_solve_cost_bench(
+        model,
+        tokenizer,
+        problems=args.problems,
+        max_new_tokens=args.max_new_tokens,
+        data_dir=args.data_dir,
+        log=lambda line: print(line, file=sys.stderr, flush=True),
+    )
+    result.update(loaded, model=args.model, command="selfanchor " + " ".join(sys.argv[1:]))
+    print(
+        f"median self-anchor / plain CoT time (same tokens) = {result['median_ratio']:.3f}; "
+        f"median prefill tokens per solve = {result['median_prefill_tokens']} "
+        f"(prompt {result['median_prompt_tokens']}, re-sync {result['median_resync_tokens']})"
+    )
+    if args.json:
+        write_json(result, args.json)
+    return 0
+
+
+def cmd_bench_throughput(args: argparse.Namespace) -> int:
+    from ..eval.speed import run_throughput_bench, write_json
+    from ..langchain.llm import SteeredHFLLM
+
+    model, tokenizer, loaded = load_model(args)
+    result = run_throughput_bench(
+        SteeredHFLLM(model=model, tokenizer=tokenizer),
+        bench=args.bench_name,
+        methods=[m.strip() for m in args.methods.split(",") if m.strip()],
+        problems=args.problems,
+        batch=args.batch,
+        max_new_tokens=args.max_new_tokens,
+        split=args.split,
+        data_dir=args.data_dir,
+        log=lambda line: print(line, file=sys.stderr, flush=True),
+    )
+    result.update(loaded, model=args.model, threads=_threads(), command="selfanchor " + " ".join(sys.argv[1:]))
+    base = result["problems_per_min"]
+    for method, per_min in base.items():
+        print(f"{method:>14}: {per_min:6.2f} problems/min, {result['tokens_per_s'][method]:6.2f} tokens/s")
+    slowdown_key = next(k for k in result if k.startswith("slowdown_vs_"))
+    print(slowdown_key + ": " + ", ".join(f"{m} {v:.3f}" for m, v in result[slowdown_key].items()))
+    if args.json:
+        write_json(result, args.json)
+    return 0
+
+
+def _threads() -> int:
+    import torch
+
+    return int(torch.get_num_threads())

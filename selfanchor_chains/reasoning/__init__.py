@@ -1,0 +1,23 @@
+"""Reasoning: step tracking, ω schedules, the chains (Self-Anchor and its baselines) and the method registry."""
+
+from .chains import (
+    CoTChain,
+    PlanAndSolveChain,
+    ReasoningChain,
+    ReasoningInput,
+    ReasoningOutput,
+    ReasoningStep,
+    SelfAnchorChain,
+    SPAChain,
+)
+
+__all__ = [
+    "CoTChain",
+    "PlanAndSolveChain",
+    "ReasoningChain",
+    "ReasoningInput",
+    "ReasoningOutput",
+    "ReasoningStep",
+    "SPAChain",
+    "SelfAnchorChain",
+]
