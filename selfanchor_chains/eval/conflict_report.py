@@ -3,7 +3,7 @@ per method (Wilson intervals), and paired differences of the reference method (d
 each other method on the same items (paired bootstrap interval, exact McNemar test).
 
 Scores come from the per-item fields the runner writes for ``conflictqa`` (``kind``, ``context_match``,
-``memory_match``; see :func:`selfanchor_chains.eval.conflict_set.grade_conflict`). When ``closed-book`` ran too, the conflict
+``memory_match``; see :func:`.conflict_set.grade_conflict`). When ``closed-book`` ran too, the conflict
 items whose closed-book answer was the memorised fact (the model *knows* it) are also reported on their own: that is
 where context and memory really conflict.
 """

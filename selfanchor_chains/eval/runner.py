@@ -397,7 +397,7 @@ def run_eval(
         benches: Benchmark specs (``"gsm8k,bbh"`` or a list; ``bbh:<task>`` for one BBH task).
         methods: Method specs (``"self-anchor,cot,spa:100"`` or a list); ``name:N`` caps a method at N items per
             benchmark.
-        llm_or_chain_factory: A :class:`~selfanchor_chains.langchain.llm.SteeredHFLLM` (all methods); any other LangChain
+        llm_or_chain_factory: A :class:`~selfanchor_chains.SteeredHFLLM` (all methods); any other LangChain
             LLM or chat model (``cot`` and ``ps`` only, via :func:`~selfanchor_chains.eval.make_prompted_chain`); or
             a factory ``(method, bench) -> runnable`` (see :data:`ChainFactory`).
         out_dir: Output folder.

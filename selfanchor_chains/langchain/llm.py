@@ -12,12 +12,13 @@ from langchain_core.language_models.llms import BaseLLM
 from langchain_core.outputs import Generation, GenerationChunk, LLMResult
 from pydantic import ConfigDict, Field, PrivateAttr
 
-from ..engine.requests import RowRequest, RowResult, SamplingConfig, TokenEvent
+from ..engine.requests import RowRequest, RowResult, TokenEvent
 from ..engine.session import DecodeSession
 from ..prompting.inputs import PreparedPrompt, markup_from_spans, prepare_prompt
 from ..prompting.markup import AnchorMarkup, Span
 from .params import NonNegativeInt, Omega, PositiveInt, Temperature, TopP
 from .runtime import DecodeSettings, SteeredRuntime, attach_runtime
+from .steering import decode_settings, load_steered_weights, with_overrides
 
 __all__ = ["SteeredHFLLM"]
 
@@ -89,30 +90,19 @@ class SteeredHFLLM(BaseLLM):
         quantization: str | None = None,
         **kwargs: Any,
     ) -> SteeredHFLLM:
-        """Load a registry model (``smollm2-135m``, ``qwen2.5-coder-0.5b``, ``qwen2.5-coder-1.5b``), a local
-        directory of safetensors weights, or a hub id, and wrap it.
+        """Load weights by name and wrap them (see :func:`~selfanchor_chains.langchain.steering.load_steered_weights`
+        for ``model_id``, ``dtype``, ``trust_remote_code``, ``device`` and ``quantization``).
 
         Args:
-            model_id: Registry name, local path or hub id.
-            dtype: Weights dtype. ``"auto"`` (default) is bfloat16 where the hardware computes it natively
-                (CPUs with AVX-512 BF16 or AMX, GPUs) and float32 on other CPUs (see
-                :func:`~selfanchor_chains.models.resolve_dtype`); or ``"bfloat16"``, ``"float16"``, ``"float32"``
-                (exact, and batch-invariant on the CPU).
-            trust_remote_code: Passed to ``from_pretrained``; keep ``False`` unless you trust the repository.
-            device: Where to put the weights (default the CPU); decoding runs there.
-            quantization: ``None`` (dense), ``"int8"`` or ``"int4"``: weight-only quantized linear layers for CPU
-                decoding through torchao (``pip install 'selfanchor-chains[quant]'``); computes in bfloat16.
             **kwargs: Fields of this class (``omega``, ``max_new_tokens``, ...).
-        """
-        from ..models.dtypes import resolve_dtype
-        from ..models.loading import load_model_and_tokenizer, model_tag
 
-        # "auto" is named by what it chose: caches and evaluation folders key on the model id.
-        concrete = resolve_dtype(dtype, device, quantization=quantization).dtype
-        model, tokenizer = load_model_and_tokenizer(
-            model_id, dtype=concrete, trust_remote_code=trust_remote_code, device=device, quantization=quantization
+        Returns:
+            The LLM, with ``model_id`` naming the weights and the concrete dtype (``"qwen2.5-coder-0.5b@bfloat16"``).
+        """
+        model, tokenizer, tag = load_steered_weights(
+            model_id, dtype=dtype, trust_remote_code=trust_remote_code, device=device, quantization=quantization
         )
-        return cls(model=model, tokenizer=tokenizer, model_id=model_tag(model_id, concrete, quantization), **kwargs)
+        return cls(model=model, tokenizer=tokenizer, model_id=tag, **kwargs)
 
     @property
     def runtime(self) -> SteeredRuntime:
@@ -167,14 +157,14 @@ class SteeredHFLLM(BaseLLM):
         return markup_from_spans(clean, [*spans, *resolve_anchor_strings(clean, anchors)], self.markup)
 
     def _settings(self, stop: list[str] | None) -> DecodeSettings:
-        sampling = SamplingConfig(
-            do_sample=self.temperature > 0,
-            temperature=self.temperature if self.temperature > 0 else 1.0,
+        return decode_settings(
+            max_tokens=self.max_new_tokens,
+            temperature=self.temperature,
             top_p=self.top_p,
             top_k=self.top_k,
             seed=self.seed,
+            stop=stop,
         )
-        return DecodeSettings(self.max_new_tokens, sampling, tuple(stop or ()))
 
     def _rows(self, prompts: Sequence[str], anchors: Sequence[str | Span]) -> list[RowRequest]:
         # Every prompt is validated before any forward pass, so bad input never leaves half a batch decoded.
@@ -183,12 +173,7 @@ class SteeredHFLLM(BaseLLM):
 
     def _split_overrides(self, kwargs: dict[str, Any]) -> tuple[SteeredHFLLM, dict[str, Any]]:
         overrides = {k: kwargs.pop(k) for k in _OVERRIDABLE if k in kwargs}
-        if not overrides:
-            return self, kwargs
-        copy = self.model_copy(update=overrides)
-        for name, value in overrides.items():  # model_copy skips validation; run the field validators
-            type(self).__pydantic_validator__.validate_assignment(copy, name, value)
-        return copy, kwargs
+        return with_overrides(self, overrides), kwargs
 
     # -- LangChain entry points ----------------------------------------------------------------------------------
 

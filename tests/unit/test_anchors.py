@@ -488,6 +488,6 @@ def test_render_chat_trimming_template(byte_tokenizer) -> None:  # type: ignore[
 
 
 def test_import_is_light() -> None:
-    code = "import sys, selfanchor_chains.prompting; print(any(m == 'torch' or m == 'transformers' for m in sys.modules))"
+    code = "import sys, selfanchor_chains.prompting; print(any(m in ('torch', 'transformers') for m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"

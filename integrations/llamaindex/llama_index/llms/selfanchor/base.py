@@ -21,9 +21,10 @@ from llama_index.core.bridge.pydantic import Field, PrivateAttr, field_validator
 from llama_index.core.llms.callbacks import llm_chat_callback, llm_completion_callback
 from llama_index.core.llms.custom import CustomLLM
 
-from selfanchor_chains.engine import RowRequest, RowResult, SamplingConfig, TokenEvent
+from selfanchor_chains.engine import RowRequest, RowResult, TokenEvent
 from selfanchor_chains.langchain.llm import SteeredHFLLM
 from selfanchor_chains.langchain.runtime import DecodeSettings
+from selfanchor_chains.langchain.steering import decode_settings, with_overrides
 from selfanchor_chains.prompting.inputs import PreparedPrompt, markup_from_spans, prepare_chat, prepare_prompt
 from selfanchor_chains.prompting.markup import AnchorNotFoundError, parse_anchor_markup
 from selfanchor_chains.prompting.spans import resolve_anchor_strings
@@ -179,20 +180,17 @@ class SelfAnchorLLM(CustomLLM):
             )
         if not overrides:
             return self, stop, anchors
-        holder = self.model_copy(update=overrides)
-        for name, value in overrides.items():  # model_copy skips validation
-            type(self).__pydantic_validator__.validate_assignment(holder, name, value)
-        return holder, stop, anchors
+        return with_overrides(self, overrides), stop, anchors
 
     def _settings(self, stop: Sequence[str]) -> DecodeSettings:
-        sampling = SamplingConfig(
-            do_sample=self.temperature > 0,
-            temperature=self.temperature if self.temperature > 0 else 1.0,
+        return decode_settings(
+            max_tokens=self.max_new_tokens,
+            temperature=self.temperature,
             top_p=self.top_p,
             top_k=self.top_k,
             seed=self.seed,
+            stop=stop,
         )
-        return DecodeSettings(self.max_new_tokens, sampling, tuple(stop))
 
     def _prepare_completion(self, prompt: str, formatted: bool, anchors: Sequence[Any]) -> PreparedPrompt:
         markup = self._steered.markup

@@ -1,0 +1,78 @@
+"""The steering-parameters core shared by the LangChain LLM, the chat model and the LlamaIndex LLM: loading the
+weights by name, decode settings from the sampling fields, and call-time overrides folded into a validated copy."""
+
+from __future__ import annotations
+
+from typing import Any, TypeVar
+
+from pydantic import BaseModel
+
+from ..engine.requests import SamplingConfig
+from .runtime import DecodeSettings
+
+Model = TypeVar("Model", bound=BaseModel)
+
+
+def load_steered_weights(
+    model_id: str,
+    *,
+    dtype: str = "auto",
+    trust_remote_code: bool = False,
+    device: str | None = None,
+    quantization: str | None = None,
+) -> tuple[Any, Any, str]:
+    """Load a registry model (``smollm2-135m``, ``qwen2.5-coder-0.5b``, ``qwen2.5-coder-1.5b``), a local directory
+    of safetensors weights, or a hub id, for a steered model class's ``from_model_id``.
+
+    Args:
+        model_id: Registry name, local path or hub id.
+        dtype: Weights dtype. ``"auto"`` (default) is bfloat16 where the hardware computes it natively (CPUs with
+            AVX-512 BF16 or AMX, GPUs) and float32 on other CPUs (see :func:`~selfanchor_chains.models.resolve_dtype`);
+            or ``"bfloat16"``, ``"float16"``, ``"float32"`` (exact, and batch-invariant on the CPU).
+        trust_remote_code: Passed to ``from_pretrained``; keep ``False`` unless you trust the repository.
+        device: Where to put the weights (default the CPU); decoding runs there.
+        quantization: ``None`` (dense), ``"int8"`` or ``"int4"``: weight-only quantized linear layers for CPU
+            decoding through torchao (``pip install 'selfanchor-chains[quant]'``); computes in bfloat16.
+
+    Returns:
+        ``(model, tokenizer, model_tag)``; the tag is ``"{model_id}@{dtype}"`` with the concrete dtype ``"auto"``
+        chose, plus ``"+{quantization}"`` when quantized (caches and evaluation folders key on it).
+    """
+    from ..models.dtypes import resolve_dtype
+    from ..models.loading import load_model_and_tokenizer, model_tag
+
+    concrete = resolve_dtype(dtype, device, quantization=quantization).dtype
+    model, tokenizer = load_model_and_tokenizer(
+        model_id, dtype=concrete, trust_remote_code=trust_remote_code, device=device, quantization=quantization
+    )
+    return model, tokenizer, model_tag(model_id, concrete, quantization)
+
+
+def decode_settings(
+    *,
+    max_tokens: int,
+    temperature: float,
+    top_p: float,
+    top_k: int,
+    seed: int | None,
+    stop: Any = (),
+) -> DecodeSettings:
+    """The engine's settings for one call: temperature 0 is greedy decoding."""
+    sampling = SamplingConfig(
+        do_sample=temperature > 0,
+        temperature=temperature if temperature > 0 else 1.0,
+        top_p=top_p,
+        top_k=top_k,
+        seed=seed,
+    )
+    return DecodeSettings(max_tokens, sampling, tuple(stop or ()))
+
+
+def with_overrides(model: Model, overrides: dict[str, Any]) -> Model:
+    """A copy of a pydantic model with some fields changed, each validated as the field would be."""
+    if not overrides:
+        return model
+    copy = model.model_copy(update=overrides)
+    for name, value in overrides.items():  # model_copy skips validation; run the field validators
+        type(model).__pydantic_validator__.validate_assignment(copy, name, value)
+    return copy
