@@ -43,7 +43,7 @@ ALL_BENCHMARKS = BENCHMARKS + GENERATED_BENCHMARKS
 BBH_TASKS: tuple[str, ...] = tuple(BBH_TASK_FORMATS)
 DATA_DIR_ENV = "SELFANCHOR_DATA_DIR"
 
-_REPO_ROOT = Path(__file__).resolve().parent.parent
+_REPO_ROOT = Path(__file__).resolve().parents[2]  # selfanchor_chains/eval/datasets.py -> the repository
 _REQUIRED = ("id", "question", "answer")
 
 

@@ -12,15 +12,16 @@ import threading
 import weakref
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from ..engine.decoder import SteeredDecoder
-from ..engine.requests import RowRequest, RowResult, SamplingConfig, TokenEvent
+from ..engine.requests import RowRequest, SamplingConfig, TokenEvent
 from ..engine.session import DecodeSession
 
 __all__ = ["DecodeSettings", "SteeredRuntime"]
 
 _DONE = object()
+Item = TypeVar("Item")
 
 # One lock per set of weights: an LLM and a chat model built on the same model must not run forwards at once.
 _MODEL_LOCKS: weakref.WeakKeyDictionary[Any, threading.Lock] = weakref.WeakKeyDictionary()
@@ -107,13 +108,7 @@ class SteeredRuntime:
                 for row in range(len(rows)):
                     session.cancel(row)
 
-    def run(self, rows: Sequence[RowRequest], settings: DecodeSettings) -> list[RowResult]:
-        sessions: list[DecodeSession] = []
-        for _ in self.events(rows, settings, session_out=sessions):
-            pass
-        return sessions[0].results()
-
-    async def aevents(
+    def aevents(
         self,
         rows: Sequence[RowRequest],
         settings: DecodeSettings,
@@ -124,36 +119,52 @@ class SteeredRuntime:
 
         If the consumer stops iterating (break, cancellation), the worker is told to stop after its current step.
         """
-        loop = asyncio.get_running_loop()
-        queue: asyncio.Queue[Any] = asyncio.Queue()
-        cancel = threading.Event()
+        return iterate_in_thread(lambda cancel: self.events(rows, settings, cancel, session_out, on_step))
 
-        def post(item: Any) -> None:
-            try:
-                loop.call_soon_threadsafe(queue.put_nowait, item)
-            except RuntimeError:  # the consumer's loop closed after it stopped listening: nobody to tell
-                cancel.set()
 
-        def worker() -> None:
-            try:
-                for step in self.events(rows, settings, cancel, session_out, on_step):
-                    post(step)
-                    if cancel.is_set():
-                        break
-            except BaseException as exc:  # handed to the consumer, who re-raises it
-                post(exc)
-            finally:
-                post(_DONE)
+async def iterate_in_thread(start: Callable[[threading.Event], Iterator[Item]]) -> AsyncIterator[Item]:
+    """Run a synchronous iterator in a worker thread and yield its items on the event loop: the one async adapter
+    of every sync core here (decoding is CPU/GPU-bound and must not block the loop).
 
-        thread = threading.Thread(target=worker, name="selfanchor-decode", daemon=True)
-        thread.start()
+    Args:
+        start: Makes the iterator, given an event that is set when the consumer stops listening (break,
+            cancellation); the iterator should stop soon after (the engine checks it between decode steps).
+    """
+    loop = asyncio.get_running_loop()
+    queue: asyncio.Queue[Any] = asyncio.Queue()
+    cancel = threading.Event()
+
+    def post(item: Any) -> None:
         try:
-            while True:
-                item = await queue.get()
-                if item is _DONE:
-                    break
-                if isinstance(item, BaseException):
-                    raise item
-                yield item
-        finally:
+            loop.call_soon_threadsafe(queue.put_nowait, item)
+        except RuntimeError:  # the consumer's loop closed after it stopped listening: nobody to tell
             cancel.set()
+
+    def worker() -> None:
+        items: Iterator[Item] | None = None
+        try:
+            items = start(cancel)
+            for item in items:
+                post(item)
+                if cancel.is_set():
+                    break
+        except BaseException as exc:  # handed to the consumer, who re-raises it
+            post(exc)
+        finally:
+            close = getattr(items, "close", None)
+            if close is not None:
+                close()  # a generator stopped early releases what it holds now, in this thread
+            post(_DONE)
+
+    thread = threading.Thread(target=worker, name="selfanchor-decode", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item = await queue.get()
+            if item is _DONE:
+                break
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        cancel.set()

@@ -14,25 +14,22 @@ evaluation compares like with like: :class:`CoTChain` (zero-shot CoT), :class:`P
 from __future__ import annotations
 
 import math
-from collections import deque
+import threading
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any, Literal
 
 from langchain_core.callbacks import (
     AsyncCallbackManagerForChainRun,
     CallbackManagerForChainRun,
 )
-from langchain_core.documents import Document
 from langchain_core.outputs import Generation, LLMResult
 from langchain_core.runnables import RunnableConfig, RunnableSerializable
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from ..engine.requests import DecodingStats, RowRequest, RowResult, TokenEvent
-from ..engine.session import DecodeSession
+from ..engine.requests import DecodingStats, RowRequest, RowResult
 from ..langchain.llm import SteeredHFLLM
-from ..langchain.runtime import DecodeSettings
-from ..prompting.inputs import PreparedPrompt, markup_from_spans, prepare_chat
+from ..langchain.runtime import DecodeSettings, iterate_in_thread
+from ..prompting.inputs import markup_from_spans, prepare_chat
 from ..prompting.templates import (
     COT,
     PLAN_AND_SOLVE,
@@ -42,8 +39,16 @@ from ..prompting.templates import (
     render_user_message,
     worked_example,
 )
+from .passes import BatchPass, ContinuousPass, Solve
 from .schedules import ConfidenceOmega, ConstantOmega, OmegaSchedule
+from .schema import ReasoningInput, ReasoningOutput, ReasoningStep
 from .steps import StepLimits, StepTracker
+
+FORMAT_REMINDER = (
+    "Follow the format exactly: every line starts with 'Plan N:' or 'Reasoning N:', in turn, and the last line "
+    "is 'Final Answer: <the answer only>'. Do not write code."
+)
+
 
 __all__ = [
     "CoTChain",
@@ -55,175 +60,6 @@ __all__ = [
     "SPAChain",
     "SelfAnchorChain",
 ]
-
-FORMAT_REMINDER = (
-    "Follow the format exactly: every line starts with 'Plan N:' or 'Reasoning N:', in turn, and the last line "
-    "is 'Final Answer: <the answer only>'. Do not write code."
-)
-
-
-class ReasoningInput(BaseModel):
-    """Input of the reasoning chains (a bare string is taken as the question)."""
-
-    question: str = Field(min_length=1)
-    context: list[Document] | str | None = None
-    """Retrieved passages; they are anchored (and escaped: retrieved text is untrusted)."""
-    anchors: list[str] = Field(default_factory=list)
-    """Extra substrings of the question or context to anchor."""
-    task: str | None = None
-    """Benchmark sub-task (BBH), for answer extraction."""
-    options: dict[str, str] | list[str] | None = None
-    """Answer options (AQuA, T4D), for mapping an answer given as an option's value to its letter."""
-
-
-class ReasoningStep(BaseModel):
-    kind: Literal["plan", "reasoning", "final", "text"]
-    index: int
-    text: str
-    omega: float
-    confidence: float
-    anchors: list[str]
-    tokens: int
-    changed: int = 0
-    """Tokens of the step whose choice steering changed (steered argmax ≠ original argmax)."""
-    kl: float = 0.0
-    """Mean KL(steered ‖ original) over the step's tokens, in nats."""
-
-
-class ReasoningOutput(BaseModel):
-    answer: str | None
-    text: str
-    steps: list[ReasoningStep]
-    finish_reason: str
-    usage: dict[str, int]
-    retried: bool = False
-    tokens: list[dict[str, Any]] | None = None
-    """With ``trace_tokens``: each generated token's text, ω, confidence, KL(steered ‖ original), whether steering
-    changed it, and the original branch's choice (for :mod:`selfanchor_chains.cli.steering_view`)."""
-
-
-@dataclass
-class _Solve:
-    """One problem inside a batched pass."""
-
-    index: int
-    prepared: PreparedPrompt
-    ids: list[int]
-    tracker: StepTracker
-    request: ReasoningInput
-    reported_steps: int = 0
-
-
-class _Pass:
-    """One batched decoding pass over some of a batch's problems (the first try, or the format retries)."""
-
-    def __init__(
-        self, chain: ReasoningChain, requests: Sequence[ReasoningInput], pending: list[int], attempt: int
-    ) -> None:
-        self.chain, self.pending, self.attempt = chain, pending, attempt
-        self.solves = [chain._build(k, requests[i], reminder=attempt > 0) for k, i in enumerate(pending)]
-        self.rows = chain._rows(self.solves)
-        self.sessions: list[DecodeSession] = []
-
-    def on_step(self, session: DecodeSession, step: list[TokenEvent]) -> None:
-        """Runs in the decoding thread between forwards: step boundaries switch anchors and ω right away."""
-        for event in step:
-            self.solves[event.row].tracker.on_event(event, session)
-
-    def emit(self, step: list[TokenEvent]) -> list[tuple[str, int, Any]]:
-        out: list[tuple[str, int, Any]] = [("token", self.pending[e.row], e.text) for e in step if e.text]
-        for k, solve in enumerate(self.solves):
-            steps = solve.tracker.steps
-            while solve.reported_steps < len(steps):
-                out.append(("step", self.pending[k], steps[solve.reported_steps].as_dict()))
-                solve.reported_steps += 1
-        return out
-
-    def finish(self) -> tuple[list[tuple[str, int, Any]], list[int]]:
-        """Outputs of the pass, and the problems to decode again with the format reminder."""
-        session = self.sessions[0]
-        results = session.results()
-        out: list[tuple[str, int, Any]] = []
-        retry: list[int] = []
-        for k, (solve, result) in enumerate(zip(self.solves, results, strict=True)):
-            if solve.tracker.finish_reason is None:
-                solve.tracker._finish(result.finish_reason, len(solve.tracker.text))
-            output = self.chain._output(solve, result, retried=self.attempt > 0, stats=session.stats)
-            if self.chain._broken(output) and self.attempt < self.chain.format_retries:
-                retry.append(self.pending[k])
-                out.append(("retry", self.pending[k], output))
-            else:
-                out.append(("output", self.pending[k], output))
-        return out, retry
-
-
-class _ContinuousPass:
-    """All problems streamed through at most ``slots`` decoding rows (continuous batching): when a row finishes,
-    the next problem (or the finished one's format retry) takes its place at the next decode step.
-
-    Everything here runs in the decoding thread between two forwards (:meth:`on_step`), except :meth:`emit`.
-    """
-
-    def __init__(self, chain: ReasoningChain, requests: Sequence[ReasoningInput], slots: int) -> None:
-        self.chain, self.requests, self.slots = chain, requests, slots
-        self.queue: deque[tuple[int, int]] = deque((i, 0) for i in range(len(requests)))  # (problem, attempt)
-        self.open: dict[int, tuple[_Solve, int, int]] = {}  # session row -> (solve, problem, attempt)
-        self.problem_of_row: dict[int, int] = {}
-        self.ready: list[tuple[str, int, Any]] = []  # steps and outputs not yet emitted
-        first = [self._open(row) for row in range(min(slots, len(self.queue)))]
-        self.rows = chain._rows(first)
-        self.sessions: list[DecodeSession] = []
-
-    def _open(self, row: int) -> _Solve:
-        problem, attempt = self.queue.popleft()
-        solve = self.chain._build(row, self.requests[problem], reminder=attempt > 0)
-        self.open[row] = (solve, problem, attempt)
-        self.problem_of_row[row] = problem
-        return solve
-
-    def on_step(self, session: DecodeSession, step: list[TokenEvent]) -> None:
-        for event in step:
-            self.open[event.row][0].tracker.on_event(event, session)
-        for row in [r for r, (solve, _, _) in self.open.items() if solve.tracker.finish_reason is not None]:
-            self._close(session, row)
-        # Free places go to waiting problems; they are prefilled and join before the next forward.
-        while len(self.open) < self.slots and self.queue:
-            solve = self._open(session.row_count)
-            session.add_rows(self.chain._rows([solve]))
-
-    def _close(self, session: DecodeSession, row: int) -> None:
-        solve, problem, attempt = self.open.pop(row)
-        result = session.result(row)
-        if solve.tracker.finish_reason is None:  # ended from outside (cancelled)
-            solve.tracker._finish(result.finish_reason, len(solve.tracker.text))
-        self._report_steps(solve, problem)
-        output = self.chain._output(solve, result, retried=attempt > 0, stats=session.stats)
-        if self.chain._broken(output) and attempt < self.chain.format_retries:
-            self.ready.append(("retry", problem, output))
-            self.queue.appendleft((problem, attempt + 1))
-        else:
-            self.ready.append(("output", problem, output))
-
-    def _report_steps(self, solve: _Solve, problem: int) -> None:
-        steps = solve.tracker.steps
-        while solve.reported_steps < len(steps):
-            self.ready.append(("step", problem, steps[solve.reported_steps].as_dict()))
-            solve.reported_steps += 1
-
-    def emit(self, step: list[TokenEvent]) -> list[tuple[str, int, Any]]:
-        out: list[tuple[str, int, Any]] = [("token", self.problem_of_row[e.row], e.text) for e in step if e.text]
-        for solve, problem, _ in self.open.values():
-            self._report_steps(solve, problem)
-        out += self.ready
-        self.ready = []
-        return out
-
-    def finish(self) -> list[tuple[str, int, Any]]:
-        """After the session ended: close whatever is still open (rows cancelled from outside)."""
-        for row in list(self.open):
-            self._close(self.sessions[0], row)
-        out, self.ready = self.ready, []
-        return out
 
 
 class ReasoningChain(RunnableSerializable[Any, dict]):
@@ -368,7 +204,7 @@ class ReasoningChain(RunnableSerializable[Any, dict]):
             system += "\n" + FORMAT_REMINDER
         return [{"role": "system", "content": system}, {"role": "user", "content": user}]
 
-    def _build(self, index: int, request: ReasoningInput, reminder: bool = False) -> _Solve:
+    def _build(self, index: int, request: ReasoningInput, reminder: bool = False) -> Solve:
         template = self._template_for()
         tokenizer = self.llm.tokenizer
         prepared = prepare_chat(tokenizer, self._messages(request, reminder), markup=self.llm.markup)
@@ -391,13 +227,13 @@ class ReasoningChain(RunnableSerializable[Any, dict]):
             reasoning_scope=self.reasoning_scope,
             midline_labels=self.midline_labels,
         )
-        return _Solve(index, prepared, ids, tracker, request)
+        return Solve(index, prepared, ids, tracker, request)
 
     def _settings(self) -> DecodeSettings:
         base = self.llm._settings(None)
         return DecodeSettings(self.max_new_tokens, base.sampling, ())
 
-    def _rows(self, solves: Sequence[_Solve]) -> list[RowRequest]:
+    def _rows(self, solves: Sequence[Solve]) -> list[RowRequest]:
         return [
             RowRequest(
                 s.ids,
@@ -412,7 +248,7 @@ class ReasoningChain(RunnableSerializable[Any, dict]):
     # -- one batched pass ------------------------------------------------------------------------------------------
 
     def _output(
-        self, solve: _Solve, result: RowResult, retried: bool, stats: DecodingStats | None = None
+        self, solve: Solve, result: RowResult, retried: bool, stats: DecodingStats | None = None
     ) -> dict[str, Any]:
         tracker = solve.tracker
         text = self._template_for().assistant_prefix + tracker.text
@@ -478,22 +314,24 @@ class ReasoningChain(RunnableSerializable[Any, dict]):
         kinds = {s["kind"] for s in output["steps"]}
         return "reasoning" not in kinds and "final" not in kinds
 
-    def _iter_solve(self, requests: Sequence[ReasoningInput]) -> Iterator[tuple[str, int, Any]]:
+    def _iter_solve(
+        self, requests: Sequence[ReasoningInput], cancel: threading.Event | None = None
+    ) -> Iterator[tuple[str, int, Any]]:
         """Decode all problems as one batch (or through ``batch_size`` slots); yields ("token"|"step"|"retry"|
         "output", problem index, payload)."""
         if self.batch_size is not None and len(requests) > self.batch_size:
-            flow = _ContinuousPass(self, requests, self.batch_size)
+            flow = ContinuousPass(self, requests, self.batch_size)
             for step in self.llm.runtime.events(
-                flow.rows, self._settings(), session_out=flow.sessions, on_step=flow.on_step
+                flow.rows, self._settings(), cancel, session_out=flow.sessions, on_step=flow.on_step
             ):
                 yield from flow.emit(step)
             yield from flow.finish()
             return
         pending = list(range(len(requests)))
         for attempt in range(1 + max(self.format_retries, 0)):
-            one = _Pass(self, requests, pending, attempt)
+            one = BatchPass(self, requests, pending, attempt)
             for step in self.llm.runtime.events(
-                one.rows, self._settings(), session_out=one.sessions, on_step=one.on_step
+                one.rows, self._settings(), cancel, session_out=one.sessions, on_step=one.on_step
             ):
                 yield from one.emit(step)
             finished, pending = one.finish()
@@ -501,31 +339,9 @@ class ReasoningChain(RunnableSerializable[Any, dict]):
             if not pending:
                 return
 
-    async def _aiter_solve(self, requests: Sequence[ReasoningInput]) -> AsyncIterator[tuple[str, int, Any]]:
-        """The async twin of :meth:`_iter_solve` (decoding in a worker thread)."""
-        if self.batch_size is not None and len(requests) > self.batch_size:
-            flow = _ContinuousPass(self, requests, self.batch_size)
-            async for step in self.llm.runtime.aevents(
-                flow.rows, self._settings(), session_out=flow.sessions, on_step=flow.on_step
-            ):
-                for item in flow.emit(step):
-                    yield item
-            for item in flow.finish():
-                yield item
-            return
-        pending = list(range(len(requests)))
-        for attempt in range(1 + max(self.format_retries, 0)):
-            one = _Pass(self, requests, pending, attempt)
-            async for step in self.llm.runtime.aevents(
-                one.rows, self._settings(), session_out=one.sessions, on_step=one.on_step
-            ):
-                for item in one.emit(step):
-                    yield item
-            finished, pending = one.finish()
-            for item in finished:
-                yield item
-            if not pending:
-                return
+    def _aiter_solve(self, requests: Sequence[ReasoningInput]) -> AsyncIterator[tuple[str, int, Any]]:
+        """The async face of :meth:`_iter_solve`: the same loop in a worker thread, the event loop stays free."""
+        return iterate_in_thread(lambda cancel: self._iter_solve(requests, cancel))
 
     # -- tracing ---------------------------------------------------------------------------------------------------
 
@@ -754,33 +570,3 @@ def structure_only(llm: SteeredHFLLM, **kwargs: Any) -> SelfAnchorChain:
 def constant_omega(llm: SteeredHFLLM, omega: float = 1.5, **kwargs: Any) -> SelfAnchorChain:
     """Self-Anchor with step-wise anchors but a constant ω (no confidence schedule)."""
     return SelfAnchorChain(llm=llm, schedule=ConstantOmega(omega), **kwargs)
-
-
-TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (ConnectionError, TimeoutError)
-"""Errors worth retrying in retrieval. Out-of-memory and programming errors are not among them: retrying those
-blindly only repeats the failure."""
-
-
-def anchored_retrieval(
-    retriever: Any,
-    *,
-    question_key: str = "question",
-    attempts: int = 3,
-    retry_on: tuple[type[BaseException], ...] = TRANSIENT_ERRORS,
-) -> Any:
-    """``RunnablePassthrough.assign(context=itemgetter(question) | retriever)``, retrying transient failures.
-
-    Pipe it into a reasoning chain: ``anchored_retrieval(retriever) | SelfAnchorChain(llm=llm)``; the retrieved
-    Documents become anchored (and escaped) context. Retries use tenacity (through ``Runnable.with_retry``) with
-    exponential back-off and jitter.
-    """
-    from operator import itemgetter
-
-    from langchain_core.runnables import RunnablePassthrough
-
-    if attempts < 1:
-        raise ValueError(f"attempts must be >= 1, got {attempts}")
-    robust = retriever.with_retry(
-        retry_if_exception_type=retry_on, stop_after_attempt=attempts, wait_exponential_jitter=True
-    )
-    return RunnablePassthrough.assign(context=itemgetter(question_key) | robust)

@@ -321,7 +321,7 @@ def anchored_rag_chain(
     """
     from langchain_core.runnables import RunnableLambda, RunnableParallel
 
-    from .chains import anchored_retrieval
+    from .retrieval import anchored_retrieval
 
     reasoner = make_reasoner(method, llm, bench=bench, **chain_kwargs)
     if not include_context:
@@ -379,7 +379,7 @@ def compare_rag_methods(
         token budget.
     """
     from ..answers.grading import is_correct
-    from .chains import anchored_retrieval
+    from .retrieval import anchored_retrieval
 
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")

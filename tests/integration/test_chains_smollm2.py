@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from selfanchor_chains.engine import DecodeSession
-from selfanchor_chains.reasoning.chains import CoTChain, SelfAnchorChain, SPAChain, _Pass
+from selfanchor_chains.reasoning.chains import CoTChain, SelfAnchorChain, SPAChain
+from selfanchor_chains.reasoning.passes import BatchPass
 from selfanchor_chains.reasoning.schedules import ConfidenceOmega, ConstantOmega
 from selfanchor_chains.reasoning.steps import StepLimits
 
@@ -91,7 +92,7 @@ def test_masked_row_after_each_boundary_equals_fresh_computation(llm):
     """Golden check: the first token after every anchor switch, against two cache-free forwards."""
     chain = SelfAnchorChain(llm=llm, bench="gsm8k", max_new_tokens=120)
     model = llm.model
-    one = _Pass(chain, [chain._coerce(QUESTIONS[1])], [0], attempt=0)
+    one = BatchPass(chain, [chain._coerce(QUESTIONS[1])], [0], attempt=0)
     solve = one.solves[0]
     checks: list[tuple[list[int], list[tuple[int, int]], float, torch.Tensor]] = []
     pending: dict[str, object] = {}

@@ -6,7 +6,7 @@ import pytest
 from langchain_core.documents import Document
 from langchain_core.runnables import RunnableLambda
 
-from selfanchor_chains.reasoning.chains import anchored_retrieval
+from selfanchor_chains.reasoning.retrieval import anchored_retrieval
 
 
 class Flaky:
