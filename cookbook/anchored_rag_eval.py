@@ -24,8 +24,9 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from selfanchor_chains import SteeredHFLLM
+from selfanchor_chains.eval.rag_compare import compare_rag_methods, format_rag_table, strategyqa_rag_set
 from selfanchor_chains.eval.stats import mcnemar_exact, wilson_interval
-from selfanchor_chains.reasoning.rag import build_retriever, compare_rag_methods, format_rag_table, strategyqa_rag_set
+from selfanchor_chains.reasoning.rag import build_retriever
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -156,21 +156,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     except (DatasetError, IncompatibleRunError, ResultsFileError) as exc:
         return _error(str(exc))
 
-    source: Any
-    if remaining:
-        import random
-
-        import torch
-
-        from ..langchain.llm import SteeredHFLLM
-
-        random.seed(args.seed)
-        torch.manual_seed(args.seed)
-        weights = f"{dtype} + {quantization} weights" if quantization else dtype
-        print(f"[dtype {weights}: {choice.reason}]", file=sys.stderr)
-        source = SteeredHFLLM.from_model_id(args.model, dtype=dtype, quantization=quantization, seed=args.seed)
-    else:
-        source = _nothing_to_solve  # everything is done: the run only prints the summary, no model needed
+    source = _load_source(args, dtype, quantization, choice.reason) if remaining else _nothing_to_solve
     command = "selfanchor " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     try:
         summary = run_eval(
@@ -197,13 +183,32 @@ def cmd_eval(args: argparse.Namespace) -> int:
     except (DatasetError, IncompatibleRunError, SteeringRequiredError, RunLockedError, ResultsFileError) as exc:
         return _error(str(exc))
     _record_dtype_choice(out, {**choice.as_dict(), "quantization": quantization}, remaining)
+    _print_summary(summary, out)
+    return 0
+
+
+def _load_source(args: argparse.Namespace, dtype: str, quantization: str | None, reason: str) -> Any:
+    """The steered LLM the evaluation decodes with, seeded (loaded only when items are left to solve)."""
+    import random
+
+    import torch
+
+    from ..langchain.llm import SteeredHFLLM
+
+    random.seed(args.seed)
+    torch.manual_seed(args.seed)
+    weights = f"{dtype} + {quantization} weights" if quantization else dtype
+    print(f"[dtype {weights}: {reason}]", file=sys.stderr)
+    return SteeredHFLLM.from_model_id(args.model, dtype=dtype, quantization=quantization, seed=args.seed)
+
+
+def _print_summary(summary: dict[str, dict[str, dict[str, Any]]], out: Path) -> None:
     print(f"{'benchmark':<12} {'method':<16} {'n':>6} {'new':>6} {'accuracy':>9}")
     for bench, by_method in summary.items():
         for method, row in by_method.items():
             acc = "–" if row["accuracy"] is None else f"{100 * row['accuracy']:.1f}%"
             print(f"{bench:<12} {method:<16} {row['n']:>6} {row['new']:>6} {acc:>9}")
     print(f"[results in {out}; tables and charts: selfanchor report {shlex.quote(str(out))}]", file=sys.stderr)
-    return 0
 
 
 def cmd_report(args: argparse.Namespace) -> int:

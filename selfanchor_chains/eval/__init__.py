@@ -5,18 +5,10 @@ Command line: ``selfanchor eval BENCH[,BENCH...] --methods ... --model NAME`` an
 
 from __future__ import annotations
 
+from .method_specs import ChainFactory
 from .prompted import PROMPTED_METHODS, SteeringRequiredError, make_prompted_chain, render_baseline_prompt
 from .report import build_report, format_markdown, load_results, plot_accuracy, plot_tokens, write_report
-from .runner import (
-    METHOD_NAMES,
-    ChainFactory,
-    MethodSpec,
-    make_record,
-    parse_benches,
-    parse_methods,
-    pending_items,
-    run_eval,
-)
+from .runner import METHOD_NAMES, MethodSpec, make_record, parse_benches, parse_methods, pending_items, run_eval
 from .stats import mcnemar_exact, paired_bootstrap, stratified_paired_bootstrap, wilson_interval
 from .store import IncompatibleRunError, ResultsFile, ResultsFileError, RunLockedError, read_records
 

@@ -261,23 +261,9 @@ def build_report(
                 found["time_ratio"] = _time_ratio(by_method[reference], by_method[baseline])
                 paired.append(found)
     if bbh_cells:
-        bbh_records = results.get("bbh", {})
-        rows.append(
-            {
-                "row": MACRO_ROW,
-                "bench": "bbh",
-                "task": None,
-                "kind": "macro",
-                "methods": {m: _macro_cell(bbh_cells[m], bbh_records.get(m, [])) for m in methods if m in bbh_cells},
-            }
-        )
-        for baseline, strata in bbh_strata.items():
-            found = _comparison(MACRO_ROW, baseline, strata, **opts)
-            if found:
-                found["time_ratio"] = _time_ratio(bbh_records.get(reference, []), bbh_records.get(baseline, []))
-                # Resampling within a task of one or two items barely varies, so such an interval is too narrow.
-                found["smallest_task"] = min(len(first) for first, _ in strata if first)
-                paired.append(found)
+        macro_row, macro_pairs = _bbh_macro(results.get("bbh", {}), methods, reference, bbh_cells, bbh_strata, opts)
+        rows.append(macro_row)
+        paired += macro_pairs
     all_records = {m: [r for by_method in results.values() for r in by_method.get(m, [])] for m in methods}
     run = read_run_info(out_dir)
     report = {
@@ -295,6 +281,33 @@ def build_report(
 
         report["conflict"] = build_conflict_report(results["conflictqa"], **opts)
     return report
+
+
+def _bbh_macro(
+    bbh_records: Mapping[str, list[dict[str, Any]]],
+    methods: Sequence[str],
+    reference: str,
+    cells: Mapping[str, list[dict[str, Any]]],
+    strata: Mapping[str, list[tuple[list[bool], list[bool]]]],
+    opts: Mapping[str, Any],
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The BBH macro row (the mean over tasks) and its paired comparisons, stratified by task."""
+    row = {
+        "row": MACRO_ROW,
+        "bench": "bbh",
+        "task": None,
+        "kind": "macro",
+        "methods": {m: _macro_cell(cells[m], bbh_records.get(m, [])) for m in methods if m in cells},
+    }
+    paired = []
+    for baseline, pairs in strata.items():
+        found = _comparison(MACRO_ROW, baseline, pairs, **opts)
+        if found:
+            found["time_ratio"] = _time_ratio(bbh_records.get(reference, []), bbh_records.get(baseline, []))
+            # Resampling within a task of one or two items barely varies, so such an interval is too narrow.
+            found["smallest_task"] = min(len(first) for first, _ in pairs if first)
+            paired.append(found)
+    return row, paired
 
 
 # -- rendering ---------------------------------------------------------------------------------------------------
@@ -324,12 +337,23 @@ def _table(header: Sequence[str], body: Iterable[Sequence[str]]) -> list[str]:
 
 def format_markdown(report: Mapping[str, Any]) -> str:
     """The report as Markdown: accuracy table, paired differences, efficiency and failure modes."""
+    lines = _header_markdown(report)
+    if not report["rows"]:
+        return "\n".join([*lines, "No results found.", ""])
+    lines += _accuracy_markdown(report)
+    if report["paired"]:
+        lines += _paired_markdown(report)
+    if report.get("conflict"):
+        from .conflict_report import format_conflict_markdown
+
+        lines += format_conflict_markdown(report["conflict"], report["settings"]["confidence"])
+    lines += format_steering_markdown(report.get("steering") or {})
+    lines += _efficiency_markdown(report)
+    return "\n".join(lines)
+
+
+def _header_markdown(report: Mapping[str, Any]) -> list[str]:
     run = report.get("run") or {}
-    settings = report["settings"]
-    methods = report["methods"]
-    reference = settings["reference"]
-    level = round(100 * settings["confidence"])
-    lines = [f"# Evaluation report: {report['out_dir']}", ""]
     facts = [f"model `{run.get('model') or '?'}`"]
     if run.get("dtype"):
         facts.append(f"dtype {run['dtype']}")
@@ -338,11 +362,12 @@ def format_markdown(report: Mapping[str, Any]) -> str:
             facts.append(f"{key} {run['settings'][key]}")
     if run.get("package_version"):
         facts.append(f"selfanchor-chains {run['package_version']}")
-    lines += [", ".join(facts), ""]
-    if not report["rows"]:
-        return "\n".join([*lines, "No results found.", ""])
+    return [f"# Evaluation report: {report['out_dir']}", "", ", ".join(facts), ""]
 
-    lines += [f"## Accuracy (%, {level}% Wilson interval, n items)", ""]
+
+def _accuracy_markdown(report: Mapping[str, Any]) -> list[str]:
+    methods = report["methods"]
+    level = round(100 * report["settings"]["confidence"])
     body = []
     for row in report["rows"]:
         cells = []
@@ -357,84 +382,75 @@ def format_markdown(report: Mapping[str, Any]) -> str:
                     f"{_pct(cell['accuracy'])} [{_pct(cell['ci_low'])}, {_pct(cell['ci_high'])}] (n={cell['n']})"
                 )
         body.append([row["row"], *cells])
-    lines += [*_table(["benchmark", *methods], body), ""]
+    return [f"## Accuracy (%, {level}% Wilson interval, n items)", "", *_table(["benchmark", *methods], body), ""]
 
-    if report["paired"]:
+
+def _paired_markdown(report: Mapping[str, Any]) -> list[str]:
+    settings = report["settings"]
+    reference = settings["reference"]
+    level = round(100 * settings["confidence"])
+    lines = [
+        f"## {reference} − baseline, paired on the items both completed",
+        "",
+        f"Δ in percentage points; {level}% paired bootstrap interval ({settings['resamples']} resamples, seed "
+        f"{settings['seed']}); b = only {reference} right, c = only the baseline right; exact McNemar p "
+        f"(two-sided). The {MACRO_ROW} row averages per-task differences (resampled within tasks); its p pools "
+        "the tasks' pairs. time × = the reference's seconds over the baseline's on those items: side by side "
+        "only where one `selfanchor eval` command ran both (it runs them on the same batches, one after the "
+        "other), not for items resumed from runs made at other times.",
+        "",
+    ]
+    body = [
+        [
+            p["row"],
+            p["baseline"],
+            str(p["n"]),
+            f"{_pct(p['reference_accuracy'])} vs {_pct(p['baseline_accuracy'])}",
+            f"{100 * p['diff']:+.1f}",
+            f"[{100 * p['ci_low']:+.1f}, {100 * p['ci_high']:+.1f}]",
+            str(p["b"]),
+            str(p["c"]),
+            _p(p["p_value"]),
+            _num(p.get("time_ratio"), 2),
+        ]
+        for p in report["paired"]
+    ]
+    lines += [*_table(["benchmark", "baseline", "n", "accuracy", "Δ", "CI", "b", "c", "p", "time ×"], body), ""]
+    small = [p for p in report["paired"] if p.get("smallest_task", _RELIABLE_TASK_SIZE) < _RELIABLE_TASK_SIZE]
+    if small:
         lines += [
-            f"## {reference} − baseline, paired on the items both completed",
-            "",
-            f"Δ in percentage points; {level}% paired bootstrap interval ({settings['resamples']} resamples, seed "
-            f"{settings['seed']}); b = only {reference} right, c = only the baseline right; exact McNemar p "
-            f"(two-sided). The {MACRO_ROW} row averages per-task differences (resampled within tasks); its p pools "
-            "the tasks' pairs. time × = the reference's seconds over the baseline's on those items: side by side "
-            "only where one `selfanchor eval` command ran both (it runs them on the same batches, one after the "
-            "other), not for items resumed from runs made at other times.",
+            f"Some tasks of the {MACRO_ROW} row have fewer than {_RELIABLE_TASK_SIZE} paired items (smallest: "
+            f"{min(p['smallest_task'] for p in small)}); resampling within such tasks understates the spread, so "
+            "read that row's interval as too narrow and rely on its McNemar p.",
             "",
         ]
-        body = [
-            [
-                p["row"],
-                p["baseline"],
-                str(p["n"]),
-                f"{_pct(p['reference_accuracy'])} vs {_pct(p['baseline_accuracy'])}",
-                f"{100 * p['diff']:+.1f}",
-                f"[{100 * p['ci_low']:+.1f}, {100 * p['ci_high']:+.1f}]",
-                str(p["b"]),
-                str(p["c"]),
-                _p(p["p_value"]),
-                _num(p.get("time_ratio"), 2),
-            ]
-            for p in report["paired"]
-        ]
-        lines += [*_table(["benchmark", "baseline", "n", "accuracy", "Δ", "CI", "b", "c", "p", "time ×"], body), ""]
-        small = [p for p in report["paired"] if p.get("smallest_task", _RELIABLE_TASK_SIZE) < _RELIABLE_TASK_SIZE]
-        if small:
-            lines += [
-                f"Some tasks of the {MACRO_ROW} row have fewer than {_RELIABLE_TASK_SIZE} paired items (smallest: "
-                f"{min(p['smallest_task'] for p in small)}); resampling within such tasks understates the spread, so "
-                "read that row's interval as too narrow and rely on its McNemar p.",
-                "",
-            ]
+    return lines
 
-    if report.get("conflict"):
-        from .conflict_report import format_conflict_markdown
 
-        lines += format_conflict_markdown(report["conflict"], settings["confidence"])
+_EFFICIENCY_HEADER = [
+    "method",
+    "n",
+    "problems/min",
+    "mean tokens",
+    "truncated",
+    "code (```)",
+    "no Final Answer line",
+    "no answer",
+    "retried",
+    "finish reasons",
+]
 
-    lines += format_steering_markdown(report.get("steering") or {})
-    lines += ["## Speed and failure modes (all benchmarks)", ""]
+
+def _efficiency_markdown(report: Mapping[str, Any]) -> list[str]:
     body = []
-    for m in methods:
+    for m in report["methods"]:
         e = report["efficiency"][m]
         reasons = ", ".join(f"{k} {v}" for k, v in e["finish_reasons"].items())
-        body.append(
-            [
-                m,
-                str(e["n"]),
-                _num(e["problems_per_minute"], 2),
-                _num(e["mean_tokens"]),
-                str(e["truncated"]),
-                str(e["code"]),
-                str(e["format_breaks"]),
-                str(e["no_answer"]),
-                str(e["retried"]),
-                reasons,
-            ]
-        )
-    header = [
-        "method",
-        "n",
-        "problems/min",
-        "mean tokens",
-        "truncated",
-        "code (```)",
-        "no Final Answer line",
-        "no answer",
-        "retried",
-        "finish reasons",
-    ]
-    lines += [*_table(header, body), ""]
-    return "\n".join(lines)
+        counts = [e["n"], e["truncated"], e["code"], e["format_breaks"], e["no_answer"], e["retried"]]
+        n, truncated, code, breaks, no_answer, retried = map(str, counts)
+        speed, tokens = _num(e["problems_per_minute"], 2), _num(e["mean_tokens"])
+        body.append([m, n, speed, tokens, truncated, code, breaks, no_answer, retried, reasons])
+    return ["## Speed and failure modes (all benchmarks)", "", *_table(_EFFICIENCY_HEADER, body), ""]
 
 
 def _chart_rows(report: Mapping[str, Any]) -> list[Mapping[str, Any]]:

@@ -9,16 +9,14 @@ from langchain_core.documents import Document
 from langchain_core.embeddings import Embeddings
 
 from selfanchor_chains.eval.datasets import DatasetError, default_data_dir
-from selfanchor_chains.reasoning.rag import (
+from selfanchor_chains.eval.rag_compare import (
     RagItem,
-    anchored_rag_chain,
-    build_retriever,
     compare_rag_methods,
     format_rag_table,
-    make_reasoner,
     recall_at_k,
     strategyqa_rag_set,
 )
+from selfanchor_chains.reasoning.rag import anchored_rag_chain, build_retriever, make_reasoner
 
 
 def _has_data() -> bool:

@@ -27,7 +27,8 @@ OPTIONS: list[dict[str, Any]] = [
 
 
 def test_options_enter_the_fingerprint_only_when_set(llm: Any) -> None:
-    from selfanchor_chains.eval.runner import STUDY_OPTION_DEFAULTS, method_fingerprint
+    from selfanchor_chains.eval.method_specs import STUDY_OPTION_DEFAULTS
+    from selfanchor_chains.eval.runner import method_fingerprint
     from selfanchor_chains.reasoning.chains import SelfAnchorChain
 
     base = method_fingerprint(SelfAnchorChain(llm=llm), llm, "self-anchor", "gsm8k")

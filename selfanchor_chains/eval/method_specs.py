@@ -1,0 +1,228 @@
+"""What an evaluation runs: benchmark and method specs, the chain each method gets on each benchmark, and the
+fingerprint that ties stored results to the configuration that made them."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from ..reasoning.methods import METHODS
+from .conflict_set import CONFLICT_METHODS
+
+METHOD_NAMES = METHODS
+
+STUDY_OPTION_DEFAULTS: dict[str, Any] = {
+    "step_strength": {},
+    "reasoning_scope": "question+plan",
+    "midline_labels": False,
+    "anchor_masking": "attention",
+    "steer_below": None,
+    "worked_example": False,
+}
+
+CONFLICT_METHOD_NAMES = CONFLICT_METHODS
+
+ChainFactory = Callable[[str, str], Any]
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    """A method to run and an optional cap on how many items of each benchmark it gets.
+
+    Attributes:
+        name: Method name (one of :data:`METHOD_NAMES` unless a chain factory knows others).
+        limit: At most this many items per benchmark (the first ones, so they are shared with the other methods);
+            None: as many as the benchmark's ``--limit``.
+    """
+
+    name: str
+    limit: int | None = None
+
+    def __str__(self) -> str:
+        return self.name if self.limit is None else f"{self.name}:{self.limit}"
+
+
+def parse_methods(
+    spec: str | Sequence[str | MethodSpec], known: Sequence[str] | None = METHOD_NAMES + CONFLICT_METHOD_NAMES
+) -> list[MethodSpec]:
+    """Parse ``"self-anchor,cot,spa:100"`` (``method:N`` caps the method at N items per benchmark).
+
+    Args:
+        spec: Comma-separated methods, or a sequence of names / ``name:N`` strings / specs.
+        known: Allowed names; None accepts any name (for chain factories with their own methods).
+
+    Returns:
+        The specs, in the given order.
+
+    Raises:
+        ValueError: Unknown or repeated method, a bad cap, or no method at all.
+    """
+    items = spec.split(",") if isinstance(spec, str) else list(spec)
+    out: list[MethodSpec] = []
+    for item in items:
+        if isinstance(item, MethodSpec):
+            parsed = item
+        else:
+            name, sep, cap = item.strip().partition(":")
+            name = name.strip()
+            if not name:
+                continue
+            limit = None
+            if sep:
+                try:
+                    limit = int(cap)
+                except ValueError:
+                    raise ValueError(f"bad item cap in {item.strip()!r}: expected method:N with N an integer") from None
+                if limit < 0:
+                    raise ValueError(f"item cap must be >= 0 in {item.strip()!r}")
+            parsed = MethodSpec(name, limit)
+        if known is not None and parsed.name not in known:
+            raise ValueError(f"unknown method {parsed.name!r}; choose from {', '.join(known)}")
+        if any(m.name == parsed.name for m in out):
+            raise ValueError(f"method {parsed.name!r} given twice")
+        out.append(parsed)
+    if not out:
+        raise ValueError("no method given")
+    return out
+
+
+def parse_benches(spec: str | Sequence[str]) -> list[str]:
+    """Parse ``"gsm8k,bbh:word_sorting"`` into validated benchmark specs (duplicates dropped).
+
+    Raises:
+        ValueError: Unknown benchmark or BBH task, a task on a benchmark without tasks, or no benchmark at all.
+    """
+    from .datasets import ALL_BENCHMARKS as BENCHMARKS
+    from .datasets import BBH_TASKS
+
+    items = spec.split(",") if isinstance(spec, str) else list(spec)
+    out: list[str] = []
+    for item in items:
+        bench, sep, task = item.strip().partition(":")
+        bench, task = bench.strip().lower(), task.strip()
+        if not bench:
+            continue
+        if bench not in BENCHMARKS:
+            raise ValueError(f"unknown benchmark {item.strip()!r}; choose from {', '.join(BENCHMARKS)} (or bbh:<task>)")
+        if sep and bench != "bbh":
+            raise ValueError(f"benchmark {bench!r} has no tasks (got {item.strip()!r}); only bbh:<task> is valid")
+        if sep and task not in BBH_TASKS:
+            raise ValueError(f"unknown BBH task {task!r}; choose from {', '.join(BBH_TASKS)}")
+        name = f"{bench}:{task}" if sep else bench
+        if name not in out:
+            out.append(name)
+    if not out:
+        raise ValueError("no benchmark given")
+    return out
+
+
+# -- chains ------------------------------------------------------------------------------------------------------
+
+
+def _is_steered(source: Any) -> bool:
+    from ..langchain.llm import SteeredHFLLM
+
+    return isinstance(source, SteeredHFLLM)
+
+
+def _is_language_model(source: Any) -> bool:
+    from langchain_core.language_models import BaseLanguageModel
+
+    return isinstance(source, BaseLanguageModel)
+
+
+def _check_source(source: Any, methods: Sequence[MethodSpec]) -> None:
+    """Fail before any work when a method cannot run on the given LLM."""
+    from .prompted import PROMPTED_METHODS, SteeringRequiredError
+
+    if _is_steered(source) or not _is_language_model(source):
+        if not _is_language_model(source) and not callable(source):
+            raise TypeError(
+                "llm_or_chain_factory must be a LangChain LLM or a callable factory(method, bench) -> runnable, "
+                f"got {type(source).__name__}"
+            )
+        return
+    steered = [m.name for m in methods if m.name not in PROMPTED_METHODS]
+    if steered:
+        raise SteeringRequiredError(
+            f"{', '.join(steered)} need a SteeredHFLLM (attention steering or step tracking while decoding); "
+            f"{type(source).__name__} can run only {', '.join(PROMPTED_METHODS)}"
+        )
+
+
+def _make_chain(source: Any, method: str, bench: str, max_new_tokens: int) -> Any:
+    if _is_steered(source) and bench == "conflictqa":
+        from .conflict_methods import make_conflict_chain
+
+        return make_conflict_chain(method, source, max_new_tokens=max_new_tokens)
+    if _is_steered(source):
+        from ..reasoning.methods import make_chain
+
+        return make_chain(method, source, bench=bench, max_new_tokens=max_new_tokens)
+    if _is_language_model(source):
+        from .prompted import make_prompted_chain
+
+        return make_prompted_chain(source, method, bench)
+    return source(method, bench)
+
+
+def method_fingerprint(chain: Any, source: Any, method: str, bench: str) -> str | None:
+    """A short hash of what decides a method's answers besides the model: prompt template and steering set-up.
+
+    Known for the package's reasoning chains and for the prompted baselines on other LLMs; None for chains from a
+    user's factory (their configuration is theirs to track).
+    """
+    import dataclasses
+    import hashlib
+    import json
+
+    from ..reasoning.chains import ReasoningChain
+
+    payload: dict[str, Any]
+    if isinstance(chain, ReasoningChain):
+        payload = {
+            "chain": type(chain).__name__,
+            "template": dataclasses.asdict(chain._template_for()),
+            "schedule": repr(chain.schedule),
+            "omega": chain.omega,
+            "anchors": [chain.anchor_question, chain.anchor_context, chain.anchor_plan_in_final],
+            "limits": dataclasses.asdict(chain.limits),
+            "format_retries": chain.format_retries,
+        }
+        # Options added by the steering study enter the hash only when set, so that the fingerprints of
+        # configurations that existed before them stay the same.
+        for name, default in STUDY_OPTION_DEFAULTS.items():
+            value = getattr(chain, name)
+            if value != default:
+                payload[name] = value
+    elif _is_language_model(source):
+        from .prompted import _template
+
+        payload = {"prompted": method, "template": dataclasses.asdict(_template(method, bench))}
+    else:
+        return None
+    blob = json.dumps(payload, sort_keys=True, default=repr).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def _check_bench_methods(benches: Sequence[str], methods: Sequence[MethodSpec], *, factory: bool) -> None:
+    """conflictqa runs only its own methods (they read the passages), and they run only on it (names a chain factory
+    defines are its own business)."""
+    if factory:
+        return
+    for bench in benches:
+        conflict = bench.partition(":")[0] == "conflictqa"
+        other = METHOD_NAMES if conflict else CONFLICT_METHOD_NAMES
+        wrong = [m.name for m in methods if m.name in other]
+        if wrong:
+            allowed = CONFLICT_METHOD_NAMES if conflict else METHOD_NAMES
+            raise ValueError(f"{', '.join(wrong)} cannot run on {bench}; its methods are {', '.join(allowed)}")
+
+
+def _model_name(source: Any) -> str | None:
+    for attr in ("model_id", "model_name", "model"):
+        value = getattr(source, attr, None)
+        if isinstance(value, str) and value:
+            return value
+    return None
