@@ -80,12 +80,19 @@ def _add_solve(sub: argparse._SubParsersAction) -> None:
     solve.set_defaults(func=commands.cmd_solve)
 
 
+def _bench_parser(bench_sub: argparse._SubParsersAction, name: str, help: str) -> argparse.ArgumentParser:
+    """A ``bench`` subcommand with the options every benchmark has: the model, its weights, ``--json``."""
+    parser = bench_sub.add_parser(name, help=help)
+    parser.add_argument("--model", default=DEFAULT_MODEL)
+    add_weights_arguments(parser)
+    parser.add_argument("--json", default=None, help="write the result here")
+    return parser
+
+
 def _add_bench(sub: argparse._SubParsersAction) -> None:
     bench = sub.add_parser("bench", help="benchmarks")
     bench_sub = bench.add_subparsers(dest="bench", required=True)
-    speed = bench_sub.add_parser("speed", help="steered decoding vs plain generate, SPA and CFG")
-    speed.add_argument("--model", default=DEFAULT_MODEL)
-    add_weights_arguments(speed)
+    speed = _bench_parser(bench_sub, "speed", help="steered decoding vs plain generate, SPA and CFG")
     speed.add_argument("--new-tokens", type=int, default=256)
     speed.add_argument("--batch", type=int, default=1)
     speed.add_argument("--omega", type=float, default=1.5)
@@ -99,31 +106,24 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
         help="time several variants of the model side by side, interleaved: dtypes (bfloat16, float32, ...) and "
         "quantizations (int8, int4; bfloat16 activations); overrides --dtype/--quantization",
     )
-    speed.add_argument("--json", default=None, help="write the result here")
     speed.set_defaults(func=bench_commands.cmd_bench_speed)
 
-    overhead = bench_sub.add_parser("llm-overhead", help="SteeredHFLLM.invoke over the bare engine")
-    overhead.add_argument("--model", default=DEFAULT_MODEL)
-    add_weights_arguments(overhead)
+    overhead = _bench_parser(bench_sub, "llm-overhead", help="SteeredHFLLM.invoke over the bare engine")
     overhead.add_argument("--new-tokens", type=int, default=256)
     overhead.add_argument("--repeats", type=int, default=3)
-    overhead.add_argument("--json", default=None)
     overhead.set_defaults(func=bench_commands.cmd_bench_overhead)
 
-    cost = bench_sub.add_parser("solve-cost", help="Self-Anchor solve over plain CoT decoding, same tokens")
-    cost.add_argument("--model", default=DEFAULT_MODEL)
-    add_weights_arguments(cost)
+    cost = _bench_parser(bench_sub, "solve-cost", help="Self-Anchor solve over plain CoT decoding, same tokens")
     cost.add_argument("--problems", type=int, default=10)
     cost.add_argument("--max-new-tokens", type=int, default=512)
     cost.add_argument("--data-dir", default=None)
-    cost.add_argument("--json", default=None)
     cost.set_defaults(func=bench_commands.cmd_bench_solve_cost)
 
-    throughput = bench_sub.add_parser(
-        "throughput", help="problems/min of reasoning methods on the same problems, batched as `eval` runs them"
+    throughput = _bench_parser(
+        bench_sub,
+        "throughput",
+        help="problems/min of reasoning methods on the same problems, batched as `eval` runs them",
     )
-    throughput.add_argument("--model", default=DEFAULT_MODEL)
-    add_weights_arguments(throughput)
     throughput.add_argument("--bench-name", default="gsm8k", help="benchmark to draw problems from")
     throughput.add_argument("--methods", default="self-anchor,cot", help="the last one is the reference")
     throughput.add_argument("--problems", type=int, default=16)
@@ -131,7 +131,6 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
     throughput.add_argument("--max-new-tokens", type=int, default=512)
     throughput.add_argument("--split", default="dev")
     throughput.add_argument("--data-dir", default=None)
-    throughput.add_argument("--json", default=None)
     throughput.set_defaults(func=bench_commands.cmd_bench_throughput)
 
 

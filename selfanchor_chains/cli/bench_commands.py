@@ -11,6 +11,21 @@ from .args import QUANTIZATIONS
 from .commands import load_model
 
 
+def _log(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+def _finish(result: dict[str, Any], args: argparse.Namespace, loaded: dict[str, Any] | None = None) -> int:
+    """Record what ran where (model, weights, threads, CPU, command) and write the JSON if asked."""
+    from ..eval.speed import write_json
+
+    result.update(loaded or {}, model=args.model, threads=_threads(), cpu=_cpu_description())
+    result["command"] = "selfanchor " + " ".join(sys.argv[1:])
+    if args.json:
+        write_json(result, args.json)
+    return 0
+
+
 def _speed_settings(args: argparse.Namespace, methods: list[str]) -> dict[str, Any]:
     return {
         "new_tokens": args.new_tokens,
@@ -18,12 +33,12 @@ def _speed_settings(args: argparse.Namespace, methods: list[str]) -> dict[str, A
         "omega": args.omega,
         "repeats": args.repeats,
         "methods": methods,
-        "log": lambda line: print(line, file=sys.stderr, flush=True),
+        "log": _log,
     }
 
 
 def _bench_speed_variants(args: argparse.Namespace, methods: list[str]) -> int:
-    from ..eval.speed import format_variants_table, run_speed_variants, write_json
+    from ..eval.speed import format_variants_table, run_speed_variants
 
     models: dict[str, Any] = {}
     loaded: dict[str, dict[str, Any]] = {}
@@ -39,12 +54,8 @@ def _bench_speed_variants(args: argparse.Namespace, methods: list[str]) -> int:
     result = run_speed_variants(models, tokenizer, **_speed_settings(args, methods))
     for label, info in loaded.items():
         result["variants"][label].update(info)
-    result.update(model=args.model, threads=_threads(), cpu=_cpu_description())
-    result["command"] = "selfanchor " + " ".join(sys.argv[1:])
-    print(format_variants_table(result))
-    if args.json:
-        write_json(result, args.json)
-    return 0
+    print(format_variants_table({**result, "model": args.model}))
+    return _finish(result, args)
 
 
 def _cpu_description() -> dict[str, Any]:
@@ -68,26 +79,19 @@ def _cpu_description() -> dict[str, Any]:
 
 
 def cmd_bench_speed(args: argparse.Namespace) -> int:
-    from ..eval.speed import format_table, run_speed_bench, write_json
+    from ..eval.speed import format_table, run_speed_bench
 
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     if args.variants:
         return _bench_speed_variants(args, methods)
     model, tokenizer, loaded = load_model(args)
     result = run_speed_bench(model, tokenizer, **_speed_settings(args, methods))
-    result["model"] = args.model
-    result.update(loaded)
-    result["threads"] = _threads()
-    result["cpu"] = _cpu_description()
-    result["command"] = "selfanchor " + " ".join(sys.argv[1:])
-    print(format_table(result))
-    if args.json:
-        write_json(result, args.json)
-    return 0
+    print(format_table({**result, **loaded, "model": args.model}))
+    return _finish(result, args, loaded)
 
 
 def cmd_bench_overhead(args: argparse.Namespace) -> int:
-    from ..eval.speed import run_overhead_bench, write_json
+    from ..eval.speed import run_overhead_bench
 
     model, tokenizer, loaded = load_model(args)
     result = run_overhead_bench(
@@ -95,17 +99,14 @@ def cmd_bench_overhead(args: argparse.Namespace) -> int:
         tokenizer,
         new_tokens=args.new_tokens,
         repeats=args.repeats,
-        log=lambda line: print(line, file=sys.stderr, flush=True),
+        log=_log,
     )
-    result.update(loaded, model=args.model, command="selfanchor " + " ".join(sys.argv[1:]))
     print(f"invoke_over_engine = {result['invoke_over_engine']:.3f}  (medians: {result['median_s']})")
-    if args.json:
-        write_json(result, args.json)
-    return 0
+    return _finish(result, args, loaded)
 
 
 def cmd_bench_solve_cost(args: argparse.Namespace) -> int:
-    from ..eval.speed import run_solve_cost_bench, write_json
+    from ..eval.speed import run_solve_cost_bench
 
     model, tokenizer, loaded = load_model(args)
     result = run_solve_cost_bench(
@@ -114,21 +115,18 @@ def cmd_bench_solve_cost(args: argparse.Namespace) -> int:
         problems=args.problems,
         max_new_tokens=args.max_new_tokens,
         data_dir=args.data_dir,
-        log=lambda line: print(line, file=sys.stderr, flush=True),
+        log=_log,
     )
-    result.update(loaded, model=args.model, command="selfanchor " + " ".join(sys.argv[1:]))
     print(
         f"median self-anchor / plain CoT time (same tokens) = {result['median_ratio']:.3f}; "
         f"median prefill tokens per solve = {result['median_prefill_tokens']} "
         f"(prompt {result['median_prompt_tokens']}, re-sync {result['median_resync_tokens']})"
     )
-    if args.json:
-        write_json(result, args.json)
-    return 0
+    return _finish(result, args, loaded)
 
 
 def cmd_bench_throughput(args: argparse.Namespace) -> int:
-    from ..eval.speed import run_throughput_bench, write_json
+    from ..eval.speed import run_throughput_bench
     from ..langchain.llm import SteeredHFLLM
 
     model, tokenizer, loaded = load_model(args)
@@ -141,17 +139,14 @@ def cmd_bench_throughput(args: argparse.Namespace) -> int:
         max_new_tokens=args.max_new_tokens,
         split=args.split,
         data_dir=args.data_dir,
-        log=lambda line: print(line, file=sys.stderr, flush=True),
+        log=_log,
     )
-    result.update(loaded, model=args.model, threads=_threads(), command="selfanchor " + " ".join(sys.argv[1:]))
     base = result["problems_per_min"]
     for method, per_min in base.items():
         print(f"{method:>14}: {per_min:6.2f} problems/min, {result['tokens_per_s'][method]:6.2f} tokens/s")
     slowdown_key = next(k for k in result if k.startswith("slowdown_vs_"))
     print(slowdown_key + ": " + ", ".join(f"{m} {v:.3f}" for m, v in result[slowdown_key].items()))
-    if args.json:
-        write_json(result, args.json)
-    return 0
+    return _finish(result, args, loaded)
 
 
 def _threads() -> int:

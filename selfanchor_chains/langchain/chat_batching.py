@@ -6,6 +6,7 @@ conversation still reports its own tokens to its own run."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import queue
 import threading
@@ -352,3 +353,18 @@ async def aplanned_or_single_items(
             yield item
     finally:
         await items.aclose()
+
+
+@contextlib.contextmanager
+def published(plan: BatchPlan | None) -> Iterator[None]:
+    """Make ``plan`` the current one for the calls made inside (nothing to do for None); when they are done,
+    groups that no call claimed are stopped."""
+    if plan is None:
+        yield
+        return
+    token = CURRENT_PLAN.set(plan)
+    try:
+        yield
+    finally:
+        CURRENT_PLAN.reset(token)
+        plan.cancel()

@@ -36,12 +36,8 @@ from langchain_core.runnables import Runnable, RunnableConfig
 from pydantic import AliasChoices, ConfigDict, Field, PrivateAttr, field_validator
 
 from ..prompting.inputs import PreparedPrompt
-from ..prompting.markup import (
-    AnchorMarkup,
-)
 from .chat_answer import ChatAnswer
 from .chat_batching import (
-    CURRENT_PLAN,
     AsyncDecodeGroup,
     BatchPlan,
     ChatRequest,
@@ -50,11 +46,12 @@ from .chat_batching import (
     SyncDecodeGroup,
     aplanned_or_single_items,
     planned_or_single_items,
+    published,
 )
 from .chat_rendering import MESSAGE_TYPES, ChatRenderer
 from .params import NonNegativeInt, Omega, PositiveInt, Seconds, Temperature, TopP
 from .runtime import DecodeSettings, SteeredRuntime, attach_runtime
-from .steering import decode_settings, load_steered_weights, with_overrides
+from .steering import SteeredModelMixin, decode_settings, with_overrides
 
 __all__ = ["ChatSteeredHF"]
 
@@ -68,7 +65,7 @@ _NO_TOOLS = (
 )
 
 
-class ChatSteeredHF(BaseChatModel):
+class ChatSteeredHF(SteeredModelMixin, BaseChatModel):
     """Local Hugging Face chat model with anchored-prompt steering, as a LangChain chat model.
 
     Anchors are written into message contents as ``<anchor>…</anchor>`` (escape untrusted text with
@@ -164,45 +161,10 @@ class ChatSteeredHF(BaseChatModel):
                 "ChatSteeredHF needs a tokenizer with a chat template; use SteeredHFLLM for plain completion"
             )
 
-    @classmethod
-    def from_model_id(
-        cls,
-        model_id: str,
-        *,
-        dtype: str = "auto",
-        trust_remote_code: bool = False,
-        device: str | None = None,
-        quantization: str | None = None,
-        **kwargs: Any,
-    ) -> ChatSteeredHF:
-        """Load weights by name and wrap them (see :func:`~selfanchor_chains.langchain.steering.load_steered_weights`
-        for ``model_id``, ``dtype``, ``trust_remote_code``, ``device`` and ``quantization``).
-
-        Args:
-            **kwargs: Fields of this class (``omega``, ``max_tokens``, ...).
-
-        Returns:
-            The chat model, with ``model_id`` naming the weights and the concrete dtype.
-        """
-        model, tokenizer, tag = load_steered_weights(
-            model_id, dtype=dtype, trust_remote_code=trust_remote_code, device=device, quantization=quantization
-        )
-        return cls(model=model, tokenizer=tokenizer, model_id=tag, **kwargs)
-
-    @property
-    def runtime(self) -> SteeredRuntime:
-        """The model's runtime (engine plus the lock that serialises decoding)."""
-        assert self._runtime is not None
-        return self._runtime
-
     @property
     def model_name(self) -> str:
         """The name reported in ``response_metadata`` and traces (``model_id``)."""
         return self.model_id
-
-    @property
-    def markup(self) -> AnchorMarkup:
-        return AnchorMarkup(self.anchor_open_tag, self.anchor_close_tag)
 
     @property
     def _llm_type(self) -> str:
@@ -211,15 +173,9 @@ class ChatSteeredHF(BaseChatModel):
     @property
     def _identifying_params(self) -> dict[str, Any]:
         return {
-            "model_id": self.model_id,
-            "omega": self.omega,
+            **self._steering_params(),
             "max_tokens": self.max_tokens,
-            "temperature": self.temperature,
-            "top_p": self.top_p,
-            "top_k": self.top_k,
-            "seed": self.seed,
             "stop": self.stop,
-            "anchor_tags": (self.anchor_open_tag, self.anchor_close_tag),
             "markup_message_types": self.markup_message_types,
         }
 
@@ -422,6 +378,15 @@ class ChatSteeredHF(BaseChatModel):
         ]
         return BatchPlan(target.runtime, groups, is_async)
 
+    def _batch_plan(
+        self, inputs: Sequence[LanguageModelInput], kwargs: dict[str, Any], *, is_async: bool
+    ) -> BatchPlan | None:
+        if len(inputs) < 2:
+            return None
+        options = dict(kwargs)
+        stop = options.pop("stop", None)
+        return self._plan(self._conversations(inputs), stop, options, is_async=is_async)
+
     def _conversations(self, inputs: Sequence[LanguageModelInput]) -> list[list[BaseMessage]]:
         conversations = []
         for item in inputs:
@@ -438,14 +403,8 @@ class ChatSteeredHF(BaseChatModel):
         callbacks: Callbacks = None,
         **kwargs: Any,
     ) -> LLMResult:
-        plan = self._plan(messages, stop, kwargs, is_async=False)
-        if plan is None:
+        with published(self._plan(messages, stop, kwargs, is_async=False)):
             return super().generate(messages, stop=stop, callbacks=callbacks, **kwargs)
-        token = CURRENT_PLAN.set(plan)
-        try:
-            return super().generate(messages, stop=stop, callbacks=callbacks, **kwargs)
-        finally:
-            CURRENT_PLAN.reset(token)
 
     async def agenerate(
         self,
@@ -454,15 +413,8 @@ class ChatSteeredHF(BaseChatModel):
         callbacks: Callbacks = None,
         **kwargs: Any,
     ) -> LLMResult:
-        plan = self._plan(messages, stop, kwargs, is_async=True)
-        if plan is None:
+        with published(self._plan(messages, stop, kwargs, is_async=True)):
             return await super().agenerate(messages, stop=stop, callbacks=callbacks, **kwargs)
-        token = CURRENT_PLAN.set(plan)
-        try:
-            return await super().agenerate(messages, stop=stop, callbacks=callbacks, **kwargs)
-        finally:
-            CURRENT_PLAN.reset(token)
-            plan.cancel()
 
     def batch(
         self,
@@ -472,17 +424,9 @@ class ChatSteeredHF(BaseChatModel):
         return_exceptions: bool = False,
         **kwargs: Any,
     ) -> list[AIMessage]:
-        options = dict(kwargs)
-        stop = options.pop("stop", None)
-        plan = self._plan(self._conversations(inputs), stop, options, is_async=False) if len(inputs) > 1 else None
-        if plan is None:
-            return super().batch(inputs, config, return_exceptions=return_exceptions, **kwargs)
         # The batch's worker threads copy this context, so each invoke finds its conversation in the plan.
-        token = CURRENT_PLAN.set(plan)
-        try:
+        with published(self._batch_plan(inputs, kwargs, is_async=False)):
             return super().batch(inputs, config, return_exceptions=return_exceptions, **kwargs)
-        finally:
-            CURRENT_PLAN.reset(token)
 
     async def abatch(
         self,
@@ -492,17 +436,8 @@ class ChatSteeredHF(BaseChatModel):
         return_exceptions: bool = False,
         **kwargs: Any,
     ) -> list[AIMessage]:
-        options = dict(kwargs)
-        stop = options.pop("stop", None)
-        plan = self._plan(self._conversations(inputs), stop, options, is_async=True) if len(inputs) > 1 else None
-        if plan is None:
+        with published(self._batch_plan(inputs, kwargs, is_async=True)):
             return await super().abatch(inputs, config, return_exceptions=return_exceptions, **kwargs)
-        token = CURRENT_PLAN.set(plan)
-        try:
-            return await super().abatch(inputs, config, return_exceptions=return_exceptions, **kwargs)
-        finally:
-            CURRENT_PLAN.reset(token)
-            plan.cancel()
 
     # -- decoding --------------------------------------------------------------------------------------------------
 

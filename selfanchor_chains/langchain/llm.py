@@ -15,10 +15,10 @@ from pydantic import ConfigDict, Field, PrivateAttr
 from ..engine.requests import RowRequest, RowResult, TokenEvent
 from ..engine.session import DecodeSession
 from ..prompting.inputs import PreparedPrompt, markup_from_spans, prepare_prompt
-from ..prompting.markup import AnchorMarkup, Span
+from ..prompting.markup import Span
 from .params import NonNegativeInt, Omega, PositiveInt, Temperature, TopP
 from .runtime import DecodeSettings, SteeredRuntime, attach_runtime
-from .steering import decode_settings, load_steered_weights, with_overrides
+from .steering import SteeredModelMixin, decode_settings, with_overrides
 
 __all__ = ["SteeredHFLLM"]
 
@@ -30,7 +30,7 @@ _OVERRIDABLE = ("omega", "max_new_tokens", "temperature", "top_p", "top_k", "see
 _RUN_MANAGERS: ContextVar[list[Any] | None] = ContextVar("selfanchor_run_managers", default=None)
 
 
-class SteeredHFLLM(BaseLLM):
+class SteeredHFLLM(SteeredModelMixin, BaseLLM):
     """Local Hugging Face causal LM with anchored-prompt steering, as a LangChain LLM.
 
     Anchors are written into the prompt as ``<anchor>…</anchor>`` (escape untrusted text with
@@ -79,36 +79,6 @@ class SteeredHFLLM(BaseLLM):
             "SteeredHFLLM", self.model, self.tokenizer, self.model_id, self.anchor_open_tag, self.anchor_close_tag
         )
 
-    @classmethod
-    def from_model_id(
-        cls,
-        model_id: str,
-        *,
-        dtype: str = "auto",
-        trust_remote_code: bool = False,
-        device: str | None = None,
-        quantization: str | None = None,
-        **kwargs: Any,
-    ) -> SteeredHFLLM:
-        """Load weights by name and wrap them (see :func:`~selfanchor_chains.langchain.steering.load_steered_weights`
-        for ``model_id``, ``dtype``, ``trust_remote_code``, ``device`` and ``quantization``).
-
-        Args:
-            **kwargs: Fields of this class (``omega``, ``max_new_tokens``, ...).
-
-        Returns:
-            The LLM, with ``model_id`` naming the weights and the concrete dtype (``"qwen2.5-coder-0.5b@bfloat16"``).
-        """
-        model, tokenizer, tag = load_steered_weights(
-            model_id, dtype=dtype, trust_remote_code=trust_remote_code, device=device, quantization=quantization
-        )
-        return cls(model=model, tokenizer=tokenizer, model_id=tag, **kwargs)
-
-    @property
-    def runtime(self) -> SteeredRuntime:
-        assert self._runtime is not None
-        return self._runtime
-
     @property
     def _llm_type(self) -> str:
         return "selfanchor-steered-hf"
@@ -116,23 +86,13 @@ class SteeredHFLLM(BaseLLM):
     @property
     def _identifying_params(self) -> dict[str, Any]:
         return {
-            "model_id": self.model_id,
-            "omega": self.omega,
+            **self._steering_params(),
             "max_new_tokens": self.max_new_tokens,
-            "temperature": self.temperature,
-            "top_p": self.top_p,
-            "top_k": self.top_k,
-            "seed": self.seed,
             "chat": self.chat,
             "system_prompt": self.system_prompt,
-            "anchor_tags": (self.anchor_open_tag, self.anchor_close_tag),
         }
 
     # -- preparing prompts ---------------------------------------------------------------------------------------
-
-    @property
-    def markup(self) -> AnchorMarkup:
-        return AnchorMarkup(self.anchor_open_tag, self.anchor_close_tag)
 
     def _use_chat(self) -> bool:
         return self.chat and bool(getattr(self.tokenizer, "chat_template", None))
@@ -175,6 +135,17 @@ class SteeredHFLLM(BaseLLM):
         overrides = {k: kwargs.pop(k) for k in _OVERRIDABLE if k in kwargs}
         return with_overrides(self, overrides), kwargs
 
+    def _fold_call_options(
+        self, prompts: list[str], kwargs: dict[str, Any]
+    ) -> tuple[SteeredHFLLM, list[str], dict[str, Any]]:
+        """Call-time anchors go into the prompts' markup and overrides into a model copy, so that both are part of
+        the LLM cache key; returns the model to call, the prompts and the remaining options."""
+        anchors = kwargs.pop("anchors", None)
+        if anchors:
+            prompts = [self.with_anchor_markup(p, anchors) for p in prompts]
+        target, kwargs = self._split_overrides(kwargs)
+        return target, prompts, kwargs
+
     # -- LangChain entry points ----------------------------------------------------------------------------------
 
     def generate(
@@ -184,11 +155,7 @@ class SteeredHFLLM(BaseLLM):
         callbacks: Callbacks | list[Callbacks] = None,
         **kwargs: Any,
     ) -> LLMResult:
-        anchors = kwargs.pop("anchors", None)
-        if anchors:
-            # Folding call-time anchors into the prompt text makes them part of the LLM cache key.
-            prompts = [self.with_anchor_markup(p, anchors) for p in prompts]
-        target, kwargs = self._split_overrides(kwargs)
+        target, prompts, kwargs = self._fold_call_options(prompts, kwargs)
         if target is not self:
             return target.generate(prompts, stop=stop, callbacks=callbacks, **kwargs)
         return super().generate(prompts, stop=stop, callbacks=callbacks, **kwargs)
@@ -200,10 +167,7 @@ class SteeredHFLLM(BaseLLM):
         callbacks: Callbacks | list[Callbacks] = None,
         **kwargs: Any,
     ) -> LLMResult:
-        anchors = kwargs.pop("anchors", None)
-        if anchors:
-            prompts = [self.with_anchor_markup(p, anchors) for p in prompts]
-        target, kwargs = self._split_overrides(kwargs)
+        target, prompts, kwargs = self._fold_call_options(prompts, kwargs)
         if target is not self:
             return await target.agenerate(prompts, stop=stop, callbacks=callbacks, **kwargs)
         return await super().agenerate(prompts, stop=stop, callbacks=callbacks, **kwargs)
@@ -283,12 +247,8 @@ class SteeredHFLLM(BaseLLM):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> Iterator[GenerationChunk]:
-        target, kwargs = self._split_overrides(dict(kwargs))
-        anchors = kwargs.pop("anchors", ())
-        target._reject_unknown(kwargs)
-        rows = target._rows([prompt], anchors)
-        sessions: list[Any] = []
-        for step in target.runtime.events(rows, target._settings(stop), session_out=sessions):
+        target, rows, settings = self._one_prompt(prompt, stop, kwargs)
+        for step in target.runtime.events(rows, settings):
             for event in step:
                 chunk = target._chunk(event)
                 if chunk is None:
@@ -304,11 +264,8 @@ class SteeredHFLLM(BaseLLM):
         run_manager: AsyncCallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> AsyncIterator[GenerationChunk]:
-        target, kwargs = self._split_overrides(dict(kwargs))
-        anchors = kwargs.pop("anchors", ())
-        target._reject_unknown(kwargs)
-        rows = target._rows([prompt], anchors)
-        async for step in target.runtime.aevents(rows, target._settings(stop)):
+        target, rows, settings = self._one_prompt(prompt, stop, kwargs)
+        async for step in target.runtime.aevents(rows, settings):
             for event in step:
                 chunk = target._chunk(event)
                 if chunk is None:
@@ -318,6 +275,15 @@ class SteeredHFLLM(BaseLLM):
                 yield chunk
 
     # -- helpers -------------------------------------------------------------------------------------------------
+
+    def _one_prompt(
+        self, prompt: str, stop: list[str] | None, kwargs: dict[str, Any]
+    ) -> tuple[SteeredHFLLM, list[RowRequest], DecodeSettings]:
+        """A streamed call's model (overrides applied), its row and its settings; raises on a bad option."""
+        target, options = self._split_overrides(dict(kwargs))
+        anchors = options.pop("anchors", ())
+        target._reject_unknown(options)
+        return target, target._rows([prompt], anchors), target._settings(stop)
 
     @staticmethod
     def _reject_unknown(kwargs: dict[str, Any]) -> None:

@@ -3,12 +3,14 @@ weights by name, decode settings from the sampling fields, and call-time overrid
 
 from __future__ import annotations
 
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from pydantic import BaseModel
+from typing_extensions import Self
 
 from ..engine.requests import SamplingConfig
-from .runtime import DecodeSettings
+from ..prompting.markup import AnchorMarkup
+from .runtime import DecodeSettings, SteeredRuntime
 
 Model = TypeVar("Model", bound=BaseModel)
 
@@ -76,3 +78,73 @@ def with_overrides(model: Model, overrides: dict[str, Any]) -> Model:
     for name, value in overrides.items():  # model_copy skips validation; run the field validators
         type(model).__pydantic_validator__.validate_assignment(copy, name, value)
     return copy
+
+
+class SteeredModelMixin:
+    """What the steered LangChain classes share beyond their fields: ``from_model_id``, the runtime, the anchor
+    markup and the identifying parameters of the steering (a mixin of the pydantic models; it adds no fields)."""
+
+    if TYPE_CHECKING:  # the fields of the classes it is mixed into
+        model_id: str
+        omega: float
+        temperature: float
+        top_p: float
+        top_k: int
+        seed: int | None
+        anchor_open_tag: str
+        anchor_close_tag: str
+        _runtime: SteeredRuntime | None
+
+    @classmethod
+    def from_model_id(
+        cls,
+        model_id: str,
+        *,
+        dtype: str = "auto",
+        trust_remote_code: bool = False,
+        device: str | None = None,
+        quantization: str | None = None,
+        **kwargs: Any,
+    ) -> Self:
+        """Load weights by name and wrap them (see :func:`load_steered_weights` for the arguments).
+
+        Args:
+            model_id: Registry name (``smollm2-135m``, ``qwen2.5-coder-0.5b``, ``qwen2.5-coder-1.5b``), local path
+                or hub id.
+            dtype: ``"auto"`` (default: bfloat16 where the hardware computes it natively, else float32),
+                ``"bfloat16"``, ``"float16"`` or ``"float32"``.
+            trust_remote_code: Passed to ``from_pretrained``; keep ``False`` unless you trust the repository.
+            device: Where to put the weights (default the CPU).
+            quantization: ``None``, ``"int8"`` or ``"int4"`` (weight-only, torchao; computes in bfloat16).
+            **kwargs: Fields of the class (``omega``, the token budget, ...).
+
+        Returns:
+            The model, with ``model_id`` naming the weights and the concrete dtype (``"qwen2.5-coder-0.5b@bfloat16"``).
+        """
+        model, tokenizer, tag = load_steered_weights(
+            model_id, dtype=dtype, trust_remote_code=trust_remote_code, device=device, quantization=quantization
+        )
+        return cast(Self, cast(Any, cls)(model=model, tokenizer=tokenizer, model_id=tag, **kwargs))
+
+    @property
+    def runtime(self) -> SteeredRuntime:
+        """The model's runtime (engine plus the lock that serialises decoding)."""
+        assert self._runtime is not None
+        return self._runtime
+
+    @property
+    def markup(self) -> AnchorMarkup:
+        """The anchor tags read in prompts and message contents."""
+        return AnchorMarkup(self.anchor_open_tag, self.anchor_close_tag)
+
+    def _steering_params(self) -> dict[str, Any]:
+        """The identifying parameters every steered class has (the LLM cache key includes them)."""
+        return {
+            "model_id": self.model_id,
+            "omega": self.omega,
+            "temperature": self.temperature,
+            "top_p": self.top_p,
+            "top_k": self.top_k,
+            "seed": self.seed,
+            "anchor_tags": (self.anchor_open_tag, self.anchor_close_tag),
+        }

@@ -50,18 +50,6 @@ FORMAT_REMINDER = (
 )
 
 
-__all__ = [
-    "CoTChain",
-    "PlanAndSolveChain",
-    "ReasoningChain",
-    "ReasoningInput",
-    "ReasoningOutput",
-    "ReasoningStep",
-    "SPAChain",
-    "SelfAnchorChain",
-]
-
-
 class ReasoningChain(RunnableSerializable[Any, dict]):
     """A reasoning method over :class:`SteeredHFLLM`: template + anchors + ω schedule + answer extraction.
 
@@ -367,6 +355,21 @@ class ReasoningChain(RunnableSerializable[Any, dict]):
             runs.append(started[0])
         return runs
 
+    async def _astart_llm_runs(
+        self, managers: Sequence[AsyncCallbackManagerForChainRun | None], solves_text: Sequence[str]
+    ) -> list[Any]:
+        """The async twin of :meth:`_start_llm_runs` (the same runs, reported through async callbacks)."""
+        runs: list[Any] = []
+        for manager, prompt in zip(managers, solves_text, strict=True):
+            if manager is None:
+                runs.append(None)
+                continue
+            started = await manager.get_child().on_llm_start(
+                self._llm_serialized(), [prompt], invocation_params={"omega_schedule": repr(self.schedule)}
+            )
+            runs.append(started[0])
+        return runs
+
     # -- runnable API ----------------------------------------------------------------------------------------------
 
     def _run(
@@ -425,23 +428,23 @@ class ReasoningChain(RunnableSerializable[Any, dict]):
         config: list[RunnableConfig],
     ) -> list[dict[str, Any]]:
         requests = [self._coerce(i) for i in inputs]
-        llm_runs = []
-        for manager, request in zip(run_manager, requests, strict=True):
-            started = await manager.get_child().on_llm_start(self._llm_serialized(), [request.question])
-            llm_runs.append(started[0])
+        llm_runs = await self._astart_llm_runs(run_manager, [r.question for r in requests])
         outputs: dict[int, dict[str, Any]] = {}
         try:
             async for kind, index, payload in self._aiter_solve(requests):
-                if kind == "token":
-                    await llm_runs[index].on_llm_new_token(payload)
+                run = llm_runs[index]
+                if kind == "token" and run is not None:
+                    await run.on_llm_new_token(payload)
                 elif kind == "output":
                     outputs[index] = payload
         except BaseException as exc:
             for run in llm_runs:
-                await run.on_llm_error(exc)
+                if run is not None:
+                    await run.on_llm_error(exc)
             raise
         for index, run in enumerate(llm_runs):
-            await run.on_llm_end(LLMResult(generations=[[Generation(text=outputs[index]["text"])]]))
+            if run is not None:
+                await run.on_llm_end(LLMResult(generations=[[Generation(text=outputs[index]["text"])]]))
         return [outputs[i] for i in range(len(requests))]
 
     async def ainvoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> dict[str, Any]:
@@ -490,11 +493,12 @@ class ReasoningChain(RunnableSerializable[Any, dict]):
         self, inputs: AsyncIterator[Any], run_manager: AsyncCallbackManagerForChainRun, config: RunnableConfig
     ) -> AsyncIterator[dict[str, Any]]:
         request = self._coerce([i async for i in inputs][-1])
-        llm_run = (await run_manager.get_child().on_llm_start(self._llm_serialized(), [request.question]))[0]
+        llm_run = (await self._astart_llm_runs([run_manager], [request.question]))[0]
         final: dict[str, Any] | None = None
         async for kind, _, payload in self._aiter_solve([request]):
             if kind == "token":
-                await llm_run.on_llm_new_token(payload)
+                if llm_run is not None:
+                    await llm_run.on_llm_new_token(payload)
                 yield {"token": payload}
             elif kind == "step":
                 yield {"step": payload}
@@ -503,7 +507,8 @@ class ReasoningChain(RunnableSerializable[Any, dict]):
             else:
                 final = payload
         assert final is not None
-        await llm_run.on_llm_end(LLMResult(generations=[[Generation(text=final["text"])]]))
+        if llm_run is not None:
+            await llm_run.on_llm_end(LLMResult(generations=[[Generation(text=final["text"])]]))
         yield {"output": final}
 
     async def astream(
