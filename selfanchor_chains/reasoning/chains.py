@@ -41,7 +41,7 @@ from ..prompting.templates import (
 )
 from .passes import BatchPass, ContinuousPass, Solve
 from .schedules import ConfidenceOmega, ConstantOmega, OmegaSchedule
-from .schema import ReasoningInput, ReasoningOutput, ReasoningStep
+from .schema import ReasoningInput, ReasoningOutput
 from .steps import StepLimits, StepTracker
 
 FORMAT_REMINDER = (
@@ -243,7 +243,7 @@ class ReasoningChain(RunnableSerializable[Any, dict]):
         return ReasoningOutput(
             answer=self._extract(text, tracker, solve.request),
             text=text,
-            steps=[ReasoningStep(**s) for s in tracker.records()],
+            steps=list(tracker.steps),
             finish_reason=tracker.finish_reason or result.finish_reason,
             usage={
                 "prompt_tokens": len(solve.ids),

@@ -51,7 +51,7 @@ class BatchPass:
         for k, solve in enumerate(self.solves):
             steps = solve.tracker.steps
             while solve.reported_steps < len(steps):
-                out.append(("step", self.pending[k], steps[solve.reported_steps].as_dict()))
+                out.append(("step", self.pending[k], steps[solve.reported_steps].model_dump()))
                 solve.reported_steps += 1
         return out
 
@@ -123,7 +123,7 @@ class ContinuousPass:
     def _report_steps(self, solve: Solve, problem: int) -> None:
         steps = solve.tracker.steps
         while solve.reported_steps < len(steps):
-            self.ready.append(("step", problem, steps[solve.reported_steps].as_dict()))
+            self.ready.append(("step", problem, steps[solve.reported_steps].model_dump()))
             solve.reported_steps += 1
 
     def emit(self, step: list[TokenEvent]) -> list[tuple[str, int, Any]]:

@@ -22,8 +22,13 @@ class ReasoningInput(BaseModel):
     """Answer options (AQuA, T4D), for mapping an answer given as an option's value to its letter."""
 
 
+StepKind = Literal["plan", "reasoning", "final", "text"]
+
+
 class ReasoningStep(BaseModel):
-    kind: Literal["plan", "reasoning", "final", "text"]
+    """One completed step of a solve."""
+
+    kind: StepKind
     index: int
     text: str
     omega: float

@@ -9,14 +9,15 @@ from __future__ import annotations
 import bisect
 import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from ..engine.requests import TokenEvent, harmonic_mean
 from ..engine.session import DecodeSession
 from ..prompting.templates import StepMarkers
 from .schedules import OmegaSchedule
+from .schema import ReasoningStep, StepKind
 
-__all__ = ["REASONING_SCOPES", "StepLimits", "StepRecord", "StepTracker", "marker_pattern"]
+__all__ = ["REASONING_SCOPES", "StepLimits", "StepTracker", "marker_pattern"]
 
 Span = tuple[int, int]
 
@@ -47,36 +48,6 @@ class StepLimits:
         for name in ("max_step_tokens", "max_steps", "max_answer_tokens", "answer_line_words"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-
-
-@dataclass
-class StepRecord:
-    """One completed step of a solve."""
-
-    kind: str  # "plan" | "reasoning" | "final" | "text"
-    index: int
-    text: str
-    omega: float
-    confidence: float
-    anchors: list[str]
-    tokens: int
-    changed: int = 0
-    """Tokens whose choice steering changed (argmax of the steered logits ≠ argmax of the original ones)."""
-    kl: float = 0.0
-    """Mean KL(steered ‖ original) over the step's tokens, in nats."""
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "kind": self.kind,
-            "index": self.index,
-            "text": self.text,
-            "omega": self.omega,
-            "confidence": self.confidence,
-            "anchors": list(self.anchors),
-            "tokens": self.tokens,
-            "changed": self.changed,
-            "kl": self.kl,
-        }
 
 
 def marker_pattern(markers: StepMarkers, midline: bool = False) -> re.Pattern[str]:
@@ -169,7 +140,7 @@ class StepTracker:
         self._plan_spans: list[Span] = []  # every closed plan, for the "question+plans" scope
         self._plan_texts: list[str] = []
         self._scan_from = 0
-        self.steps: list[StepRecord] = []
+        self.steps: list[ReasoningStep] = []
         self.finish_reason: str | None = None
         self.plan_span: Span | None = None
         self._plan_text = ""
@@ -301,7 +272,7 @@ class StepTracker:
             return [*spans, *self._plan_spans], [*texts, *self._plan_texts]
         return [*spans, self.plan_span], [*texts, self._plan_text]
 
-    def _close(self, end_char: int, end_token: int) -> StepRecord:
+    def _close(self, end_char: int, end_token: int) -> ReasoningStep:
         step = self._current
         text = self.text[step.start_char : end_char]
         if step.start_token < 0 and self.first_prefix_text:
@@ -309,8 +280,8 @@ class StepTracker:
         first, last = max(step.start_token, 0), max(end_token, 0)
         confidences = self._confidences[first:last]
         kls = self._kls[first:last]
-        record = StepRecord(
-            kind=step.kind,
+        record = ReasoningStep(
+            kind=cast(StepKind, step.kind),  # the tracker only opens steps of these kinds
             index=step.index,
             text=text.strip(),
             omega=step.omega,
@@ -360,4 +331,4 @@ class StepTracker:
         return self.text[self._answer_from :].strip().split("\n", 1)[0].strip()
 
     def records(self) -> list[dict[str, Any]]:
-        return [s.as_dict() for s in self.steps]
+        return [s.model_dump() for s in self.steps]

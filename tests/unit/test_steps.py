@@ -310,7 +310,7 @@ def test_steps_record_what_steering_changed():
     plan, reasoning = t.steps
     assert (plan.changed, plan.kl) == (2, pytest.approx(0.2))  # tokens a, b, c
     assert (reasoning.changed, reasoning.kl) == (0, pytest.approx(0.2))  # the label token and d
-    assert plan.as_dict()["changed"] == 2 and "kl" in reasoning.as_dict()
+    assert plan.model_dump()["changed"] == 2 and "kl" in reasoning.model_dump()
 
 
 def test_scaled_omega_closed_form():
