@@ -131,6 +131,11 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
     throughput.add_argument("--max-new-tokens", type=int, default=512)
     throughput.add_argument("--split", default="dev")
     throughput.add_argument("--data-dir", default=None)
+    throughput.add_argument(
+        "--modes",
+        default="static",
+        help="batching modes to time side by side: static (eval's default), continuous, or static,continuous",
+    )
     throughput.set_defaults(func=bench_commands.cmd_bench_throughput)
 
 

@@ -139,6 +139,7 @@ def cmd_bench_throughput(args: argparse.Namespace) -> int:
         max_new_tokens=args.max_new_tokens,
         split=args.split,
         data_dir=args.data_dir,
+        modes=[m.strip() for m in args.modes.split(",") if m.strip()],
         log=_log,
     )
     base = result["problems_per_min"]
@@ -146,6 +147,10 @@ def cmd_bench_throughput(args: argparse.Namespace) -> int:
         print(f"{method:>14}: {per_min:6.2f} problems/min, {result['tokens_per_s'][method]:6.2f} tokens/s")
     slowdown_key = next(k for k in result if k.startswith("slowdown_vs_"))
     print(slowdown_key + ": " + ", ".join(f"{m} {v:.3f}" for m, v in result[slowdown_key].items()))
+    if "continuous_speedup" in result:
+        for method, speedup in result["continuous_speedup"].items():
+            differ = result["answers_differ"][method]
+            print(f"{method:>14}: continuous / static = {speedup:.3f}, answers that differ: {differ}")
     return _finish(result, args, loaded)
 
 

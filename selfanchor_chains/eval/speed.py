@@ -456,44 +456,98 @@ def run_throughput_bench(
     max_new_tokens: int = 512,
     split: str = "dev",
     data_dir: str | None = None,
+    modes: Sequence[str] = ("static",),
     log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
-    """Problems per minute of each method on the same problems, batch after batch, methods interleaved.
+    """Problems per minute of each method on the same problems, methods (and batching modes) interleaved.
 
-    This is how ``selfanchor eval`` runs them (one ``chain.batch`` per method and batch), without writing results,
-    so the ratio is measured side by side. A warm-up batch of each method runs first (not timed), so that every
-    method starts with the engine's shared-prefix cache filled, as it is during an evaluation.
+    ``static`` is how ``selfanchor eval`` batches by default: one ``chain.batch`` per method and group of ``batch``
+    problems, each group running until its longest solve ends. ``continuous`` streams all the problems through
+    ``batch`` decoding slots (``selfanchor eval --continuous``): a finished solve's place goes to the next problem
+    at the next decode step. Nothing is written, so the ratios are measured side by side. A warm-up solve of each
+    method runs first (not timed), so that every method starts with its shared prompt prefix cached, as during an
+    evaluation.
+
+    Returns:
+        Per run (``method`` for static, ``method@continuous`` for continuous): ``seconds``, ``tokens``,
+        ``problems_per_min``, ``tokens_per_s``, the slowdown against the last method; with both modes also
+        ``continuous_speedup`` (continuous over static problems per minute, per method) and ``answers_differ``
+        (problems whose answer differs between the modes: bfloat16 batch-composition noise under greedy decoding).
     """
     from ..reasoning.methods import make_chain
     from .datasets import load_problems
 
+    unknown = set(modes) - {"static", "continuous"}
+    if unknown or not modes:
+        raise ValueError(f"modes are static and continuous, got {list(modes)}")
     items = list(load_problems(bench, data_dir=data_dir, split=split, limit=problems))
+    questions = [p.question for p in items]
     chains = {m: make_chain(m, llm, bench=bench, max_new_tokens=max_new_tokens) for m in methods}
     for m in methods:  # warm-up: a few tokens, enough to store the method's shared prompt prefix
         make_chain(m, llm, bench=bench, max_new_tokens=8).invoke(items[0].question)
-    seconds = {m: 0.0 for m in methods}
-    tokens = {m: 0 for m in methods}
-    for start in range(0, len(items), batch):
-        group = items[start : start + batch]
-        for m in methods:
-            began = time.perf_counter()
-            outputs = chains[m].batch([p.question for p in group])
-            took = time.perf_counter() - began
-            seconds[m] += took
-            n = [o["usage"]["completion_tokens"] for o in outputs]
-            tokens[m] += sum(n)
-            log(f"batch {start // batch + 1} {m:>12}: {took:7.1f} s, tokens {sum(n)} (longest {max(n)})")
-    per_min = {m: 60.0 * len(items) / seconds[m] for m in methods}
-    base = methods[-1]
-    return {
+    runs = [(m, mode) for m in methods for mode in modes]
+    seconds = {_run_key(m, mode): 0.0 for m, mode in runs}
+    tokens = {_run_key(m, mode): 0 for m, mode in runs}
+    answers: dict[str, list[Any]] = {_run_key(m, mode): [None] * len(items) for m, mode in runs}
+    timing = {"seconds": seconds, "tokens": tokens, "answers": answers}
+    if "static" in modes:
+        _time_static(chains, questions, batch, timing, log)
+    if "continuous" in modes:
+        _time_continuous(chains, questions, batch, timing, log)
+    per_min = {k: 60.0 * len(items) / seconds[k] for k in seconds}
+    base = _run_key(methods[-1], modes[0])
+    result: dict[str, Any] = {
         "bench": bench,
         "split": split,
         "problems": len(items),
         "batch": batch,
         "max_new_tokens": max_new_tokens,
+        "modes": list(modes),
         "seconds": seconds,
         "tokens": tokens,
         "problems_per_min": per_min,
-        "tokens_per_s": {m: tokens[m] / seconds[m] for m in methods},
-        "slowdown_vs_" + base: {m: per_min[base] / per_min[m] for m in methods},
+        "tokens_per_s": {k: tokens[k] / seconds[k] for k in seconds},
+        "slowdown_vs_" + base: {k: per_min[base] / per_min[k] for k in seconds},
+        "answers": answers,
     }
+    if set(modes) == {"static", "continuous"}:
+        result["continuous_speedup"] = {m: per_min[_run_key(m, "continuous")] / per_min[m] for m in methods}
+        result["answers_differ"] = {
+            m: sum(a != b for a, b in zip(answers[m], answers[_run_key(m, "continuous")], strict=True)) for m in methods
+        }
+    return result
+
+
+def _run_key(method: str, mode: str) -> str:
+    return method if mode == "static" else f"{method}@{mode}"
+
+
+def _time_static(
+    chains: dict[str, Any], questions: list[str], batch: int, timing: dict[str, Any], log: Callable[[str], None]
+) -> None:
+    """One ``batch()`` per method and group of problems, methods taking turns group by group."""
+    for start in range(0, len(questions), batch):
+        for m, chain in chains.items():
+            began = time.perf_counter()
+            outputs = chain.batch(questions[start : start + batch])
+            took = time.perf_counter() - began
+            n = [o["usage"]["completion_tokens"] for o in outputs]
+            timing["seconds"][m] += took
+            timing["tokens"][m] += sum(n)
+            timing["answers"][m][start : start + batch] = [o["answer"] for o in outputs]
+            log(f"batch {start // batch + 1} {m:>12}: {took:7.1f} s, tokens {sum(n)} (longest {max(n)})")
+
+
+def _time_continuous(
+    chains: dict[str, Any], questions: list[str], batch: int, timing: dict[str, Any], log: Callable[[str], None]
+) -> None:
+    """All problems streamed through ``batch`` slots, one method after the other."""
+    for m, chain in chains.items():
+        key = _run_key(m, "continuous")
+        streaming = chain.model_copy(update={"batch_size": batch})
+        began = time.perf_counter()
+        for index, output in streaming.as_completed(questions):
+            timing["tokens"][key] += output["usage"]["completion_tokens"]
+            timing["answers"][key][index] = output["answer"]
+        timing["seconds"][key] = time.perf_counter() - began
+        log(f"continuous {m:>12}: {timing['seconds'][key]:7.1f} s, tokens {timing['tokens'][key]}")

@@ -363,6 +363,36 @@ def test_throughput_bench_times_methods_side_by_side(
     assert len(llm.runtime.decoder.prefix_cache.entries) >= 2
 
 
+def test_throughput_bench_compares_static_and_continuous_batching(
+    data_dir: Path, long_context_tiny_model: Any, byte_tokenizer: Any
+) -> None:
+    from selfanchor_chains.eval.speed import run_throughput_bench
+    from selfanchor_chains.langchain.llm import SteeredHFLLM
+
+    llm = SteeredHFLLM(model=long_context_tiny_model, tokenizer=byte_tokenizer, model_id="tiny")
+    lines: list[str] = []
+    result = run_throughput_bench(
+        llm,
+        methods=["self-anchor", "cot"],
+        problems=3,
+        batch=2,
+        max_new_tokens=5,
+        data_dir=str(data_dir),
+        modes=["static", "continuous"],
+        log=lines.append,
+    )
+    assert set(result["seconds"]) == {"self-anchor", "cot", "self-anchor@continuous", "cot@continuous"}
+    assert len(lines) == 4 + 2  # two static batches per method, one continuous run per method
+    for method in ("self-anchor", "cot"):
+        speedup = result["continuous_speedup"][method]
+        assert speedup == pytest.approx(result["seconds"][method] / result["seconds"][f"{method}@continuous"])
+        # float32: continuous batching changes no answer (each row decodes as it would alone)
+        assert result["answers_differ"][method] == 0
+        assert result["answers"][method] == result["answers"][f"{method}@continuous"]
+    with pytest.raises(ValueError, match="modes"):
+        run_throughput_bench(llm, problems=1, data_dir=str(data_dir), modes=["dynamic"])
+
+
 # -- parsing ---------------------------------------------------------------------------------------------------
 
 
