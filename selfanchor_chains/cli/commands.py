@@ -102,7 +102,7 @@ def cmd_solve(args: argparse.Namespace) -> int:
     if args.html:
         from pathlib import Path
 
-        from .steering_view import render_steering_html
+        from ..eval.steering_view import render_steering_html
 
         Path(args.html).write_text(render_steering_html(args.question, output, method=args.method), encoding="utf-8")
         print(f"[steering map: {args.html}]", file=sys.stderr)

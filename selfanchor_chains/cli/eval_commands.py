@@ -101,6 +101,12 @@ def add_eval_commands(subparsers: Any) -> None:
     rep.add_argument("--seed", type=int, default=0, help="bootstrap seed")
     rep.add_argument("--resamples", type=_positive, default=10_000, help="bootstrap resamples")
     rep.add_argument("--no-plots", dest="plots", action="store_false", help="skip the PNG charts")
+    rep.add_argument(
+        "--pages",
+        type=_non_negative,
+        default=5,
+        help="per benchmark, a page for up to this many items where the methods disagree (OUT/maps/); 0: none",
+    )
     rep.set_defaults(func=cmd_report)
 
 
@@ -213,7 +219,7 @@ def _print_summary(summary: dict[str, dict[str, dict[str, Any]]], out: Path) -> 
 
 def cmd_report(args: argparse.Namespace) -> int:
     """Run ``selfanchor report``; returns the exit code (0, or 2 when the folder holds no results)."""
-    from ..eval.report import build_report, format_markdown, write_report
+    from ..eval.report import build_report, write_report
     from ..eval.store import ResultsFileError
 
     out = Path(args.out)
@@ -232,7 +238,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         if importlib.util.find_spec("matplotlib") is None:
             print("[matplotlib is not installed (pip install matplotlib): skipping the charts]", file=sys.stderr)
             plots = False
-    written = write_report(out, report, plots=plots)
-    print(format_markdown(report))
+    written = write_report(out, report, plots=plots, pages=args.pages)
+    print(written["markdown"].read_text(encoding="utf-8"))
     print("[wrote " + ", ".join(str(p) for p in written.values()) + "]", file=sys.stderr)
     return 0

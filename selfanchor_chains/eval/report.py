@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ..reasoning.methods import METHODS
+from .disagreements import format_disagreements_markdown, write_disagreement_pages
 from .stats import mcnemar_exact, stratified_paired_bootstrap, wilson_interval
 from .steering_report import build_steering_summary, format_steering_markdown
 from .store import iter_result_files, read_records, read_run_info
@@ -349,6 +350,7 @@ def format_markdown(report: Mapping[str, Any]) -> str:
         lines += format_conflict_markdown(report["conflict"], report["settings"]["confidence"])
     lines += format_steering_markdown(report.get("steering") or {})
     lines += _efficiency_markdown(report)
+    lines += format_disagreements_markdown(report.get("disagreements") or [], report["settings"]["reference"])
     return "\n".join(lines)
 
 
@@ -529,6 +531,7 @@ def write_report(
     report: Mapping[str, Any] | None = None,
     *,
     plots: bool = True,
+    pages: int = 0,
     **options: Any,
 ) -> dict[str, Path]:
     """Write ``report.md``, ``report.json`` and (with matplotlib) ``accuracy.png`` and ``tokens.png``.
@@ -537,6 +540,8 @@ def write_report(
         out_dir: The evaluation folder.
         report: A report from :func:`build_report`; computed with ``options`` when None.
         plots: Draw the charts.
+        pages: Per benchmark, write a page for up to this many items where the reference and a baseline
+            disagree (``OUT/maps/``), linked from ``report.md``; 0 writes none.
         **options: Passed to :func:`build_report`.
 
     Returns:
@@ -546,7 +551,11 @@ def write_report(
         ImportError: ``plots`` is true and matplotlib is not installed.
     """
     root = Path(out_dir)
-    data = report if report is not None else build_report(root, **options)
+    data = dict(report if report is not None else build_report(root, **options))
+    if pages:
+        reference = data["settings"]["reference"]
+        run = read_run_info(root)
+        data["disagreements"] = write_disagreement_pages(root, load_results(root), reference, per_bench=pages, run=run)
     written = {"markdown": root / "report.md", "json": root / "report.json"}
     written["markdown"].write_text(format_markdown(data), encoding="utf-8")
     written["json"].write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")

@@ -50,4 +50,4 @@ class ReasoningOutput(BaseModel):
     retried: bool = False
     tokens: list[dict[str, Any]] | None = None
     """With ``trace_tokens``: each generated token's text, ω, confidence, KL(steered ‖ original), whether steering
-    changed it, and the original branch's choice (for :mod:`selfanchor_chains.cli.steering_view`)."""
+    changed it, and the original branch's choice (for :mod:`selfanchor_chains.eval.steering_view`)."""

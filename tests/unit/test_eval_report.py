@@ -240,3 +240,32 @@ def test_report_command_without_results(tmp_path: Path, capsys: pytest.CaptureFi
     assert "no results" in capsys.readouterr().err
     args = _report_args(str(tmp_path / "missing"))
     assert args.func(args) == 2
+
+
+def test_report_links_a_page_per_sampled_disagreement(tmp_path: Path) -> None:
+    from selfanchor_chains.eval.disagreements import pick_disagreements
+
+    root = tmp_path / "out"
+    steps = [{"kind": "plan", "omega": 1.4, "confidence": 0.8, "tokens": 7, "changed": 2, "kl": 0.03}]
+    _write(root, "gsm8k", "self-anchor", [_record("gsm8k", i, i % 2 == 0, steps=steps) for i in range(10)])
+    _write(root, "gsm8k", "cot", [_record("gsm8k", i, i < 5) for i in range(10)])
+    # disagreements: ids 1, 3 (cot right, self-anchor wrong) and 6, 8 (self-anchor right, cot wrong)
+    written = write_report(root, plots=False, pages=3)
+    markdown = written["markdown"].read_text()
+    assert "disagree" in markdown
+    pages = sorted((root / "maps" / "gsm8k").glob("*.html"))
+    assert len(pages) == 3
+    linked = [line for line in markdown.splitlines() if line.startswith("- [gsm8k ")]
+    assert len(linked) == 3 and all(f"(maps/gsm8k/{p.name})" in markdown for p in pages)
+    page = pages[0].read_text()
+    assert "<table>" in page and "1.40" in page and "self-anchor: " in page and "cot: " in page
+    assert "<script" not in page and "http" not in page  # self-contained
+    ids = {item_id for _, item_id, _ in pick_disagreements(build_report_results(root), "self-anchor", 10)}
+    assert ids == {f"gsm8k/test/{i:04d}" for i in (1, 3, 6, 8)}
+    assert write_report(root, plots=False, pages=0) and not (root / "report.md").read_text().count("- [gsm8k ")
+
+
+def build_report_results(root: Path) -> Any:
+    from selfanchor_chains.eval.report import load_results
+
+    return load_results(root)

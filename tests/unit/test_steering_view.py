@@ -47,7 +47,7 @@ def test_trace_has_one_entry_per_generated_token(traced: dict[str, Any]) -> None
 
 
 def test_page_shows_every_token_marks_flips_and_is_self_contained(traced: dict[str, Any], tmp_path: Path) -> None:
-    from selfanchor_chains.cli.steering_view import render_steering_html, step_tokens
+    from selfanchor_chains.eval.steering_view import render_steering_html, step_tokens
 
     page = render_steering_html(QUESTION, traced, method="self-anchor")
     parser = _Tokens()
@@ -65,7 +65,7 @@ def test_page_shows_every_token_marks_flips_and_is_self_contained(traced: dict[s
 
 @pytest.mark.skipif(shutil.which("chromium") is None, reason="headless Chromium is not installed")
 def test_page_opens_in_headless_chromium_without_console_errors(traced: dict[str, Any], tmp_path: Path) -> None:
-    from selfanchor_chains.cli.steering_view import render_steering_html
+    from selfanchor_chains.eval.steering_view import render_steering_html
 
     page = tmp_path / "map.html"
     page.write_text(render_steering_html(QUESTION, traced), encoding="utf-8")

@@ -14,7 +14,7 @@ import html
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-__all__ = ["render_steering_html", "step_tokens"]
+__all__ = ["render_disagreement_html", "render_steering_html", "step_tokens"]
 
 _STYLE = """
 body { font: 15px/1.5 system-ui, sans-serif; margin: 2em auto; max-width: 60em; color: #222; }
@@ -128,6 +128,56 @@ def render_steering_html(
             f"mean KL {float(step.get('kl') or 0):.4f}</div>",
             f'<div class="anchors">anchors: {anchors}</div>',
             '<div class="text">' + "".join(_token_html(t, scale) for t in its_tokens) + "</div></div>",
+        ]
+    parts.append("</body></html>")
+    return "\n".join(parts)
+
+
+def _step_table(steps: Sequence[Mapping[str, Any]]) -> str:
+    """The steps of a logged solve: kind, ω, confidence, tokens, tokens steering changed, mean KL (shaded)."""
+    kls = [float(s.get("kl") or 0.0) for s in steps]
+    scale = max(kls, default=0.0)
+    rows = ["<table><tr><th>step</th><th>ω</th><th>confidence</th><th>tokens</th><th>changed</th><th>mean KL</th></tr>"]
+    for k, step in enumerate(steps):
+        kl = float(step.get("kl") or 0.0)
+        rows.append(
+            f"<tr><td>{k + 1}. {html.escape(str(step.get('kind')))}</td>"
+            f"<td>{float(step.get('omega') or 1):.2f}</td><td>{float(step.get('confidence') or 0):.2f}</td>"
+            f"<td>{step.get('tokens')}</td><td>{step.get('changed', 0)}</td>"
+            f'<td style="{_shade(kl, scale)}">{kl:.4f}</td></tr>'
+        )
+    return "".join(rows) + "</table>"
+
+
+def render_disagreement_html(item_id: str, records: Mapping[str, Mapping[str, Any]], question: str | None) -> str:
+    """One evaluation item that the methods got differently right, side by side, from the per-item logs.
+
+    Each method shows its answer against the gold one, its steps with ω, confidence, the tokens steering changed
+    and the mean KL (the step-level steering map: evaluation logs keep no per-token trace), and its full output.
+
+    Args:
+        item_id: The item's id.
+        records: Method name → its results-file record of the item.
+        question: The question text, when the benchmark data is at hand.
+    """
+    title = f"Where the methods disagree: {item_id}"
+    parts = [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        f"<title>{html.escape(title)}</title><style>{_STYLE}</style></head><body>",
+        f"<h1>{html.escape(title)}</h1>",
+    ]
+    if question:
+        parts.append('<h2>Question</h2><div class="question">' + html.escape(question) + "</div>")
+    for method, record in records.items():
+        verdict = "right" if record.get("correct") else "wrong"
+        parts += [
+            f"<h2>{html.escape(method)}: {verdict}</h2>",
+            f"<p class=meta>Answer <b>{html.escape(str(record.get('prediction')))}</b> · gold "
+            f"{html.escape(str(record.get('gold')))} · {record.get('tokens')} tokens · finish "
+            f"{html.escape(str(record.get('finish_reason')))}</p>",
+            _step_table(record.get("steps") or []),
+            f'<div class="step"><div class="text">{html.escape(str(record.get("text") or ""))}</div></div>',
         ]
     parts.append("</body></html>")
     return "\n".join(parts)
