@@ -90,14 +90,26 @@ def cmd_solve(args: argparse.Namespace) -> int:
     from .solve_view import SolveView, show_comparison
 
     view = SolveView(args.method, plain=True if args.plain else None)
-    output = view.run(chain.stream(args.question))
-    if args.compare:
-        # The other methods on the same question and model, one after another; then all side by side.
-        solved = [(args.method, output, time.perf_counter() - view.started)]
-        for method in args.compare:
-            other = make_chain(method, llm, max_new_tokens=args.max_new_tokens, bench=args.bench)
-            started = time.perf_counter()
-            solved.append((method, other.invoke(args.question), time.perf_counter() - started))
+    if not args.compare:
+        output = view.run(chain.stream(args.question))
+    else:
+        # The other methods decode in the same engine session; the live view follows the first one.
+        from ..reasoning.side_by_side import solve_side_by_side
+
+        methods = [args.method, *args.compare]
+        others = [make_chain(m, llm, max_new_tokens=args.max_new_tokens, bench=args.bench) for m in args.compare]
+        outputs: dict[int, dict[str, Any]] = {}
+        ended: dict[int, float] = {}
+
+        def first_method(pairs: Any) -> Any:
+            for k, chunk in pairs:
+                if "output" in chunk:
+                    outputs[k], ended[k] = chunk["output"], time.perf_counter()
+                if k == 0:
+                    yield chunk
+
+        output = view.run(first_method(solve_side_by_side([chain, *others], args.question)))
+        solved = [(m, outputs[k], ended[k] - view.started) for k, m in enumerate(methods)]
         show_comparison(solved, plain=view.plain)
     if args.html:
         from pathlib import Path
