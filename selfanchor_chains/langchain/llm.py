@@ -17,7 +17,7 @@ from ..engine.session import DecodeSession
 from ..prompting.inputs import PreparedPrompt, markup_from_spans, prepare_prompt
 from ..prompting.markup import Span
 from .params import NonNegativeInt, Omega, PositiveInt, Temperature, TopP
-from .runtime import DecodeSettings, SteeredRuntime, attach_runtime
+from .runtime import DecodeSettings, SteeredRuntime, attach_runtime, iterate_in_thread
 from .steering import SteeredModelMixin, decode_settings, with_overrides
 
 __all__ = ["SteeredHFLLM"]
@@ -207,6 +207,21 @@ class SteeredHFLLM(SteeredModelMixin, BaseLLM):
             self._managers_for(prompts, run_manager),
         )
 
+    def _decode(
+        self, refill: _Refill, settings: DecodeSettings, cancel: Any, results: list[RowResult]
+    ) -> Iterator[list[TokenEvent]]:
+        """A call's decode steps; its results land in ``results``. Calls of at most ``batch_size`` prompts join the
+        session another call is running with the same settings (they share its forwards); larger ones refill
+        ``batch_size`` places of a session of their own."""
+        if not refill.pending:
+            yield from self.runtime.joined_events(
+                refill.first, settings, cancel, results_out=results, slots=self.batch_size
+            )
+            return
+        sessions: list[DecodeSession] = []
+        yield from self.runtime.events(refill.first, settings, cancel, session_out=sessions, on_step=refill.on_step)
+        results.extend(sessions[0].results())
+
     @staticmethod
     def _token_calls(step: list[TokenEvent], managers: list[Any]) -> list[tuple[Any, str]]:
         return [(managers[e.row], e.text) for e in step if e.text and managers[e.row] is not None]
@@ -219,12 +234,12 @@ class SteeredHFLLM(SteeredModelMixin, BaseLLM):
         **kwargs: Any,
     ) -> LLMResult:
         settings, refill, managers = self._plan(prompts, stop, run_manager, kwargs)
-        sessions: list[Any] = []
-        for step in self.runtime.events(refill.first, settings, session_out=sessions, on_step=refill.on_step):
+        results: list[RowResult] = []
+        for step in self._decode(refill, settings, None, results):
             # Every token reaches the callbacks in invoke too, so astream_events and LangGraph can stream it.
             for manager, text in self._token_calls(step, managers):
                 manager.on_llm_new_token(text, chunk=GenerationChunk(text=text))
-        return self._to_llm_result(sessions[0].results())
+        return self._to_llm_result(results)
 
     async def _agenerate(
         self,
@@ -234,11 +249,11 @@ class SteeredHFLLM(SteeredModelMixin, BaseLLM):
         **kwargs: Any,
     ) -> LLMResult:
         settings, refill, managers = self._plan(prompts, stop, run_manager, kwargs)
-        sessions: list[Any] = []
-        async for step in self.runtime.aevents(refill.first, settings, session_out=sessions, on_step=refill.on_step):
+        results: list[RowResult] = []
+        async for step in iterate_in_thread(lambda cancel: self._decode(refill, settings, cancel, results)):
             for manager, text in self._token_calls(step, managers):
                 await manager.on_llm_new_token(text, chunk=GenerationChunk(text=text))
-        return self._to_llm_result(sessions[0].results())
+        return self._to_llm_result(results)
 
     def _stream(
         self,
@@ -329,6 +344,11 @@ class _Refill:
     def __init__(self, rows: list[RowRequest], slots: int) -> None:
         self.first, self._waiting = rows[:slots], deque(rows[slots:])
         self._running = len(self.first)
+
+    @property
+    def pending(self) -> bool:
+        """Prompts wait for a place (the call has more prompts than places)."""
+        return bool(self._waiting)
 
     def on_step(self, session: DecodeSession, step: list[TokenEvent]) -> None:
         """Runs in the decoding thread between forwards: admit waiting prompts into freed places."""

@@ -15,8 +15,9 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from ..engine.decoder import SteeredDecoder
-from ..engine.requests import RowRequest, SamplingConfig, TokenEvent
+from ..engine.requests import RowRequest, RowResult, SamplingConfig, TokenEvent
 from ..engine.session import DecodeSession
+from .shared_session import SharedSession, Subscriber, listen
 
 __all__ = ["DecodeSettings", "SteeredRuntime"]
 
@@ -75,6 +76,8 @@ class SteeredRuntime:
         self.tokenizer = tokenizer
         self.decoder = SteeredDecoder(model, tokenizer)
         self._lock = _lock_for(model)
+        self._shared: SharedSession | None = None  # the session calls with equal settings join
+        self._shared_guard = threading.Lock()
 
     def events(
         self,
@@ -107,6 +110,74 @@ class SteeredRuntime:
             if cancel is not None and cancel.is_set():
                 for row in range(len(rows)):
                     session.cancel(row)
+
+    def joined_events(
+        self,
+        rows: Sequence[RowRequest],
+        settings: DecodeSettings,
+        cancel: threading.Event | None = None,
+        results_out: list[RowResult] | None = None,
+        slots: int = 8,
+    ) -> Iterator[list[TokenEvent]]:
+        """Like :meth:`events`, but the rows join the session another call is decoding with the same settings
+        (continuous batching across calls, see :mod:`.shared_session`); events carry this call's row numbers.
+
+        Args:
+            rows: This call's rows.
+            settings: Its decode settings.
+            cancel: Set to stop this call's rows (the others go on).
+            results_out: Receives this call's results, in row order, once its rows have ended.
+            slots: Rows the shared session decodes at once when this call starts it; later calls wait for room.
+        """
+        joined = self._join(rows, settings, slots)
+        if joined is None:  # a session with other settings is running: decode apart, taking turns with it
+            sessions: list[DecodeSession] = []
+            yield from self.events(rows, settings, cancel, session_out=sessions)
+            if results_out is not None:
+                results_out.extend(sessions[0].results())
+            return
+        shared, subscriber = joined
+        yield from listen(subscriber, shared, cancel)
+        if results_out is not None:
+            results_out.extend(subscriber.results)
+
+    def _join(
+        self, rows: Sequence[RowRequest], settings: DecodeSettings, slots: int
+    ) -> tuple[SharedSession, Subscriber] | None:
+        """Add the rows to the running shared session, or start one; None when the running one differs in settings.
+
+        Raises:
+            DecodingInputError: A malformed row (before any work, and before anything joins).
+        """
+        with self._shared_guard:
+            shared = self._shared
+            if shared is not None and not shared.closed:
+                if shared.settings != settings:
+                    return None
+                return shared, shared.join(rows)
+            session = self.decoder.start(
+                rows, max_new_tokens=settings.max_new_tokens, sampling=settings.sampling, stop=settings.stop
+            )
+            shared = self._shared = SharedSession(session, settings, self._lock, slots)
+            subscriber = shared.start(rows)
+        threading.Thread(target=self._drive, args=(shared,), name="selfanchor-shared-decode", daemon=True).start()
+        return shared, subscriber
+
+    def _drive(self, shared: SharedSession) -> None:
+        """The shared session's loop, in its own thread: step, hand out the events, end with the last row."""
+        steps = iter(shared.session)
+        try:
+            while True:
+                with self._shared_guard:  # no call joins halfway through a step, nor after the session ended
+                    if not shared.step(steps):
+                        if self._shared is shared:
+                            self._shared = None
+                        return
+        except BaseException as exc:  # handed to every call still listening
+            with self._shared_guard:
+                if self._shared is shared:
+                    self._shared = None
+            shared.fail(exc)
 
     def aevents(
         self,
