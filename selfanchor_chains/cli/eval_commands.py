@@ -83,6 +83,17 @@ def add_eval_commands(subparsers: Any) -> None:
         help="continuous batching: a finished problem's place in the batch goes to the next one at once",
     )
     ev.add_argument("--max-new-tokens", type=_positive, default=512)
+    ev.add_argument(
+        "--ray",
+        nargs="?",
+        const="local",
+        default=None,
+        metavar="ADDRESS",
+        help="fan the items out to Ray workers (pip install 'selfanchor-chains[ray]'); without ADDRESS a local "
+        "Ray instance is started, with one (e.g. ray://host:10001, auto) a running cluster is joined",
+    )
+    ev.add_argument("--workers", type=_positive, default=2, help="with --ray: workers, each loading the model once")
+    ev.add_argument("--threads-per-worker", type=_positive, default=1, help="with --ray: torch threads per worker")
     ev.add_argument("--seed", type=int, default=0)
     ev.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
     ev.set_defaults(func=cmd_eval)
@@ -162,26 +173,29 @@ def cmd_eval(args: argparse.Namespace) -> int:
     except (DatasetError, IncompatibleRunError, ResultsFileError) as exc:
         return _error(str(exc))
 
-    source = _load_source(args, dtype, quantization, choice.reason) if remaining else _nothing_to_solve
     command = "selfanchor " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     try:
-        summary = run_eval(
-            args.benches,
-            args.methods,
-            source,
-            out,
-            limit=args.limit,
-            data_dir=args.data_dir,
-            split=args.split,
-            batch_size=args.batch,
-            max_new_tokens=args.max_new_tokens,
-            seed=args.seed,
-            model_name=model_id,
-            dtype=dtype,
-            progress=args.progress,
-            command=command,
-            continuous=args.continuous,
-        )
+        if args.ray is not None and remaining:
+            summary = _run_on_ray(args, dtype, quantization, out, command)
+        else:
+            source = _load_source(args, dtype, quantization, choice.reason) if remaining else _nothing_to_solve
+            summary = run_eval(
+                args.benches,
+                args.methods,
+                source,
+                out,
+                limit=args.limit,
+                data_dir=args.data_dir,
+                split=args.split,
+                batch_size=args.batch,
+                max_new_tokens=args.max_new_tokens,
+                seed=args.seed,
+                model_name=model_id,
+                dtype=dtype,
+                progress=args.progress,
+                command=command,
+                continuous=args.continuous,
+            )
     except KeyboardInterrupt:
         _record_dtype_choice(out, {**choice.as_dict(), "quantization": quantization}, remaining)
         print(f"\ninterrupted: results so far are in {out}; run the same command again to resume", file=sys.stderr)
@@ -191,6 +205,40 @@ def cmd_eval(args: argparse.Namespace) -> int:
     _record_dtype_choice(out, {**choice.as_dict(), "quantization": quantization}, remaining)
     _print_summary(summary, out)
     return 0
+
+
+def _run_on_ray(args: argparse.Namespace, dtype: str, quantization: str | None, out: Path, command: str) -> Any:
+    """``--ray``: the items fanned out to Ray workers that each load the model once."""
+    from ..eval.distributed import WorkerSpec, run_eval_ray
+
+    worker = WorkerSpec(
+        args.model,
+        dtype,
+        quantization,
+        threads=args.threads_per_worker,
+        max_new_tokens=args.max_new_tokens,
+        seed=args.seed,
+    )
+    address = None if args.ray == "local" else args.ray
+    result = run_eval_ray(
+        args.benches,
+        args.methods,
+        worker,
+        out,
+        address=address,
+        workers=args.workers,
+        limit=args.limit,
+        data_dir=args.data_dir,
+        split=args.split,
+        batch_size=args.batch,
+        command=command,
+    )
+    print(
+        f"[ray: {result['shards']} shards, {result['items']} items, {result['wall_seconds']:.1f} s wall, "
+        f"overhead {result['overhead_seconds_per_item']:.3f} s per item]",
+        file=sys.stderr,
+    )
+    return result["summary"]
 
 
 def _load_source(args: argparse.Namespace, dtype: str, quantization: str | None, reason: str) -> Any:
