@@ -116,8 +116,15 @@ class SteeredDecoder:
 
     @property
     def device(self) -> torch.device:
-        weights = self.weights
-        return weights.device if weights is not None else torch.device("cpu")
+        """Where the inputs go: the device of the input embeddings (the first one of a model placed across
+        devices by a ``device_map``; a layer offloaded to disk reports "meta", and Accelerate brings it in)."""
+        embeddings = getattr(self.model, "get_input_embeddings", lambda: None)()
+        weights = getattr(embeddings, "weight", None) if embeddings is not None else None
+        if weights is None:
+            weights = self.weights
+        if weights is None or weights.device.type == "meta":
+            return torch.device("cpu")
+        return weights.device
 
     def new_cache(self) -> Any:
         from transformers import DynamicCache

@@ -22,6 +22,7 @@ def load_steered_weights(
     trust_remote_code: bool = False,
     device: str | None = None,
     quantization: str | None = None,
+    **placement: Any,
 ) -> tuple[Any, Any, str]:
     """Load a registry model (``smollm2-135m``, ``qwen2.5-coder-0.5b``, ``qwen2.5-coder-1.5b``), a local directory
     of safetensors weights, or a hub id, for a steered model class's ``from_model_id``.
@@ -35,6 +36,8 @@ def load_steered_weights(
         device: Where to put the weights (default the CPU); decoding runs there.
         quantization: ``None`` (dense), ``"int8"`` or ``"int4"``: weight-only quantized linear layers for CPU
             decoding through torchao (``pip install 'selfanchor-chains[quant]'``); computes in bfloat16.
+        **placement: A model larger than one device: ``device_map`` (``"auto"`` or module → device),
+            ``max_memory``, ``offload_folder`` (see :func:`~selfanchor_chains.models.load_model_and_tokenizer`).
 
     Returns:
         ``(model, tokenizer, model_tag)``; the tag is ``"{model_id}@{dtype}"`` with the concrete dtype ``"auto"``
@@ -45,7 +48,12 @@ def load_steered_weights(
 
     concrete = resolve_dtype(dtype, device, quantization=quantization).dtype
     model, tokenizer = load_model_and_tokenizer(
-        model_id, dtype=concrete, trust_remote_code=trust_remote_code, device=device, quantization=quantization
+        model_id,
+        dtype=concrete,
+        trust_remote_code=trust_remote_code,
+        device=device,
+        quantization=quantization,
+        **placement,
     )
     return model, tokenizer, model_tag(model_id, concrete, quantization)
 
@@ -104,6 +112,9 @@ class SteeredModelMixin:
         trust_remote_code: bool = False,
         device: str | None = None,
         quantization: str | None = None,
+        device_map: str | dict[str, Any] | None = None,
+        max_memory: dict[Any, Any] | None = None,
+        offload_folder: str | None = None,
         **kwargs: Any,
     ) -> Self:
         """Load weights by name and wrap them (see :func:`load_steered_weights` for the arguments).
@@ -116,13 +127,23 @@ class SteeredModelMixin:
             trust_remote_code: Passed to ``from_pretrained``; keep ``False`` unless you trust the repository.
             device: Where to put the weights (default the CPU).
             quantization: ``None``, ``"int8"`` or ``"int4"`` (weight-only, torchao; computes in bfloat16).
+            device_map: A model larger than one device, placed by Accelerate: ``"auto"`` or module → device
+                (``"cuda:0"``, ``"cpu"``, ``"disk"``); both branches still run in one forward.
+            max_memory: With ``device_map``: the most memory per device.
+            offload_folder: With ``device_map``: where layers mapped to ``"disk"`` are kept.
             **kwargs: Fields of the class (``omega``, the token budget, ...).
 
         Returns:
             The model, with ``model_id`` naming the weights and the concrete dtype (``"qwen2.5-coder-0.5b@bfloat16"``).
         """
+        placement = {"device_map": device_map, "max_memory": max_memory, "offload_folder": offload_folder}
         model, tokenizer, tag = load_steered_weights(
-            model_id, dtype=dtype, trust_remote_code=trust_remote_code, device=device, quantization=quantization
+            model_id,
+            dtype=dtype,
+            trust_remote_code=trust_remote_code,
+            device=device,
+            quantization=quantization,
+            **{k: v for k, v in placement.items() if v is not None},
         )
         return cast(Self, cast(Any, cls)(model=model, tokenizer=tokenizer, model_id=tag, **kwargs))
 

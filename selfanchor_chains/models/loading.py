@@ -73,13 +73,13 @@ def _convert(spec: ModelSpec, dtype: str, dest: Path) -> None:
 
 
 def _load_pretrained(
-    path_or_id: str, dtype: str, *, trust_remote_code: bool, local: bool
+    path_or_id: str, dtype: str, *, trust_remote_code: bool, local: bool, **placement: Any
 ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     # Local folders must hold safetensors: a pickled .bin could run arbitrary code on load.
-    extra: dict[str, Any] = {"use_safetensors": True} if local else {}
+    extra: dict[str, Any] = {"use_safetensors": True, **placement} if local else dict(placement)
     if local and not any(Path(path_or_id).glob("*.safetensors")):
         raise ModelLoadError(f"no safetensors weights in {path_or_id!r} (a model folder needs *.safetensors)")
     try:
@@ -123,6 +123,9 @@ def load_model_and_tokenizer(
     trust_remote_code: bool = False,
     device: str | torch.device | None = None,
     quantization: str | None = None,
+    device_map: str | dict[str, Any] | None = None,
+    max_memory: dict[Any, Any] | None = None,
+    offload_folder: str | os.PathLike[str] | None = None,
 ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     """Load a causal LM and its tokenizer, ready for left-padded batched generation.
 
@@ -137,6 +140,12 @@ def load_model_and_tokenizer(
         quantization: ``None`` (dense weights), ``"int8"`` or ``"int4"``: weight-only quantized linear layers for
             CPU decoding, through torchao (see :mod:`selfanchor_chains.models.quantization`); needs bfloat16 (what
             ``"auto"`` then picks). Checked before anything is loaded.
+        device_map: A model larger than one device: Accelerate's big-model placement, ``"auto"`` or a dict of
+            module name → device (``"cuda:0"``, ``"cpu"``, ``"disk"``); the engine feeds inputs to the device of the
+            embeddings and reads the logits wherever the last layer puts them. Not with ``device`` or
+            ``quantization``.
+        max_memory: With ``device_map``: the most memory per device (``{0: "20GiB", "cpu": "60GiB"}``).
+        offload_folder: With ``device_map``: where layers mapped to ``"disk"`` are kept.
 
     Returns:
         ``(model, tokenizer)``: the model in eval mode on ``device``; the tokenizer with a pad token
@@ -157,15 +166,36 @@ def load_model_and_tokenizer(
 
     if not isinstance(name_or_path, str) or not name_or_path.strip():
         raise ValueError(f"name_or_path must name a registry model, a folder or a hub id, got {name_or_path!r}")
+    placement = _placement(device, quantization, device_map, max_memory, offload_folder)
     choice = resolve_dtype(dtype, device, quantization=quantization)
     check_quantization(quantization, dtype=choice.dtype, device=device)
     _check_device(device)
-    model, tokenizer = _load_any(name_or_path, choice.dtype, trust_remote_code)
+    model, tokenizer = _load_any(name_or_path, choice.dtype, trust_remote_code, placement=placement)
     if device is not None:
         model = model.to(device)  # type: ignore[arg-type]  # transformers types .to oddly
     if quantization is not None:
         quantize_model(model, quantization, log=logger.info)
     return model, tokenizer
+
+
+def _placement(
+    device: Any, quantization: str | None, device_map: Any, max_memory: Any, offload_folder: Any
+) -> dict[str, Any]:
+    """``from_pretrained``'s big-model arguments, checked before anything is loaded."""
+    if device_map is None:
+        if max_memory is not None or offload_folder is not None:
+            raise ValueError("max_memory and offload_folder go with device_map")
+        return {}
+    if device is not None or quantization is not None:
+        raise ValueError("device_map places the layers itself: pass neither device nor quantization with it")
+    if not (device_map == "auto" or isinstance(device_map, dict)):
+        raise ValueError(f"device_map must be 'auto' or a dict of module -> device, got {device_map!r}")
+    placement: dict[str, Any] = {"device_map": device_map}
+    if max_memory is not None:
+        placement["max_memory"] = max_memory
+    if offload_folder is not None:
+        placement["offload_folder"] = str(offload_folder)
+    return placement
 
 
 def _check_device(device: str | torch.device | None) -> None:
@@ -190,21 +220,22 @@ def model_tag(name: str, dtype: str, quantization: str | None = None) -> str:
 
 
 def _load_any(
-    name_or_path: str, dtype_name: str, trust_remote_code: bool
+    name_or_path: str, dtype_name: str, trust_remote_code: bool, placement: dict[str, Any] | None = None
 ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    placed = placement or {}
     if name_or_path in REGISTRY:
         dest = converted_model_dir(name_or_path, dtype_name)
         if not (dest / _MARKER).is_file():
             _convert(REGISTRY[name_or_path], dtype_name, dest)
         # The first call loads the fresh copy too, so it returns exactly what later calls do.
-        return _load_pretrained(str(dest), dtype_name, trust_remote_code=trust_remote_code, local=True)
+        return _load_pretrained(str(dest), dtype_name, trust_remote_code=trust_remote_code, local=True, **placed)
     local = Path(name_or_path).expanduser()
     if local.is_dir():
-        return _load_pretrained(str(local), dtype_name, trust_remote_code=trust_remote_code, local=True)
+        return _load_pretrained(str(local), dtype_name, trust_remote_code=trust_remote_code, local=True, **placed)
     if _looks_like_path(name_or_path):
         raise FileNotFoundError(f"No model folder at {name_or_path!r}")
     try:
-        return _load_pretrained(name_or_path, dtype_name, trust_remote_code=trust_remote_code, local=False)
+        return _load_pretrained(name_or_path, dtype_name, trust_remote_code=trust_remote_code, local=False, **placed)
     except OSError as error:
         raise OSError(
             f"Could not load {name_or_path!r}: it is not a registry model ({', '.join(REGISTRY)}), "

@@ -137,7 +137,7 @@ class _Loaded(Exception):
 def test_load_model_and_tokenizer_resolves_auto(monkeypatch: pytest.MonkeyPatch) -> None:
     seen: list[str] = []
 
-    def fake_load_any(name: str, dtype_name: str, trust_remote_code: bool) -> Any:
+    def fake_load_any(name: str, dtype_name: str, trust_remote_code: bool, **placement: Any) -> Any:
         seen.append(dtype_name)
         raise _Loaded
 
