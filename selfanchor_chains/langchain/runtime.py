@@ -158,7 +158,7 @@ class SteeredRuntime:
             session = self.decoder.start(
                 rows, max_new_tokens=settings.max_new_tokens, sampling=settings.sampling, stop=settings.stop
             )
-            shared = self._shared = SharedSession(session, settings, self._lock, slots)
+            shared = self._shared = SharedSession(session, settings, self._lock, slots, self._shared_guard)
             subscriber = shared.start(rows)
         threading.Thread(target=self._drive, args=(shared,), name="selfanchor-shared-decode", daemon=True).start()
         return shared, subscriber

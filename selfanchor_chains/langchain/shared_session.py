@@ -50,12 +50,17 @@ class SharedSession:
         settings: Its decode settings; a call joins only with equal settings.
         model_lock: The model's lock, held while a step computes and while rows are added.
         slots: Rows decoding at once, at most (a first call with more rows than this still starts it).
+        guard: The runtime's lock over its shared session: held by the driver around each step and by a call
+            that joins or walks away, so the bookkeeping here changes in one thread at a time.
     """
 
-    def __init__(self, session: DecodeSession, settings: Any, model_lock: threading.Lock, slots: int) -> None:
+    def __init__(
+        self, session: DecodeSession, settings: Any, model_lock: threading.Lock, slots: int, guard: threading.Lock
+    ) -> None:
         self.session = session
         self.settings = settings
         self.model_lock = model_lock
+        self.guard = guard
         self.slots = slots
         self.subscribers: dict[int, Subscriber] = {}
         self.backlog: deque[Subscriber] = deque()
@@ -133,17 +138,19 @@ class SharedSession:
         return True
 
     def fail(self, error: BaseException) -> None:
-        """The session broke: every call still listening gets the error."""
+        """The session broke: every call still listening (or waiting for room) gets the error."""
         self.closed = True
-        for subscriber in {id(s): s for s in self.subscribers.values()}.values():
+        for subscriber in [*{id(s): s for s in self.subscribers.values()}.values(), *self.backlog]:
             if not subscriber.done:
                 subscriber.done = True
                 subscriber.queue.put(error)
 
     def cancel(self, subscriber: Subscriber) -> None:
         """A call stopped listening: its rows stop decoding (the others go on)."""
-        subscriber.done = True
-        with self.model_lock:
+        with self.guard, self.model_lock:
+            if subscriber.done:
+                return
+            subscriber.done = True
             for row in subscriber.rows:
                 self.session.cancel(row)
             self.running -= subscriber.open if subscriber.rows else 0
