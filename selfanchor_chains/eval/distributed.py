@@ -121,7 +121,8 @@ def _shards(
         bench = spec.partition(":")[0]
         items = _unique(problems)
         for m in method_specs:
-            files.setdefault((bench, m.name), ResultsFile(out / bench / f"{m.name}.jsonl"))
+            if (bench, m.name) not in files:
+                files[(bench, m.name)] = ResultsFile(out / bench / f"{m.name}.jsonl")
         pending = [
             i for i in range(len(items)) if any(_todo(m, i, items, files[(bench, m.name)].done) for m in method_specs)
         ]
