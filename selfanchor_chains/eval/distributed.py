@@ -28,7 +28,7 @@ from .method_specs import (
     parse_methods,
 )
 from .records import _chain_input, make_record
-from .runner import _batches, _command_entry, _pending_by_method, _run_settings, _summary, _todo, _unique
+from .runner import _batches, _command_entry, _pending_by_method, _run_settings, _summary, _todo, _unique, recorded
 from .store import (
     ResultsFile,
     check_compatible,
@@ -36,7 +36,6 @@ from .store import (
     read_run_info,
     run_lock,
     update_run_info,
-    utc_now,
 )
 
 
@@ -233,7 +232,7 @@ def _run_shards(
     shards = _shards(problem_sets, method_specs, files, out, batch_size)
     worker_seconds = round_trips = 0.0
     began = time.perf_counter()
-    try:
+    with recorded(out, entry, files):
         pool = ActorPool(actors)
         for k, shard in enumerate(shards):
             pool.submit(lambda actor, item: actor.solve.remote(*item), (k, shard))
@@ -246,15 +245,6 @@ def _run_shards(
             if on_shard is not None:
                 on_shard(shard, actors)
         round_trips = time.perf_counter() - began
-    except BaseException as exc:
-        entry["status"] = "interrupted" if isinstance(exc, KeyboardInterrupt) else f"failed: {exc!r}"[:500]
-        raise
-    else:
-        entry["status"] = "completed"
-    finally:
-        entry["finished"] = utc_now()
-        entry["new_items"] = sum(f.new for f in files.values())
-        update_run_info(out, command=entry)
     items = sum(len(s.problems) for s in shards)
     # With several workers the wall time is shared; the overhead is the wall time the workers' own work leaves.
     overhead = max(0.0, round_trips * len(actors) - worker_seconds) / items if items else 0.0

@@ -6,11 +6,12 @@ next batch starts: a run that is stopped part-way has compared all methods on th
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import time
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -181,7 +182,7 @@ def _run_recorded(
 ) -> dict[tuple[str, str], ResultsFile]:
     """Run every benchmark, recording in ``run.json`` how the run ended (completed, interrupted, failed)."""
     files: dict[tuple[str, str], ResultsFile] = {}
-    try:
+    with recorded(out, entry, files):
         for spec, problems in problem_sets:
             _run_bench(
                 spec.partition(":")[0],
@@ -197,6 +198,14 @@ def _run_recorded(
                 label=spec,
                 continuous=continuous,
             )
+    return files
+
+
+@contextlib.contextmanager
+def recorded(out: Path, entry: dict[str, Any], files: Mapping[tuple[str, str], ResultsFile]) -> Iterator[None]:
+    """Record in ``run.json`` how the work inside ended (completed, interrupted, failed) and what it added."""
+    try:
+        yield
     except BaseException as exc:
         entry["status"] = "interrupted" if isinstance(exc, KeyboardInterrupt) else f"failed: {exc!r}"[:500]
         raise
@@ -206,7 +215,6 @@ def _run_recorded(
         entry["finished"] = utc_now()
         entry["new_items"] = sum(f.new for f in files.values())
         update_run_info(out, command=entry)
-    return files
 
 
 def _run_settings(
