@@ -84,6 +84,11 @@ def add_eval_commands(subparsers: Any) -> None:
     )
     ev.add_argument("--max-new-tokens", type=_positive, default=512)
     ev.add_argument(
+        "--trace-tokens",
+        action="store_true",
+        help="keep each generated token's steering trace in the records (the report's pages shade the tokens)",
+    )
+    ev.add_argument(
         "--ray",
         nargs="?",
         const="local",
@@ -195,6 +200,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
                 progress=args.progress,
                 command=command,
                 continuous=args.continuous,
+                trace_tokens=args.trace_tokens,
             )
     except KeyboardInterrupt:
         _record_dtype_choice(out, {**choice.as_dict(), "quantization": quantization}, remaining)

@@ -26,7 +26,7 @@ def make_record(
     Returns:
         ``{id, bench, task, method, prediction, gold, correct, tokens, prompt_tokens, seconds, steps,
         finish_reason, retried, text}``; ``tokens`` are completion tokens, ``steps`` keep kind, ω, confidence
-        and tokens of each step.
+        and tokens of each step; with a traced chain also ``trace``, the steering of every generated token.
     """
     from ..answers import extract_answer, grade
 
@@ -55,6 +55,11 @@ def make_record(
         "retried": bool(output.get("retried", False)),
         "text": text,
     }
+    if isinstance(output.get("tokens"), list) and output["tokens"]:  # the chain's per-token trace (trace_tokens)
+        record["trace"] = [
+            {**token, "kl": round(float(token.get("kl") or 0.0), 6), "confidence": round(float(token["confidence"]), 4)}
+            for token in output["tokens"]
+        ]
     if graded.error is not None:
         record["grade_error"] = graded.error  # the prediction could not be read; it is graded wrong
     if bench == "conflictqa":

@@ -105,6 +105,7 @@ def run_eval(
     progress: bool = True,
     command: str | None = None,
     continuous: bool = False,
+    trace_tokens: bool = False,
 ) -> dict[str, dict[str, dict[str, Any]]]:
     """Evaluate methods on benchmarks, resumably, appending per-item results under ``out_dir``.
 
@@ -133,6 +134,7 @@ def run_eval(
         continuous: Continuous batching for the package's reasoning chains: each method streams a chunk of
             ``4 × batch_size`` items through ``batch_size`` decoding slots (a finished item's place goes to the
             next one at once) and its results are written as items finish; the methods take turns chunk by chunk.
+        trace_tokens: Keep each generated token's steering trace in the records (``trace``; for the report's pages).
 
     Returns:
         ``{bench: {method: {"n", "correct", "accuracy", "new"}}}`` over all results in the folder for the
@@ -142,10 +144,8 @@ def run_eval(
         ValueError: Unknown benchmark or method, or a bad limit / batch size.
         SteeringRequiredError: A steered method with a plain LLM.
         IncompatibleRunError: ``out_dir`` holds results of another model, dtype, split or token budget, or of a
-            method whose prompt template or steering configuration has changed since (see
-            :func:`method_fingerprint`).
-        RunLockedError: Another evaluation is writing to ``out_dir``.
-        DatasetError: The data cannot be found or read.
+            method whose prompt or steering changed since (see :func:`method_fingerprint`).
+        RunLockedError: Another evaluation is writing to ``out_dir``; DatasetError: the data cannot be read.
     """
     from .. import __version__
     from .datasets import load_problems
@@ -159,10 +159,9 @@ def run_eval(
     with run_lock(out):
         check_compatible(read_run_info(out), {**settings, "model": model, "dtype": dtype}, out)
         # Problems are loaded before anything is written, so a data error leaves the folder untouched.
-        problem_sets = [
-            (spec, load_problems(spec, data_dir=data_dir, split=split, limit=limit)) for spec in bench_specs
-        ]
-        chains, fingerprints = _bind_chains(problem_sets, method_specs, llm_or_chain_factory, out, max_new_tokens)
+        problem_sets = [(s, load_problems(s, data_dir=data_dir, split=split, limit=limit)) for s in bench_specs]
+        binding: dict[str, Any] = {"max_new_tokens": max_new_tokens, "trace_tokens": trace_tokens}
+        chains, fingerprints = _bind_chains(problem_sets, method_specs, llm_or_chain_factory, out, **binding)
         info = {"model": model, "dtype": dtype, "package_version": __version__, "settings": settings}
         update_run_info(out, **info, fingerprints=fingerprints, command=entry)
         run = {"batch_size": batch_size, "max_new_tokens": max_new_tokens, "progress": progress}
@@ -286,6 +285,7 @@ def _bind_chains(
     source: Any,
     out: Path,
     max_new_tokens: int,
+    trace_tokens: bool = False,
 ) -> tuple[dict[tuple[str, str], Any], dict[str, str | None]]:
     """The chains of methods with work left, and their fingerprints, built before anything runs: a method whose
     prompt or steering changed since its results were written is refused (only results on disk bind a method to
@@ -302,6 +302,8 @@ def _bind_chains(
         if not left:
             continue
         chain = chains[(bench, method)] = _make_chain(source, method, bench, max_new_tokens)
+        if trace_tokens and "trace_tokens" in getattr(type(chain), "model_fields", {}):
+            chains[(bench, method)] = chain.model_copy(update={"trace_tokens": True})  # no change to the answers
         key = f"{bench}/{method}"
         if bench == "conflictqa" and _is_steered(source):
             from .conflict_methods import conflict_fingerprint

@@ -149,11 +149,23 @@ def _step_table(steps: Sequence[Mapping[str, Any]]) -> str:
     return "".join(rows) + "</table>"
 
 
+def _record_text(record: Mapping[str, Any]) -> str:
+    """A logged solve's text: token by token, shaded by the steering's KL, when the run kept the trace."""
+    trace = record.get("trace")
+    if not trace:
+        return html.escape(str(record.get("text") or ""))
+    kls = sorted(float(t.get("kl") or 0.0) for t in trace)
+    scale = kls[int(0.98 * (len(kls) - 1))] or kls[-1]
+    return "".join(_token_html(t, scale) for t in trace)
+
+
 def render_disagreement_html(item_id: str, records: Mapping[str, Mapping[str, Any]], question: str | None) -> str:
     """One evaluation item that the methods got differently right, side by side, from the per-item logs.
 
     Each method shows its answer against the gold one, its steps with ω, confidence, the tokens steering changed
-    and the mean KL (the step-level steering map: evaluation logs keep no per-token trace), and its full output.
+    and the mean KL, and its output: token by token shaded by KL, with the tokens whose choice steering changed
+    underlined (hover: the original choice), when the evaluation kept the trace (``selfanchor eval
+    --trace-tokens``); as plain text otherwise.
 
     Args:
         item_id: The item's id.
@@ -177,7 +189,7 @@ def render_disagreement_html(item_id: str, records: Mapping[str, Mapping[str, An
             f"{html.escape(str(record.get('gold')))} · {record.get('tokens')} tokens · finish "
             f"{html.escape(str(record.get('finish_reason')))}</p>",
             _step_table(record.get("steps") or []),
-            f'<div class="step"><div class="text">{html.escape(str(record.get("text") or ""))}</div></div>',
+            f'<div class="step"><div class="text">{_record_text(record)}</div></div>',
         ]
     parts.append("</body></html>")
     return "\n".join(parts)

@@ -277,6 +277,38 @@ def test_tiny_model_end_to_end(
     assert json.loads((tmp_path / "out" / "run.json").read_text())["model"] == "tiny"
 
 
+def test_traced_records_keep_each_tokens_steering_and_the_pages_shade_them(
+    tmp_path: Path, data_dir: Path, long_context_tiny_model: Any, byte_tokenizer: Any
+) -> None:
+    from selfanchor_chains.eval.report import write_report
+    from selfanchor_chains.langchain.llm import SteeredHFLLM
+
+    llm = SteeredHFLLM(model=long_context_tiny_model, tokenizer=byte_tokenizer, model_id="tiny")
+    options: dict[str, Any] = {"data_dir": data_dir, "limit": 4, "batch_size": 2, "max_new_tokens": 6}
+    run_eval("gsm8k", "self-anchor,cot", llm, tmp_path / "out", progress=False, trace_tokens=True, **options)
+    untraced = tmp_path / "plain"
+    run_eval("gsm8k", "self-anchor,cot", llm, untraced, progress=False, **options)
+    for method in ("self-anchor", "cot"):
+        traced = read_records(tmp_path / "out" / "gsm8k" / f"{method}.jsonl")
+        plain = read_records(untraced / "gsm8k" / f"{method}.jsonl")
+        assert [r["text"] for r in traced] == [r["text"] for r in plain]  # the trace changes no answer
+        for record in traced:
+            assert len(record["trace"]) == record["tokens"]
+            assert (
+                "".join(t["text"] for t in record["trace"])
+                == record["text"][len(record["text"]) - len("".join(t["text"] for t in record["trace"])) :]
+            )
+            assert {"kl", "flipped", "omega", "confidence", "original"} <= set(record["trace"][0])
+        assert all("trace" not in r for r in plain)
+    # A page per disagreement; with the trace its text is shaded token by token.
+    from selfanchor_chains.eval.steering_view import render_disagreement_html
+
+    record = read_records(tmp_path / "out" / "gsm8k" / "self-anchor.jsonl")[0]
+    page = render_disagreement_html(record["id"], {"self-anchor": record}, "What is 0 + 0?")
+    assert page.count('class="tok') == len(record["trace"])
+    assert write_report(tmp_path / "out", plots=False, pages=2)["markdown"].is_file()
+
+
 def test_changed_prompt_is_refused_before_anything_runs(
     tmp_path: Path, data_dir: Path, long_context_tiny_model: Any, byte_tokenizer: Any
 ) -> None:
