@@ -17,6 +17,21 @@ from .args import positive_int_arg as _positive
 __all__ = ["add_eval_commands", "cmd_eval", "cmd_report", "default_out_dir"]
 
 
+def _add_ray_options(ev: argparse.ArgumentParser) -> None:
+    """``--ray [ADDRESS]``, ``--workers``, ``--threads-per-worker``: the items fanned out to Ray workers."""
+    ev.add_argument(
+        "--ray",
+        nargs="?",
+        const="local",
+        default=None,
+        metavar="ADDRESS",
+        help="fan the items out to Ray workers (pip install 'selfanchor-chains[ray]'); without ADDRESS a local "
+        "Ray instance is started, with one (e.g. ray://host:10001, auto) a running cluster is joined",
+    )
+    ev.add_argument("--workers", type=_positive, default=2, help="with --ray: workers, each loading the model once")
+    ev.add_argument("--threads-per-worker", type=_positive, default=1, help="with --ray: torch threads per worker")
+
+
 def _benches_arg(value: str) -> list[str]:
     try:
         return parse_benches(value)
@@ -88,17 +103,7 @@ def add_eval_commands(subparsers: Any) -> None:
         action="store_true",
         help="keep each generated token's steering trace in the records (the report's pages shade the tokens)",
     )
-    ev.add_argument(
-        "--ray",
-        nargs="?",
-        const="local",
-        default=None,
-        metavar="ADDRESS",
-        help="fan the items out to Ray workers (pip install 'selfanchor-chains[ray]'); without ADDRESS a local "
-        "Ray instance is started, with one (e.g. ray://host:10001, auto) a running cluster is joined",
-    )
-    ev.add_argument("--workers", type=_positive, default=2, help="with --ray: workers, each loading the model once")
-    ev.add_argument("--threads-per-worker", type=_positive, default=1, help="with --ray: torch threads per worker")
+    _add_ray_options(ev)
     ev.add_argument("--seed", type=int, default=0)
     ev.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
     ev.set_defaults(func=cmd_eval)

@@ -69,6 +69,7 @@ class DecodeSession(MaskedBranchSync, ContinuousAdmission):
             if sampling.seed is not None:
                 self._generator.manual_seed(sampling.seed)
         self._started = False
+        self.finished = False  # the loop has ended (every row done, none waiting)
         self._active: list[int] = []  # request indices of the rows in the batch, in batch order
         self._ids = self._real = self._hidden = torch.empty(0)  # see _setup_batch
         self._cache: Any = None  # fused (2B) when ``_fused``, else the original rows
@@ -142,6 +143,8 @@ class DecodeSession(MaskedBranchSync, ContinuousAdmission):
         """
         if not rows:
             return []
+        if self.finished:
+            raise RuntimeError("the session has ended: rows can no longer join it")
         self._validate(rows, self.max_new_tokens, self._stop)
         first = len(self._rows) + len(self._waiting)
         if not self._started:  # not decoding yet: they simply belong to the first batch
@@ -211,6 +214,7 @@ class DecodeSession(MaskedBranchSync, ContinuousAdmission):
             self._compact()
             if not self._active:
                 if not self._waiting:
+                    self.finished = True  # rows added from now on would never run
                     return
                 # Every row finished: the rows added meanwhile start a batch of their own.
                 logits_o, logits_m = self._admit(None, None)

@@ -154,7 +154,9 @@ class SteeredRuntime:
             if shared is not None and not shared.closed:
                 if shared.settings != settings:
                     return None
-                return shared, shared.join(rows)
+                subscriber = shared.join(rows)
+                if subscriber is not None:
+                    return shared, subscriber
             session = self.decoder.start(
                 rows, max_new_tokens=settings.max_new_tokens, sampling=settings.sampling, stop=settings.stop
             )
@@ -168,8 +170,11 @@ class SteeredRuntime:
         steps = iter(shared.session)
         try:
             while True:
-                with self._shared_guard:  # no call joins halfway through a step, nor after the session ended
-                    if not shared.step(steps):
+                # The forward holds only the model lock: a call that wants to join queues meanwhile and adds its
+                # rows between two steps (it holds the guard, then takes the model lock).
+                events = shared.forward(steps)
+                with self._shared_guard:
+                    if not shared.hand_out(events):
                         if self._shared is shared:
                             self._shared = None
                         return

@@ -73,20 +73,24 @@ class SharedSession:
         self._admitted(subscriber, range(len(requests)))
         return subscriber
 
-    def join(self, requests: Sequence[RowRequest]) -> Subscriber:
-        """A later call: admitted now if there is room, else when rows finish (the caller holds the guard).
+    def join(self, requests: Sequence[RowRequest]) -> Subscriber | None:
+        """A later call: admitted now if there is room, else when rows finish (the caller holds the guard); None
+        when the session has just ended (its last step ran while this call waited), so the call starts a new one.
 
         Raises:
             DecodingInputError: A malformed row (nothing joins).
         """
         subscriber = Subscriber(requests)
-        if self.backlog or not self._fits(len(requests)):
-            self.session._validate(requests, self.session.max_new_tokens, self.session._stop)
-            self.backlog.append(subscriber)
-        else:
-            with self.model_lock:
-                indices = self.session.add_rows(requests)
-            self._admitted(subscriber, indices)
+        with self.model_lock:
+            if self.session.finished:
+                self.closed = True
+                return None
+            if self.backlog or not self._fits(len(requests)):
+                self.session._validate(requests, self.session.max_new_tokens, self.session._stop)
+                self.backlog.append(subscriber)
+                return subscriber
+            indices = self.session.add_rows(requests)
+        self._admitted(subscriber, indices)
         return subscriber
 
     def _fits(self, rows: int) -> bool:
@@ -109,13 +113,17 @@ class SharedSession:
                 indices = self.session.add_rows(subscriber.requests)
             self._admitted(subscriber, indices)
 
-    def step(self, steps: Iterator[list[TokenEvent]]) -> bool:
-        """Run one decode step and hand out its events; False when the session has ended."""
+    def forward(self, steps: Iterator[list[TokenEvent]]) -> list[TokenEvent] | None:
+        """One decode step, under the model lock only (calls may queue to join meanwhile); None once it ended."""
         with self.model_lock:
-            events = next(steps, None)
+            return next(steps, None)
+
+    def hand_out(self, events: list[TokenEvent] | None) -> bool:
+        """Give each call its rows' events, admit waiting calls; False when the session has ended (the caller
+        holds the guard)."""
         if events is None:
             self.closed = True
-            for waiting in self.backlog:  # a session ends with its last row; waiting calls cannot be left behind
+            for waiting in self.backlog:  # not expected: rows are admitted before the last ones end
                 waiting.done = True
                 waiting.queue.put(RuntimeError("the shared decode session ended before this call was admitted"))
             return False

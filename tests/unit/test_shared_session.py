@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from typing import Any
 
 import pytest
@@ -18,6 +19,9 @@ def llm(byte_tokenizer: Any) -> Any:
     from tests.conftest import build_long_context_llama
 
     model = build_long_context_llama(len(byte_tokenizer), initializer_range=0.5)
+    # Each forward takes at least 20 ms, so a session of 24 steps surely still runs when a call made a moment
+    # after another one (a thread or task started next) arrives: the tests do not depend on the machine's speed.
+    model.register_forward_pre_hook(lambda module, args: time.sleep(0.02))
     llm = SteeredHFLLM(model=model, tokenizer=byte_tokenizer, model_id="tiny", max_new_tokens=24, omega=1.5)
     llm.runtime.decoder.eos_token_ids = frozenset()  # every call runs its full budget: the overlap is certain
     return llm
@@ -124,8 +128,9 @@ def test_a_bad_row_is_refused_before_it_joins(llm: Any) -> None:
 
 def test_calls_beyond_the_slots_wait_for_room_and_then_join(llm: Any) -> None:
     from selfanchor_chains.engine import RowRequest
+    from selfanchor_chains.langchain.runtime import DecodeSettings
 
-    settings = llm._settings(None)
+    settings = DecodeSettings(60, llm._settings(None).sampling, ())
     prompts = [*PROMPTS, "What is a pear?"]
     rows = [RowRequest(llm.prepare(p).ids, [], 1.0) for p in prompts]
     alone: list[Any] = []
