@@ -367,23 +367,22 @@ def test_fingerprint_tells_methods_and_settings_apart(long_context_tiny_model: A
     assert method_fingerprint(object(), lambda m, b: None, "x", "gsm8k") is None  # a user's own chain
 
 
-def test_throughput_bench_times_methods_side_by_side(
-    data_dir: Path, long_context_tiny_model: Any, byte_tokenizer: Any
-) -> None:
+def _throughput(data_dir: Path, model: Any, tokenizer: Any, modes: Any = ("static",)) -> tuple[Any, Any, list[str]]:
+    """The throughput bench on the tiny model: 3 problems in batches of 2, self-anchor and cot, 5 tokens."""
     from selfanchor_chains.eval.speed import run_throughput_bench
     from selfanchor_chains.langchain.llm import SteeredHFLLM
 
-    llm = SteeredHFLLM(model=long_context_tiny_model, tokenizer=byte_tokenizer, model_id="tiny")
+    llm = SteeredHFLLM(model=model, tokenizer=tokenizer, model_id="tiny")
     lines: list[str] = []
-    result = run_throughput_bench(
-        llm,
-        methods=["self-anchor", "cot"],
-        problems=3,
-        batch=2,
-        max_new_tokens=5,
-        data_dir=str(data_dir),
-        log=lines.append,
-    )
+    options: dict[str, Any] = {"problems": 3, "batch": 2, "max_new_tokens": 5, "data_dir": str(data_dir)}
+    result = run_throughput_bench(llm, methods=["self-anchor", "cot"], modes=modes, log=lines.append, **options)
+    return llm, result, lines
+
+
+def test_throughput_bench_times_methods_side_by_side(
+    data_dir: Path, long_context_tiny_model: Any, byte_tokenizer: Any
+) -> None:
+    llm, result, lines = _throughput(data_dir, long_context_tiny_model, byte_tokenizer)
     assert result["problems"] == 3 and len(lines) == 4  # two batches (2 + 1 problems), two methods each
     for method in ("self-anchor", "cot"):
         assert 0 < result["tokens"][method] <= 3 * 5
@@ -399,20 +398,8 @@ def test_throughput_bench_compares_static_and_continuous_batching(
     data_dir: Path, long_context_tiny_model: Any, byte_tokenizer: Any
 ) -> None:
     from selfanchor_chains.eval.speed import run_throughput_bench
-    from selfanchor_chains.langchain.llm import SteeredHFLLM
 
-    llm = SteeredHFLLM(model=long_context_tiny_model, tokenizer=byte_tokenizer, model_id="tiny")
-    lines: list[str] = []
-    result = run_throughput_bench(
-        llm,
-        methods=["self-anchor", "cot"],
-        problems=3,
-        batch=2,
-        max_new_tokens=5,
-        data_dir=str(data_dir),
-        modes=["static", "continuous"],
-        log=lines.append,
-    )
+    llm, result, lines = _throughput(data_dir, long_context_tiny_model, byte_tokenizer, ["static", "continuous"])
     assert set(result["seconds"]) == {"self-anchor", "cot", "self-anchor@continuous", "cot@continuous"}
     assert len(lines) == 4 + 2  # two static batches per method, one continuous run per method
     for method in ("self-anchor", "cot"):
