@@ -109,13 +109,64 @@ class MaskedBranchSync(BatchState):
                 keys[b + k, :, at] = new_keys[j, :, start : start + len(columns)]
                 values[b + k, :, at] = new_values[j, :, start : start + len(columns)]
         for k, columns in zip(rows, feeds, strict=True):
-            row = self._rows[self._active[k]]
-            version, tokens = len(row.anchor_history) - 1, (columns - self._offset(k)).tolist()
-            row.kv_version.extend([-1] * (tokens[-1] + 1 - len(row.kv_version)))
-            for token in tokens:
-                row.kv_version[token] = version
+            self._mark_columns(k, columns)
             self.stats.resync_tokens += len(columns)
             self.stats._add(self.stats.row_resync_tokens, self._active[k], len(columns))
+
+    def _prefill_masked(self, shared: int) -> torch.Tensor:
+        """Prefill the masked rows from column ``shared`` on, feeding only the columns they read; their logits.
+
+        A hidden column is never read by a masked row, so only its visible columns are computed, each at its own
+        position (the attention over the visible keys is the same with the hidden ones absent): a retrieved passage
+        or a question that is anchored costs the masked branch nothing to prefill. The last column is always fed,
+        for its logits. The rows' feeds are left-padded to the longest so the last column comes last; hidden
+        columns hold zero placeholders in the cache, recorded as not computed (a later re-sync fills them if they
+        are shown again).
+        """
+        width, b = self._ids.shape[1], len(self._active)
+        visible = self._masked_attention()
+        masked_ids, all_positions = self._masked_ids(), self._positions()
+        feeds = []
+        for k in range(b):
+            columns = shared + visible[k, shared:width].nonzero().squeeze(-1)
+            if not len(columns) or int(columns[-1]) != width - 1:
+                columns = torch.cat([columns, torch.tensor([width - 1])])
+            feeds.append(columns)
+        n = max(len(c) for c in feeds)
+        ids = torch.full((b, n), self._decoder.pad_token_id, dtype=torch.long)
+        fed = torch.zeros((b, n), dtype=torch.long)
+        positions = torch.zeros((b, n), dtype=torch.long)
+        for k, columns in enumerate(feeds):
+            ids[k, n - len(columns) :] = masked_ids[k, columns]
+            fed[k, n - len(columns) :] = visible[k, columns]
+            positions[k, n - len(columns) :] = all_positions[k, columns]
+        logits_m = self._decoder.forward(ids, torch.cat([visible[:, :shared], fed], dim=1), positions, self._mask_cache)
+        self.stats.forwards += 1
+        self.stats.steered_forwards += 1
+        self._count_prefill([len(c) for c in feeds])
+        layers = []
+        for keys, values in layer_tensors(self._mask_cache):
+            full_k = keys.new_zeros((*keys.shape[:2], width, keys.shape[3]))
+            full_v = values.new_zeros((*values.shape[:2], width, values.shape[3]))
+            full_k[:, :, :shared], full_v[:, :, :shared] = keys[:, :, :shared], values[:, :, :shared]
+            for k, columns in enumerate(feeds):
+                at = columns.to(keys.device)
+                full_k[k, :, at] = keys[k, :, shared + n - len(columns) :]
+                full_v[k, :, at] = values[k, :, shared + n - len(columns) :]
+            layers.append((full_k, full_v))
+        self._mask_cache = cache_from_tensors(layers)
+        for k, columns in enumerate(feeds):
+            self._mark_masked(k, 0, shared)
+            self._mark_columns(k, columns)
+        return logits_m
+
+    def _mark_columns(self, k: int, columns: torch.Tensor) -> None:
+        """Record that batch row ``k``'s masked ``columns`` (ascending) were computed under its current anchors."""
+        row = self._rows[self._active[k]]
+        version, tokens = len(row.anchor_history) - 1, (columns - self._offset(k)).tolist()
+        row.kv_version.extend([-1] * (tokens[-1] + 1 - len(row.kv_version)))
+        for token in tokens:
+            row.kv_version[token] = version
 
     def _fuse(self) -> None:
         """Bring the parked masked rows up to the original rows' cache and join both into one 2B-row cache."""

@@ -257,19 +257,11 @@ class DecodeSession(MaskedBranchSync, ContinuousAdmission):
         original = layer_tensors(self._cache)
         self._mask_cache = cache_from_tensors([(k[:, :, :shared], v[:, :, :shared]) for k, v in original])
         if shared < width:
-            logits_m = self._decoder.forward(
-                self._masked_ids()[:, shared:],
-                self._masked_attention(),
-                self._positions()[:, shared:],
-                self._mask_cache,
-            )
-            self.stats.forwards += 1
-            self.stats.steered_forwards += 1
-            self._count_prefill(self._real[:, shared:].sum(dim=1).tolist())
+            logits_m = self._prefill_masked(shared)
         else:
             logits_m = logits_o.clone()
-        for k in range(len(self._active)):
-            self._mark_masked(k, 0, width)
+            for k in range(len(self._active)):
+                self._mark_masked(k, 0, width)
         self._join_caches()
         return logits_o, logits_m
 

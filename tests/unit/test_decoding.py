@@ -318,13 +318,31 @@ def test_plan_hidden_then_shown_recomputes_only_what_it_must(decoder, tiny_model
     assert session.stats.resync_tokens == (5 - 3) + (10 - 3)
 
 
-def test_masked_prefill_starts_at_first_hidden_column(decoder, tiny_model, byte_tokenizer):
+def test_masked_prefill_feeds_only_visible_columns_after_the_first_hidden_one(decoder, tiny_model, byte_tokenizer):
+    """The masked branch shares the columns before the first anchor and never computes the anchor's own columns."""
     ids = encode(byte_tokenizer, PROMPTS[0])
-    session = decoder.start([RowRequest(ids, [(30, 40)], 1.5)], max_new_tokens=4)
+    anchors = [(30, 40), (45, 50)]
+    session = decoder.start([RowRequest(ids, anchors, 1.5)], max_new_tokens=4)
     for _ in session:
-        expected = reference_logits(tiny_model, ids + session.generated_ids(0)[:-1], [(30, 40)], 1.5)
+        expected = reference_logits(tiny_model, ids + session.generated_ids(0)[:-1], anchors, 1.5)
         assert torch.allclose(session.last_logits[0], expected, atol=1e-4)
-    assert session.stats.prefill_tokens == len(ids) + (len(ids) - 30)
+    assert session.stats.prefill_tokens == len(ids) + (len(ids) - 30 - 10 - 5)
+
+
+def test_masked_prefill_of_rows_with_different_anchors_is_exact(decoder, tiny_model, byte_tokenizer):
+    """Rows whose feeds differ in length (one anchors most of its prompt, one ends on an anchor) stay exact."""
+    rows = [
+        RowRequest(encode(byte_tokenizer, PROMPTS[0]), [(5, 60)], 1.5),
+        RowRequest(encode(byte_tokenizer, PROMPTS[1]), [(3, 8)], 2.0),
+    ]
+    rows.append(RowRequest(rows[0].prompt_ids, [(50, len(rows[0].prompt_ids))], 1.5))  # the last token is hidden
+    session = decoder.start(rows, max_new_tokens=4)
+    for _ in session:
+        for k, row in enumerate(rows):
+            expected = reference_logits(
+                tiny_model, row.prompt_ids + session.generated_ids(k)[:-1], row.anchor_spans, row.omega
+            )
+            assert torch.allclose(session.last_logits[k], expected, atol=1e-4)
 
 
 def test_shared_prompt_prefix_is_reused_exactly(tiny_model, byte_tokenizer):
