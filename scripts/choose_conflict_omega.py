@@ -1,9 +1,10 @@
 """Choose ω of the anchored conflictqa methods on the train split (never on dev).
 
     python scripts/choose_conflict_omega.py --model qwen2.5-coder-0.5b --limit 90 --grid 1.5,2,3
+    python scripts/choose_conflict_omega.py --method rag-anchored-top1 ...   # the same rule for another method
 
-Runs rag-plain and rag-anchored@ω for each ω of the grid on the first LIMIT train items (resumable; results in
-evals/conflictqa-train-<model>-<dtype>/), then applies the rule fixed before any dev run:
+Runs rag-plain and METHOD@ω (default rag-anchored) for each ω of the grid on the first LIMIT train items
+(resumable; results in evals/conflictqa-train-<model>-<dtype>/), then applies the rule fixed before any dev run:
 
     the ω with the highest context-faithful rate on the train conflict items among those whose control accuracy is
     at least plain RAG's minus 2 points; ties go to the smaller ω; if none qualifies, the smallest ω of the grid.
@@ -31,12 +32,12 @@ def rates(records: list[dict[str, Any]]) -> tuple[float, float, int, int]:
     return faithful, accuracy, len(conflict), len(control)
 
 
-def choose(results: dict[str, list[dict[str, Any]]], grid: list[float]) -> float:
+def choose(results: dict[str, list[dict[str, Any]]], grid: list[float], method: str = "rag-anchored") -> float:
     """The rule of the module docstring."""
     _, plain_control, _, _ = rates(results["rag-plain"])
     qualified = []
     for omega in grid:
-        faithful, control, _, _ = rates(results[f"rag-anchored@{omega:g}"])
+        faithful, control, _, _ = rates(results[f"{method}@{omega:g}"])
         if control >= plain_control - CONTROL_TOLERANCE - 1e-9:
             qualified.append((-faithful, omega))
     return min(qualified)[1] if qualified else min(grid)
@@ -47,6 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", default="qwen2.5-coder-0.5b")
     parser.add_argument("--dtype", default="bfloat16")
     parser.add_argument("--grid", default="1.5,2,3")
+    parser.add_argument("--method", default="rag-anchored", help="the anchored method whose ω is chosen")
     parser.add_argument("--limit", type=int, default=90)
     parser.add_argument("--data-dir", default="evals/data")
     parser.add_argument("--out", default=None)
@@ -54,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     grid = [float(x) for x in args.grid.split(",")]
     out = Path(args.out or f"evals/conflictqa-train-{args.model}-{args.dtype}")
-    methods = ["rag-plain", *(f"rag-anchored@{w:g}" for w in grid)]
+    methods = ["rag-plain", *(f"{args.method}@{w:g}" for w in grid)]
 
     from selfanchor_chains.langchain.llm import SteeredHFLLM
 
@@ -77,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     for method in methods:
         faithful, control, n_conflict, n_control = rates(results[method])
         print(f"{method:<22} {100 * faithful:>19.1f}% {100 * control:>11.1f}% {n_conflict:>4}+{n_control:<3}")
-    print(f"chosen ω = {choose(results, grid):g}")
+    print(f"chosen ω = {choose(results, grid, args.method):g}")
     return 0
 
 

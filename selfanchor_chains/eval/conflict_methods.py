@@ -14,10 +14,14 @@ passages (the model sees the same text) and in ω:
   decoding, Shi et al. 2023: the masked branch sees no passage, so ω > 1 pushes away from the memorised answer);
 - ``rag-anchored-oracle``: only the evidence passage anchored, same ω (an upper bound: it needs to know which
   passage answers);
+- ``rag-anchored-top1``: only the passage a retriever ranks first anchored, same ω: the passages are ranked by
+  the cosine similarity of their MiniLM embedding to the question's (what a vector store's top-1 is), so it needs
+  nothing a RAG pipeline lacks;
 - ``rag-self-anchor``: :class:`~selfanchor_chains.SelfAnchorChain` with the passages as (anchored) context,
   plan/reason steps, at most ``min(max_new_tokens, 256)`` tokens.
 
-``rag-anchored@2.5`` / ``rag-anchored-oracle@2.5`` set ω explicitly (for choosing ω on the train split).
+``rag-anchored@2.5`` / ``rag-anchored-oracle@2.5`` / ``rag-anchored-top1@2.5`` set ω explicitly (for choosing ω
+on the train split).
 Retrieved passages are untrusted: they are escaped (:func:`~selfanchor_chains.prompting.anchor`), never read as
 markup.
 """
@@ -68,7 +72,9 @@ _STYLE = {
     "rag-instructed": (_INSTRUCTED, "none"),
     "rag-anchored": (_PLAIN, "all"),
     "rag-anchored-oracle": (_PLAIN, "evidence"),
+    "rag-anchored-top1": (_PLAIN, "top"),
 }
+_WITH_OMEGA = ("rag-anchored", "rag-anchored-oracle", "rag-anchored-top1")
 
 
 def parse_conflict_method(name: str) -> tuple[str, float | None]:
@@ -82,8 +88,8 @@ def parse_conflict_method(name: str) -> tuple[str, float | None]:
         raise ValueError(f"unknown conflictqa method {name!r}; choose from {', '.join(CONFLICT_METHODS)}")
     if not sep:
         return base, None
-    if base not in ("rag-anchored", "rag-anchored-oracle"):
-        raise ValueError(f"{base} takes no ω (only rag-anchored and rag-anchored-oracle do), got {name!r}")
+    if base not in _WITH_OMEGA:
+        raise ValueError(f"{base} takes no ω (only {', '.join(_WITH_OMEGA)} do), got {name!r}")
     try:
         omega = float(value)
     except ValueError:
@@ -128,24 +134,28 @@ class ShortAnswerChain(RunnableSerializable[dict[str, Any], dict[str, Any]]):
         method: One of the direct-answer methods of :data:`CONFLICT_METHODS`.
         omega: Steering strength (used only when some passage is anchored).
         max_new_tokens: Decoding budget.
+        ranker: The embeddings ``rag-anchored-top1`` ranks passages with (default: MiniLM, loaded on first use).
     """
 
     llm: Any
     method: str = "rag-plain"
     omega: float = 1.0
     max_new_tokens: int = SHORT_ANSWER_TOKENS
+    ranker: Any = None
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
 
-    def prompt(self, inputs: dict[str, Any], specials: Sequence[str] = ()) -> str:
+    def prompt(self, inputs: dict[str, Any], specials: Sequence[str] = (), top: int | None = None) -> str:
         """The prompt with anchor markup for one input.
 
         Args:
             inputs: ``{"question", "passages", "evidence_index"}``.
             specials: Control-token strings to remove from the (untrusted) question and passages.
+            top: For ``rag-anchored-top1``: the index of the passage ranked first (:meth:`top_passages`).
 
         Raises:
-            ValueError: Missing question or passages, or an evidence index out of range.
+            ValueError: Missing question or passages, an evidence index out of range, or no ``top`` for
+                ``rag-anchored-top1``.
         """
         template, anchored = _STYLE[self.method]
         question = _untrusted(str(inputs.get("question") or ""), specials)
@@ -159,12 +169,35 @@ class ShortAnswerChain(RunnableSerializable[dict[str, Any], dict[str, Any]]):
         evidence = inputs.get("evidence_index")
         if anchored == "evidence" and not (isinstance(evidence, int) and 0 <= evidence < len(passages)):
             raise ValueError(f"{self.method} needs a valid evidence_index, got {evidence!r}")
-        flags = [anchored == "all" or (anchored == "evidence" and i == evidence) for i in range(len(passages))]
+        if anchored == "top" and not (isinstance(top, int) and 0 <= top < len(passages)):
+            raise ValueError(f"{self.method} needs the index of the top-ranked passage, got {top!r}")
+        chosen = {"evidence": evidence, "top": top}.get(anchored)
+        flags = [anchored == "all" or i == chosen for i in range(len(passages))]
         if self.method == "rag-instructed":
             question = question.rstrip(" ?") + " in Bob's opinion?"
         return template.format(
             short=_SHORT, passages=_format_passages(passages, flags, specials), question=_escape(question)
         )
+
+    def top_passages(self, inputs: Sequence[dict[str, Any]]) -> list[int | None]:
+        """For ``rag-anchored-top1``, the index of each input's passage most similar to its question (else None).
+
+        Embeddings are L2-normalised (MiniLM's are), so the dot product is the cosine similarity a vector store
+        ranks by; ties go to the earlier passage.
+        """
+        if _STYLE[self.method][1] != "top":
+            return [None] * len(inputs)
+        if self.ranker is None:
+            from ..langchain.embeddings import MiniLMEmbeddings
+
+            self.ranker = MiniLMEmbeddings()
+        tops: list[int | None] = []
+        for item in inputs:
+            query = self.ranker.embed_query(str(item.get("question") or ""))
+            vectors = self.ranker.embed_documents([str(p) for p in item.get("passages") or []])
+            scores = [sum(a * b for a, b in zip(query, vector, strict=True)) for vector in vectors]
+            tops.append(max(range(len(scores)), key=lambda i: (scores[i], -i)) if scores else None)
+        return tops
 
     def invoke(self, input: dict[str, Any], config: RunnableConfig | None = None, **kwargs: Any) -> dict[str, Any]:
         return self.batch([input], config)[0]
@@ -183,12 +216,15 @@ class ShortAnswerChain(RunnableSerializable[dict[str, Any], dict[str, Any]]):
         if not inputs:
             return []
         specials = special_token_strings(self.llm.tokenizer)
-        prompts = [self.prompt(i, specials) for i in inputs]  # every input is checked before any decoding
+        for item in inputs:  # every input is checked before any ranking or decoding
+            self.prompt(item, specials, top=0 if _STYLE[self.method][1] == "top" else None)
+        tops = self.top_passages(inputs)
+        prompts = [self.prompt(item, specials, top) for item, top in zip(inputs, tops, strict=True)]
         steered = _STYLE[self.method][1] != "none"
         omega = self.omega if steered else 1.0
         result = self.llm.generate(prompts, omega=omega, max_new_tokens=self.max_new_tokens)
         outputs = []
-        for prompt, generations in zip(prompts, result.generations, strict=True):
+        for prompt, top, generations in zip(prompts, tops, result.generations, strict=True):
             generation = generations[0]
             info = generation.generation_info or {}
             outputs.append(
@@ -203,6 +239,7 @@ class ShortAnswerChain(RunnableSerializable[dict[str, Any], dict[str, Any]]):
                     "steps": [],
                     "omega": omega,
                     "prompt": prompt,
+                    **({"anchored_passage": top} if top is not None else {}),
                 }
             )
         return outputs
@@ -271,6 +308,8 @@ def conflict_fingerprint(chain: Any) -> str:
             "omega": chain.omega,
             "max_new_tokens": chain.max_new_tokens,
         }
+        if anchored == "top":
+            payload["ranker"] = type(chain.ranker).__name__ if chain.ranker is not None else "MiniLMEmbeddings"
     else:
         from .runner import method_fingerprint
 

@@ -18,7 +18,15 @@ from .stats import wilson_interval
 __all__ = ["CONFLICT_REFERENCE", "build_conflict_report", "format_conflict_markdown"]
 
 CONFLICT_REFERENCE = "rag-anchored"
-_ORDER = ("rag-anchored", "rag-anchored-oracle", "rag-plain", "rag-instructed", "rag-self-anchor", "closed-book")
+_ORDER = (
+    "rag-anchored",
+    "rag-anchored-top1",
+    "rag-anchored-oracle",
+    "rag-plain",
+    "rag-instructed",
+    "rag-self-anchor",
+    "closed-book",
+)
 # (row name, which items, which score)
 _SCORES = (
     ("faithful", "conflict", "context_match"),

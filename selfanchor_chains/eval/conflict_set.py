@@ -68,6 +68,7 @@ CONFLICT_METHODS = (
     "rag-instructed",
     "rag-anchored",
     "rag-anchored-oracle",
+    "rag-anchored-top1",
     "rag-self-anchor",
 )
 """Method names of ``selfanchor eval conflictqa`` (built by :mod:`selfanchor_chains.eval.conflict_methods`)."""

@@ -66,6 +66,9 @@ def make_record(
         from .conflict_set import grade_conflict
 
         record.update(grade_conflict(prediction, problem.extra))
+        if output.get("anchored_passage") is not None:  # rag-anchored-top1: which passage the ranker anchored
+            record["anchored_passage"] = output["anchored_passage"]
+            record["anchored_evidence"] = output["anchored_passage"] == problem.extra.get("evidence_index")
     return record
 
 

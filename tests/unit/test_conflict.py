@@ -265,3 +265,35 @@ def test_conflict_methods_and_benchmarks_do_not_mix(tmp_path: Path, tiny_llm: An
         run_eval("conflictqa", "cot", tiny_llm, tmp_path / "out", data_dir=data, progress=False)
     with pytest.raises(ValueError, match="rag-plain cannot run on gsm8k"):
         run_eval("gsm8k", "rag-plain", tiny_llm, tmp_path / "out", data_dir=data, progress=False)
+
+
+class _KeywordRanker:
+    """Embeddings in closed form: one axis per keyword, L2-normalised, so the ranking is known in advance."""
+
+    words = ("france", "spain", "egypt")
+
+    def _embed(self, text: str) -> list[float]:
+        counts = [float(text.lower().count(w)) for w in self.words]
+        norm = sum(c * c for c in counts) ** 0.5 or 1.0
+        return [c / norm for c in counts]
+
+    def embed_query(self, text: str) -> list[float]:
+        return self._embed(text)
+
+    def embed_documents(self, texts: list[str]) -> list[list[float]]:
+        return [self._embed(t) for t in texts]
+
+
+def test_top1_anchors_only_the_passage_the_ranker_puts_first() -> None:
+    chain = ShortAnswerChain(llm=_FakeLLM(), method="rag-anchored-top1", ranker=_KeywordRanker())
+    spain_first = {**INPUT, "question": "What is the capital of Spain?"}
+    assert chain.top_passages([INPUT, spain_first]) == [1, 0]
+    clean, spans = parse_anchor_markup(chain.prompt(INPUT, top=1))
+    assert clean == parse_anchor_markup(_prompt("rag-plain"))[0]
+    assert [clean[a:b] for a, b in spans] == ["The capital of France is Lima."]
+    tie = {**INPUT, "question": "Which capital?"}  # no keyword: every score is 0, the earliest passage wins
+    assert chain.top_passages([tie]) == [0]
+    with pytest.raises(ValueError, match="top-ranked"):
+        chain.prompt(INPUT)
+    assert ShortAnswerChain(llm=_FakeLLM(), method="rag-anchored").top_passages([INPUT]) == [None]
+    assert parse_conflict_method("rag-anchored-top1@2") == ("rag-anchored-top1", 2.0)
