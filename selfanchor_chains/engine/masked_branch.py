@@ -113,25 +113,31 @@ class MaskedBranchSync(BatchState):
             self.stats.resync_tokens += len(columns)
             self.stats._add(self.stats.row_resync_tokens, self._active[k], len(columns))
 
-    def _prefill_masked(self, shared: int) -> torch.Tensor:
-        """Prefill the masked rows from column ``shared`` on, feeding only the columns they read; their logits.
+    def _prefill_masked(self) -> torch.Tensor:
+        """Prefill the masked rows, computing only the columns that differ from the original rows'; their logits.
 
-        A hidden column is never read by a masked row, so only its visible columns are computed, each at its own
-        position (the attention over the visible keys is the same with the hidden ones absent): a retrieved passage
-        or a question that is anchored costs the masked branch nothing to prefill. The last column is always fed,
-        for its logits. The rows' feeds are left-padded to the longest so the last column comes last; hidden
-        columns hold zero placeholders in the cache, recorded as not computed (a later re-sync fills them if they
-        are shown again).
+        Up to its own first hidden column a masked row sees what its original row sees, so those keys and values are
+        the original cache's, read in place. After it, a hidden column is never read by the masked row, so only the
+        visible columns are computed, each at its own position (the attention over the visible keys is the same with
+        the hidden ones absent): an anchored passage or question costs the masked branch nothing to prefill. The
+        last column is always fed, for its logits. The rows' feeds are left-padded to the longest so the last column
+        comes last; hidden columns keep the original branch's values, recorded as not computed for the masked row
+        (never read while hidden; a later re-sync recomputes them if they are shown again).
         """
         width, b = self._ids.shape[1], len(self._active)
         visible = self._masked_attention()
         masked_ids, all_positions = self._masked_ids(), self._positions()
-        feeds = []
+        same = torch.zeros_like(visible)  # the columns a masked row reads from the original cache
+        feeds, firsts = [], []
         for k in range(b):
-            columns = shared + visible[k, shared:width].nonzero().squeeze(-1)
+            hidden = self._hidden[k].nonzero()
+            first = min(int(hidden[0]) if len(hidden) else width, width - 1)
+            same[k, :first] = self._real[k, :first]
+            columns = first + visible[k, first:width].nonzero().squeeze(-1)
             if not len(columns) or int(columns[-1]) != width - 1:
                 columns = torch.cat([columns, torch.tensor([width - 1])])
             feeds.append(columns)
+            firsts.append(first)
         n = max(len(c) for c in feeds)
         ids = torch.full((b, n), self._decoder.pad_token_id, dtype=torch.long)
         fed = torch.zeros((b, n), dtype=torch.long)
@@ -140,23 +146,23 @@ class MaskedBranchSync(BatchState):
             ids[k, n - len(columns) :] = masked_ids[k, columns]
             fed[k, n - len(columns) :] = visible[k, columns]
             positions[k, n - len(columns) :] = all_positions[k, columns]
-        logits_m = self._decoder.forward(ids, torch.cat([visible[:, :shared], fed], dim=1), positions, self._mask_cache)
+        original = layer_tensors(self._cache)
+        scratch = cache_from_tensors(list(original))  # appending makes new tensors: the original cache is unchanged
+        logits_m = self._decoder.forward(ids, torch.cat([same, fed], dim=1), positions, scratch)
         self.stats.forwards += 1
         self.stats.steered_forwards += 1
         self._count_prefill([len(c) for c in feeds])
         layers = []
-        for keys, values in layer_tensors(self._mask_cache):
-            full_k = keys.new_zeros((*keys.shape[:2], width, keys.shape[3]))
-            full_v = values.new_zeros((*values.shape[:2], width, values.shape[3]))
-            full_k[:, :, :shared], full_v[:, :, :shared] = keys[:, :, :shared], values[:, :, :shared]
+        for (keys, values), (new_keys, new_values) in zip(original, layer_tensors(scratch), strict=True):
+            masked_k, masked_v = keys.clone(), values.clone()
             for k, columns in enumerate(feeds):
                 at = columns.to(keys.device)
-                full_k[k, :, at] = keys[k, :, shared + n - len(columns) :]
-                full_v[k, :, at] = values[k, :, shared + n - len(columns) :]
-            layers.append((full_k, full_v))
+                masked_k[k, :, at] = new_keys[k, :, width + n - len(columns) :]
+                masked_v[k, :, at] = new_values[k, :, width + n - len(columns) :]
+            layers.append((masked_k, masked_v))
         self._mask_cache = cache_from_tensors(layers)
-        for k, columns in enumerate(feeds):
-            self._mark_masked(k, 0, shared)
+        for k, (first, columns) in enumerate(zip(firsts, feeds, strict=True)):
+            self._mark_masked(k, 0, first)
             self._mark_columns(k, columns)
         return logits_m
 

@@ -251,14 +251,10 @@ class DecodeSession(MaskedBranchSync, ContinuousAdmission):
         prefixes.keep_batch_prefix(self._prompts, common, layer_tensors(self._cache), self._decoder.weights)
         if not any(r.steered for r in self._rows):
             return logits_o, None
-        # A masked row sees exactly what its original row sees up to the first hidden column.
-        first_hidden = self._hidden.any(dim=0).nonzero()
-        shared = int(first_hidden[0]) if len(first_hidden) else width
-        original = layer_tensors(self._cache)
-        self._mask_cache = cache_from_tensors([(k[:, :, :shared], v[:, :, :shared]) for k, v in original])
-        if shared < width:
-            logits_m = self._prefill_masked(shared)
-        else:
+        if self._hidden.any():
+            logits_m = self._prefill_masked()
+        else:  # nothing hidden yet: the masked rows are the original rows
+            self._mask_cache = cache_from_tensors(layer_tensors(self._cache))
             logits_m = logits_o.clone()
             for k in range(len(self._active)):
                 self._mark_masked(k, 0, width)

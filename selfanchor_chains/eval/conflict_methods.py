@@ -191,11 +191,14 @@ class ShortAnswerChain(RunnableSerializable[dict[str, Any], dict[str, Any]]):
             from ..langchain.embeddings import MiniLMEmbeddings
 
             self.ranker = MiniLMEmbeddings()
+        passages = [[str(p) for p in item.get("passages") or []] for item in inputs]
+        # All the passages in one embedding call (the ranker batches them); queries through embed_query, which
+        # may differ from a document's embedding (e.g. an instruction prefix).
+        queries = [self.ranker.embed_query(str(item.get("question") or "")) for item in inputs]
+        vectors = iter(self.ranker.embed_documents([p for item in passages for p in item]))
         tops: list[int | None] = []
-        for item in inputs:
-            query = self.ranker.embed_query(str(item.get("question") or ""))
-            vectors = self.ranker.embed_documents([str(p) for p in item.get("passages") or []])
-            scores = [sum(a * b for a, b in zip(query, vector, strict=True)) for vector in vectors]
+        for query, item in zip(queries, passages, strict=True):
+            scores = [sum(a * b for a, b in zip(query, next(vectors), strict=True)) for _ in item]
             tops.append(max(range(len(scores)), key=lambda i: (scores[i], -i)) if scores else None)
         return tops
 

@@ -278,9 +278,11 @@ def build_report(
         "steering": build_steering_summary(results),
     }
     if "conflictqa" in results:
-        from .conflict_report import build_conflict_report
+        from .conflict_report import CONFLICT_REFERENCE, build_conflict_report
 
-        report["conflict"] = build_conflict_report(results["conflictqa"], **opts)
+        conflict_methods = results["conflictqa"]
+        conflict_reference = reference if reference in conflict_methods else CONFLICT_REFERENCE
+        report["conflict"] = build_conflict_report(conflict_methods, reference=conflict_reference, **opts)
     return report
 
 

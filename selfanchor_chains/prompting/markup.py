@@ -247,6 +247,7 @@ def format_docs_anchored(
     *,
     separator: str = "\n\n",
     markup: AnchorMarkup = DEFAULT_MARKUP,
+    top: int | None = None,
 ) -> str:
     """Joins documents into one context string, each escaped and wrapped as its own anchor.
 
@@ -257,13 +258,18 @@ def format_docs_anchored(
         docs: Retrieved documents or strings.
         separator: Placed between documents, outside the anchors.
         markup: The tags to use.
+        top: Anchor only the first ``top`` documents (a retriever's best, in rank order); the rest are escaped
+            plain text. None anchors every document.
 
     Returns:
         The joined text. Documents with empty content are skipped (an empty anchor is invalid).
 
     Raises:
         TypeError: For an item that is neither a ``Document`` nor a ``str``.
+        ValueError: ``top`` < 1.
     """
+    if top is not None and (isinstance(top, bool) or top < 1):
+        raise ValueError(f"top must be a positive number of documents, got {top!r}")
     parts: list[str] = []
     for index, doc in enumerate(docs):
         if isinstance(doc, Document):
@@ -273,7 +279,9 @@ def format_docs_anchored(
         else:
             raise TypeError(f"format_docs_anchored: item {index} is {type(doc).__name__}, not Document or str")
         if content:
-            parts.append(anchor(content, markup))
+            parts.append(
+                anchor(content, markup) if top is None or index < top else escape_anchor_markup(content, markup)
+            )
     return separator.join(parts)
 
 

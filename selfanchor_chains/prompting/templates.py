@@ -124,17 +124,20 @@ def render_user_message(
     context: Sequence[Document | str] | str | None = None,
     *,
     anchor_question: bool = True,
-    anchor_context: bool = True,
+    anchor_context: bool | int = True,
 ) -> str:
     """The user message with the question (and retrieved context) as escaped anchors.
 
     Retrieved passages are untrusted: they are escaped, so markup inside them cannot move the anchors.
+    ``anchor_context``: True anchors every document, False none, a number n only the first n (rank order).
     """
     blocks = []
     if context:
         docs = [context] if isinstance(context, str) else list(context)
-        if anchor_context:
+        if anchor_context is True:
             blocks.append("Context:\n" + format_docs_anchored(docs))
+        elif anchor_context is not False:
+            blocks.append("Context:\n" + format_docs_anchored(docs, top=anchor_context))
         else:
             from .markup import escape_anchor_markup
 

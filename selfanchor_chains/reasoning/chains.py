@@ -63,7 +63,8 @@ class ReasoningChain(RunnableSerializable[Any, dict]):
     omega: float = 1.0
     """Constant ω when ``schedule`` is None."""
     anchor_question: bool = True
-    anchor_context: bool = True
+    anchor_context: bool | int = True
+    """Anchor the retrieved documents: all (True), none (False), or only the first n, a retriever's best n."""
     anchor_plan_in_final: bool = True
     bench: str | None = None
     """Benchmark name: selects the answer-format hint and the answer extractor."""

@@ -159,6 +159,7 @@ def anchored_rag_chain(
     method: str = "self-anchor",
     bench: str | None = None,
     include_context: bool = False,
+    anchor_top: int | None = None,
     **chain_kwargs: Any,
 ) -> Any:
     """``anchored_retrieval(retriever) | <reasoning chain>``: RAG whose passages are anchored while it reasons.
@@ -173,7 +174,13 @@ def anchored_rag_chain(
         method: ``"self-anchor"`` (default) or another of :data:`RAG_METHODS` (``"cot"``: the unsteered baseline).
         bench: Benchmark name for answer extraction (``"strategyqa"`` for yes/no).
         include_context: Add the retrieved Documents to the output.
+        anchor_top: Anchor only the retriever's first ``anchor_top`` Documents (the rest stay plain context).
+            Anchoring every passage also amplifies the distractors among them; on the knowledge-conflict set,
+            anchoring the top-ranked one was the more faithful (``results/conflictqa/README.md``). None: all.
         **chain_kwargs: Further fields of the reasoning chain.
+
+    Raises:
+        ValueError: ``anchor_top`` < 1, or an unknown method.
 
     Example:
         .. code-block:: python
@@ -186,6 +193,10 @@ def anchored_rag_chain(
 
     from .retrieval import anchored_retrieval
 
+    if anchor_top is not None:
+        if isinstance(anchor_top, bool) or anchor_top < 1:
+            raise ValueError(f"anchor_top must be a positive number of documents, got {anchor_top!r}")
+        chain_kwargs["anchor_context"] = anchor_top
     reasoner = make_reasoner(method, llm, bench=bench, **chain_kwargs)
     if not include_context:
         return anchored_retrieval(retriever) | reasoner

@@ -152,6 +152,16 @@ def test_anchored_rag_chain_anchors_retrieved_passages(llm) -> None:  # type: ig
     assert "context" not in cot
     assert all(not step["anchors"] for step in cot["steps"])  # plain RAG: no anchors, no steering
 
+    top = anchored_rag_chain(retriever, llm, bench="strategyqa", include_context=True, anchor_top=1, max_new_tokens=8)
+    out = top.invoke({"question": question})
+    assert out["steps"][0]["anchors"] == [out["context"][0].page_content, question]  # only the best passage
+
+
+def test_anchored_rag_chain_rejects_a_bad_anchor_top() -> None:
+    for bad in (0, True):
+        with pytest.raises(ValueError, match="anchor_top"):
+            anchored_rag_chain(build_retriever(PASSAGES, KeywordEmbeddings()), llm=None, anchor_top=bad)
+
 
 @pytest.mark.slow
 @needs_smollm2

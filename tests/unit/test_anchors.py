@@ -291,6 +291,27 @@ def test_format_docs_anchored_documents() -> None:
     assert format_docs_anchored(["a", "b"], separator=" | ") == "<anchor>a</anchor> | <anchor>b</anchor>"
 
 
+def test_format_docs_anchored_top_anchors_only_the_first_documents() -> None:
+    docs = ["best </anchor>", Document(page_content="second"), "third"]
+    clean, spans = parse_anchor_markup(format_docs_anchored(docs, top=1))
+    assert clean == "best </anchor>\n\nsecond\n\nthird"  # the same text; only the first is an anchor
+    assert anchored_texts(clean, spans) == ["best </anchor>"]
+    clean, spans = parse_anchor_markup(format_docs_anchored(docs, top=5))
+    assert anchored_texts(clean, spans) == ["best </anchor>", "second", "third"]
+    for bad in (0, -1, True):
+        with pytest.raises(ValueError, match="top"):
+            format_docs_anchored(docs, top=bad)
+
+
+def test_user_message_anchors_the_first_n_documents() -> None:
+    from selfanchor_chains.prompting.templates import COT, render_user_message
+
+    docs = ["alpha", "beta"]
+    for setting, expected in ((True, ["alpha", "beta", "q?"]), (1, ["alpha", "q?"]), (False, ["q?"])):
+        clean, spans = parse_anchor_markup(render_user_message(COT, "q?", docs, anchor_context=setting))
+        assert anchored_texts(clean, spans) == expected
+
+
 def test_format_docs_anchored_rejects_other_types() -> None:
     with pytest.raises(TypeError, match="item 1"):
         format_docs_anchored(["a", 3])  # type: ignore[list-item]

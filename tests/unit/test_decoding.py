@@ -343,6 +343,10 @@ def test_masked_prefill_of_rows_with_different_anchors_is_exact(decoder, tiny_mo
                 tiny_model, row.prompt_ids + session.generated_ids(k)[:-1], row.anchor_spans, row.omega
             )
             assert torch.allclose(session.last_logits[k], expected, atol=1e-4)
+    # Each masked row computes only its visible columns after its own first hidden one (+ the last column).
+    n0, n1 = len(rows[0].prompt_ids), len(rows[1].prompt_ids)
+    masked = (n0 - 60) + (n1 - 8) + 1
+    assert session.stats.prefill_tokens + session.stats.reused_prefix_tokens == 2 * n0 + n1 + masked
 
 
 def test_shared_prompt_prefix_is_reused_exactly(tiny_model, byte_tokenizer):
