@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 from langchain_core.caches import BaseCache
 from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun, Callbacks
@@ -136,6 +136,8 @@ class ChatSteeredHF(SteeredModelMixin, BaseChatModel):
     model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True, protected_namespaces=())
 
     _runtime: SteeredRuntime | None = PrivateAttr(default=None)
+    llm_type_name: ClassVar[str] = "selfanchor-chat-steered-hf"
+    own_identifying_fields: ClassVar[tuple[str, ...]] = ("max_tokens", "stop", "markup_message_types")
 
     @field_validator("stop")
     @classmethod
@@ -165,19 +167,6 @@ class ChatSteeredHF(SteeredModelMixin, BaseChatModel):
     def model_name(self) -> str:
         """The name reported in ``response_metadata`` and traces (``model_id``)."""
         return self.model_id
-
-    @property
-    def _llm_type(self) -> str:
-        return "selfanchor-chat-steered-hf"
-
-    @property
-    def _identifying_params(self) -> dict[str, Any]:
-        return {
-            **self._steering_params(),
-            "max_tokens": self.max_tokens,
-            "stop": self.stop,
-            "markup_message_types": self.markup_message_types,
-        }
 
     def _resolve_model_profile(self) -> ModelProfile | None:
         # Agents and middleware read the profile to decide what to send; a small local text model has few powers.

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import AsyncIterator, Iterator, Sequence
 from contextvars import ContextVar
-from typing import Any
+from typing import Any, ClassVar
 
 from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun, Callbacks
 from langchain_core.language_models.llms import BaseLLM
@@ -73,24 +73,13 @@ class SteeredHFLLM(SteeredModelMixin, BaseLLM):
     model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True, protected_namespaces=())
 
     _runtime: SteeredRuntime | None = PrivateAttr(default=None)
+    llm_type_name: ClassVar[str] = "selfanchor-steered-hf"
+    own_identifying_fields: ClassVar[tuple[str, ...]] = ("max_new_tokens", "chat", "system_prompt")
 
     def model_post_init(self, context: Any, /) -> None:
         self.model_id, self._runtime = attach_runtime(
             "SteeredHFLLM", self.model, self.tokenizer, self.model_id, self.anchor_open_tag, self.anchor_close_tag
         )
-
-    @property
-    def _llm_type(self) -> str:
-        return "selfanchor-steered-hf"
-
-    @property
-    def _identifying_params(self) -> dict[str, Any]:
-        return {
-            **self._steering_params(),
-            "max_new_tokens": self.max_new_tokens,
-            "chat": self.chat,
-            "system_prompt": self.system_prompt,
-        }
 
     # -- preparing prompts ---------------------------------------------------------------------------------------
 

@@ -3,7 +3,7 @@ weights by name, decode settings from the sampling fields, and call-time overrid
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, TypeVar, cast
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar, cast
 
 from pydantic import BaseModel
 from typing_extensions import Self
@@ -157,6 +157,20 @@ class SteeredModelMixin:
     def markup(self) -> AnchorMarkup:
         """The anchor tags read in prompts and message contents."""
         return AnchorMarkup(self.anchor_open_tag, self.anchor_close_tag)
+
+    llm_type_name: ClassVar[str]
+    """LangChain's ``_llm_type`` of the class."""
+    own_identifying_fields: ClassVar[tuple[str, ...]] = ()
+    """The class's own fields that join the steering's in its identifying parameters."""
+
+    @property
+    def _llm_type(self) -> str:
+        return self.llm_type_name
+
+    @property
+    def _identifying_params(self) -> dict[str, Any]:
+        """The LLM cache key's parameters: the steering's and the class's own (:attr:`own_identifying_fields`)."""
+        return {**self._steering_params(), **{name: getattr(self, name) for name in self.own_identifying_fields}}
 
     def _steering_params(self) -> dict[str, Any]:
         """The identifying parameters every steered class has (the LLM cache key includes them)."""
