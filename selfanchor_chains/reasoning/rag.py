@@ -176,7 +176,9 @@ def anchored_rag_chain(
         include_context: Add the retrieved Documents to the output.
         anchor_top: Anchor only the retriever's first ``anchor_top`` Documents (the rest stay plain context).
             Anchoring every passage also amplifies the distractors among them; on the knowledge-conflict set,
-            anchoring the top-ranked one was the more faithful (``results/conflictqa/README.md``). None: all.
+            anchoring only the top-ranked one kept control accuracy higher and was as faithful or more on dev, but
+            it costs more (the masked branch recomputes the passages after it; ``results/conflictqa/README.md``).
+            None: all.
         **chain_kwargs: Further fields of the reasoning chain.
 
     Raises:
