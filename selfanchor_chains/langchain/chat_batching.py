@@ -296,21 +296,34 @@ class BatchPlan:
                 group.cancel()
 
 
+def _planned_claim(runtime: SteeredRuntime, request: ChatRequest, *, is_async: bool) -> Any:
+    """The (group, entry) the current plan holds for this conversation, or None."""
+    plan = CURRENT_PLAN.get()
+    return plan.claim(runtime, request.key, is_async=is_async) if plan is not None else None
+
+
+def _falls_back(item: RowItem, produced: bool) -> bool:
+    """Whether a shared session's ``item`` says this row must be decoded alone: the session failed before the row
+    produced anything. A failure after the row began is raised instead (its output cannot be redone unseen)."""
+    if isinstance(item, RowEnd) and item.reason == "failed" and item.error is not None:
+        if produced:
+            raise_failed(item.error)
+        return True
+    return False
+
+
 def planned_or_single_items(
     runtime: SteeredRuntime, request: ChatRequest, single: Callable[[], SyncDecodeGroup]
 ) -> Iterator[RowItem]:
     """A conversation's items: from its group when the current plan holds it, else from a session of its own."""
-    plan = CURRENT_PLAN.get()
-    claim = plan.claim(runtime, request.key, is_async=False) if plan is not None else None
+    claim = _planned_claim(runtime, request, is_async=False)
     if claim is not None:
         group, entry = claim
         assert isinstance(group, SyncDecodeGroup)
         produced = False
         for item in group.items(entry):
-            if isinstance(item, RowEnd) and item.reason == "failed" and item.error is not None:
-                if produced:
-                    raise_failed(item.error)
-                break  # the shared session failed before this row began: decode it alone below
+            if _falls_back(item, produced):
+                break
             produced = produced or isinstance(item, TokenEvent)
             yield item
         else:
@@ -323,20 +336,15 @@ async def aplanned_or_single_items(
     runtime: SteeredRuntime, request: ChatRequest, single: Callable[[], AsyncDecodeGroup]
 ) -> AsyncGenerator[RowItem, None]:
     """The async twin of :func:`planned_or_single_items` (its group decodes as an event-loop task)."""
-    plan = CURRENT_PLAN.get()
-    claim = plan.claim(runtime, request.key, is_async=True) if plan is not None else None
+    claim = _planned_claim(runtime, request, is_async=True)
     if claim is not None:
         group, entry = claim
         assert isinstance(group, AsyncDecodeGroup)
-        produced = False
-        fallback = False
+        produced = fallback = False
         items = group.items(entry)
         try:
             async for item in items:
-                if isinstance(item, RowEnd) and item.reason == "failed" and item.error is not None:
-                    if produced:
-                        raise_failed(item.error)
-                    fallback = True
+                if fallback := _falls_back(item, produced):
                     break
                 produced = produced or isinstance(item, TokenEvent)
                 yield item
