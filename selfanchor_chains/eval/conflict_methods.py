@@ -219,9 +219,10 @@ class ShortAnswerChain(RunnableSerializable[dict[str, Any], dict[str, Any]]):
         if not inputs:
             return []
         specials = special_token_strings(self.llm.tokenizer)
-        for item in inputs:  # every input is checked before any ranking or decoding
-            self.prompt(item, specials, top=0 if _STYLE[self.method][1] == "top" else None)
-        tops = self.top_passages(inputs)
+        if _STYLE[self.method][1] == "top":  # every input is checked before the ranker runs
+            for item in inputs:
+                self.prompt(item, specials, top=0)
+        tops = self.top_passages(inputs)  # building the prompts checks every input before any decoding
         prompts = [self.prompt(item, specials, top) for item, top in zip(inputs, tops, strict=True)]
         steered = _STYLE[self.method][1] != "none"
         omega = self.omega if steered else 1.0
