@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import weakref
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -198,7 +198,9 @@ class SteeredRuntime:
         return iterate_in_thread(lambda cancel: self.events(rows, settings, cancel, session_out, on_step))
 
 
-async def iterate_in_thread(start: Callable[[threading.Event], Iterator[Item]]) -> AsyncIterator[Item]:
+async def iterate_in_thread(
+    start: Callable[[threading.Event], Iterator[Item]],
+) -> AsyncGenerator[Item, None]:
     """Run a synchronous iterator in a worker thread and yield its items on the event loop: the one async adapter
     of every sync core here (decoding is CPU/GPU-bound and must not block the loop).
 

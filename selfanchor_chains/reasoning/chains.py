@@ -15,14 +15,13 @@ from __future__ import annotations
 
 import math
 import threading
-from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Mapping, Sequence
 from typing import Any, Literal
 
 from langchain_core.callbacks import (
     AsyncCallbackManagerForChainRun,
     CallbackManagerForChainRun,
 )
-from langchain_core.outputs import Generation, LLMResult
 from langchain_core.runnables import RunnableConfig, RunnableSerializable
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -39,6 +38,7 @@ from ..prompting.templates import (
     render_user_message,
     worked_example,
 )
+from .llm_runs import ChildLLMRuns, settle
 from .passes import BatchPass, ContinuousPass, Solve
 from .schedules import ConfidenceOmega, ConstantOmega, OmegaSchedule
 from .schema import ReasoningInput, ReasoningOutput
@@ -328,48 +328,46 @@ class ReasoningChain(RunnableSerializable[Any, dict]):
             if not pending:
                 return
 
-    def _aiter_solve(self, requests: Sequence[ReasoningInput]) -> AsyncIterator[tuple[str, int, Any]]:
+    def _aiter_solve(self, requests: Sequence[ReasoningInput]) -> AsyncGenerator[tuple[str, int, Any], None]:
         """The async face of :meth:`_iter_solve`: the same loop in a worker thread, the event loop stays free."""
         return iterate_in_thread(lambda cancel: self._iter_solve(requests, cancel))
 
-    # -- tracing ---------------------------------------------------------------------------------------------------
+    # -- tracing: one child LLM run per problem, fed its tokens (the sync core and its async twin) ---------------
 
-    def _llm_serialized(self) -> dict[str, Any]:
-        return {
-            "lc": 1,
-            "type": "not_implemented",
-            "id": ["selfanchor_chains", "SteeredHFLLM"],
-            "name": self.llm.model_id,
-        }
+    def _child_runs(self) -> ChildLLMRuns:
+        serialized = {"lc": 1, "type": "not_implemented", "id": ["selfanchor_chains", "SteeredHFLLM"]}
+        return ChildLLMRuns({**serialized, "name": self.llm.model_id}, {"omega_schedule": repr(self.schedule)})
 
-    def _start_llm_runs(
-        self, managers: Sequence[CallbackManagerForChainRun | None], solves_text: Sequence[str]
-    ) -> list[Any]:
-        runs: list[Any] = []
-        for manager, prompt in zip(managers, solves_text, strict=True):
-            if manager is None:
-                runs.append(None)
-                continue
-            started = manager.get_child().on_llm_start(
-                self._llm_serialized(), [prompt], invocation_params={"omega_schedule": repr(self.schedule)}
-            )
-            runs.append(started[0])
-        return runs
+    def _solve_events(
+        self, requests: Sequence[ReasoningInput], managers: Sequence[CallbackManagerForChainRun | None]
+    ) -> Iterator[tuple[str, int, Any]]:
+        """:meth:`_iter_solve`'s events, each reported to its problem's child LLM run first."""
+        runs = self._child_runs()
+        runs.started(runs.start(managers, [r.question for r in requests]))
+        try:
+            for kind, index, payload in self._iter_solve(requests):
+                runs.event(kind, index, payload)
+                yield kind, index, payload
+        except BaseException as exc:
+            runs.error(exc)
+            raise
 
-    async def _astart_llm_runs(
-        self, managers: Sequence[AsyncCallbackManagerForChainRun | None], solves_text: Sequence[str]
-    ) -> list[Any]:
-        """The async twin of :meth:`_start_llm_runs` (the same runs, reported through async callbacks)."""
-        runs: list[Any] = []
-        for manager, prompt in zip(managers, solves_text, strict=True):
-            if manager is None:
-                runs.append(None)
-                continue
-            started = await manager.get_child().on_llm_start(
-                self._llm_serialized(), [prompt], invocation_params={"omega_schedule": repr(self.schedule)}
-            )
-            runs.append(started[0])
-        return runs
+    async def _asolve_events(
+        self, requests: Sequence[ReasoningInput], managers: Sequence[AsyncCallbackManagerForChainRun | None]
+    ) -> AsyncIterator[tuple[str, int, Any]]:
+        """The async face of :meth:`_solve_events`: decoding in a worker thread, callbacks awaited on the loop."""
+        runs = self._child_runs()
+        runs.started(await settle(runs.start(managers, [r.question for r in requests])))
+        events = self._aiter_solve(requests)
+        try:
+            async for kind, index, payload in events:
+                await settle(runs.event(kind, index, payload))
+                yield kind, index, payload
+        except BaseException as exc:
+            await settle(runs.error(exc))
+            raise
+        finally:
+            await events.aclose()  # a consumer that stops listening stops the decoding now
 
     # -- runnable API ----------------------------------------------------------------------------------------------
 
@@ -380,23 +378,7 @@ class ReasoningChain(RunnableSerializable[Any, dict]):
         config: list[RunnableConfig],
     ) -> list[dict[str, Any]]:
         requests = [self._coerce(i) for i in inputs]
-        llm_runs = self._start_llm_runs(run_manager, [r.question for r in requests])
-        outputs: dict[int, dict[str, Any]] = {}
-        try:
-            for kind, index, payload in self._iter_solve(requests):
-                run = llm_runs[index]
-                if kind == "token" and run is not None:
-                    run.on_llm_new_token(payload)
-                elif kind == "output":
-                    outputs[index] = payload
-        except BaseException as exc:
-            for run in llm_runs:
-                if run is not None:
-                    run.on_llm_error(exc)
-            raise
-        for index, run in enumerate(llm_runs):
-            if run is not None:
-                run.on_llm_end(LLMResult(generations=[[Generation(text=outputs[index]["text"])]]))
+        outputs = {i: out for kind, i, out in self._solve_events(requests, run_manager) if kind == "output"}
         return [outputs[i] for i in range(len(requests))]
 
     def invoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> dict[str, Any]:
@@ -429,23 +411,7 @@ class ReasoningChain(RunnableSerializable[Any, dict]):
         config: list[RunnableConfig],
     ) -> list[dict[str, Any]]:
         requests = [self._coerce(i) for i in inputs]
-        llm_runs = await self._astart_llm_runs(run_manager, [r.question for r in requests])
-        outputs: dict[int, dict[str, Any]] = {}
-        try:
-            async for kind, index, payload in self._aiter_solve(requests):
-                run = llm_runs[index]
-                if kind == "token" and run is not None:
-                    await run.on_llm_new_token(payload)
-                elif kind == "output":
-                    outputs[index] = payload
-        except BaseException as exc:
-            for run in llm_runs:
-                if run is not None:
-                    await run.on_llm_error(exc)
-            raise
-        for index, run in enumerate(llm_runs):
-            if run is not None:
-                await run.on_llm_end(LLMResult(generations=[[Generation(text=outputs[index]["text"])]]))
+        outputs = {i: out async for kind, i, out in self._asolve_events(requests, run_manager) if kind == "output"}
         return [outputs[i] for i in range(len(requests))]
 
     async def ainvoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> dict[str, Any]:
@@ -467,23 +433,8 @@ class ReasoningChain(RunnableSerializable[Any, dict]):
         self, inputs: Iterator[Any], run_manager: CallbackManagerForChainRun, config: RunnableConfig
     ) -> Iterator[dict[str, Any]]:
         request = self._coerce(next(iter(inputs)))
-        llm_run = self._start_llm_runs([run_manager], [request.question])[0]
-        final: dict[str, Any] | None = None
-        for kind, _, payload in self._iter_solve([request]):
-            if kind == "token":
-                if llm_run is not None:
-                    llm_run.on_llm_new_token(payload)
-                yield {"token": payload}
-            elif kind == "step":
-                yield {"step": payload}
-            elif kind == "retry":
-                yield {"retry": payload}
-            else:
-                final = payload
-        assert final is not None
-        if llm_run is not None:
-            llm_run.on_llm_end(LLMResult(generations=[[Generation(text=final["text"])]]))
-        yield {"output": final}
+        for kind, _, payload in self._solve_events([request], [run_manager]):
+            yield {kind: payload}
 
     def stream(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Iterator[dict[str, Any]]:
         """Yields ``{"token": text}`` as tokens are decoded, ``{"step": {...}}`` as each step completes, and
@@ -494,23 +445,8 @@ class ReasoningChain(RunnableSerializable[Any, dict]):
         self, inputs: AsyncIterator[Any], run_manager: AsyncCallbackManagerForChainRun, config: RunnableConfig
     ) -> AsyncIterator[dict[str, Any]]:
         request = self._coerce([i async for i in inputs][-1])
-        llm_run = (await self._astart_llm_runs([run_manager], [request.question]))[0]
-        final: dict[str, Any] | None = None
-        async for kind, _, payload in self._aiter_solve([request]):
-            if kind == "token":
-                if llm_run is not None:
-                    await llm_run.on_llm_new_token(payload)
-                yield {"token": payload}
-            elif kind == "step":
-                yield {"step": payload}
-            elif kind == "retry":
-                yield {"retry": payload}
-            else:
-                final = payload
-        assert final is not None
-        if llm_run is not None:
-            await llm_run.on_llm_end(LLMResult(generations=[[Generation(text=final["text"])]]))
-        yield {"output": final}
+        async for kind, _, payload in self._asolve_events([request], [run_manager]):
+            yield {kind: payload}
 
     async def astream(
         self, input: Any, config: RunnableConfig | None = None, **kwargs: Any

@@ -165,3 +165,121 @@ def test_baselines_keep_one_step_and_find_the_answer(long_context_model: Any, by
     )
     assert out["answer"] == "8" and not out["retried"]
     assert {s["omega"] for s in out["steps"]} == {1.0}
+
+
+class _LLMRunLog:
+    """What a callback handler sees of the chain's child LLM runs: starts, tokens, ends and errors, in order."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple[str, Any]] = []
+
+    def tokens(self) -> str:
+        return "".join(text for kind, text in self.events if kind == "token")
+
+
+def _sync_handler(log: _LLMRunLog) -> Any:
+    from langchain_core.callbacks import BaseCallbackHandler
+
+    class Handler(BaseCallbackHandler):
+        def on_llm_start(self, serialized: Any, prompts: list[str], **kwargs: Any) -> None:
+            log.events.append(("start", prompts[0]))
+
+        def on_llm_new_token(self, token: str, **kwargs: Any) -> None:
+            log.events.append(("token", token))
+
+        def on_llm_end(self, response: Any, **kwargs: Any) -> None:
+            log.events.append(("end", response.generations[0][0].text))
+
+        def on_llm_error(self, error: BaseException, **kwargs: Any) -> None:
+            log.events.append(("error", error))
+
+    return Handler()
+
+
+def _async_handler(log: _LLMRunLog) -> Any:
+    from langchain_core.callbacks import AsyncCallbackHandler
+
+    class Handler(AsyncCallbackHandler):
+        async def on_llm_start(self, serialized: Any, prompts: list[str], **kwargs: Any) -> None:
+            log.events.append(("start", prompts[0]))
+
+        async def on_llm_new_token(self, token: str, **kwargs: Any) -> None:
+            log.events.append(("token", token))
+
+        async def on_llm_end(self, response: Any, **kwargs: Any) -> None:
+            log.events.append(("end", response.generations[0][0].text))
+
+        async def on_llm_error(self, error: BaseException, **kwargs: Any) -> None:
+            log.events.append(("error", error))
+
+    return Handler()
+
+
+def test_each_face_reports_one_child_llm_run_fed_its_tokens(long_context_model: Any, byte_tokenizer: Any) -> None:
+    import asyncio
+
+    from selfanchor_chains import SelfAnchorChain
+
+    chain = SelfAnchorChain(llm=_llm(long_context_model, byte_tokenizer, SOLVE), max_new_tokens=200)
+    faces = {
+        "invoke": lambda log: chain.invoke(QUESTION, {"callbacks": [_sync_handler(log)]}),
+        "stream": lambda log: list(chain.stream(QUESTION, {"callbacks": [_sync_handler(log)]}))[-1]["output"],
+        "ainvoke": lambda log: asyncio.run(chain.ainvoke(QUESTION, {"callbacks": [_async_handler(log)]})),
+        "astream": lambda log: asyncio.run(_last_output(chain.astream(QUESTION, {"callbacks": [_async_handler(log)]}))),
+    }
+    for face, call in faces.items():
+        log = _LLMRunLog()
+        out = call(log)
+        kinds = [kind for kind, _ in log.events]
+        assert kinds[0] == "start" and kinds[-1] == "end" and "error" not in kinds, face
+        assert log.events[0][1] == QUESTION and log.tokens() == SOLVE == log.events[-1][1][len("Plan 1:") :], face
+        assert out["answer"] == "8", face
+
+
+async def _last_output(chunks: Any) -> Any:
+    return [c async for c in chunks][-1]["output"]
+
+
+def test_a_failing_solve_reports_the_error_to_its_child_run(long_context_model: Any, byte_tokenizer: Any) -> None:
+    from selfanchor_chains import SelfAnchorChain
+
+    class Broken(RuntimeError):
+        pass
+
+    llm = _llm(long_context_model, byte_tokenizer, SOLVE)
+    model = llm.runtime.model
+    forward = model.forward
+    calls = itertools.count()
+
+    def failing_forward(*args: Any, **kwargs: Any) -> Any:
+        if next(calls) == 5:
+            raise Broken("the device went away")
+        return forward(*args, **kwargs)
+
+    model.forward = failing_forward
+    log = _LLMRunLog()
+    with pytest.raises(Broken):
+        SelfAnchorChain(llm=llm, max_new_tokens=200).invoke(QUESTION, {"callbacks": [_sync_handler(log)]})
+    kinds = [kind for kind, _ in log.events]
+    assert kinds[0] == "start" and kinds[-1] == "error" and "end" not in kinds
+    assert isinstance(log.events[-1][1], Broken)
+
+
+def test_an_abandoned_astream_releases_the_model(long_context_model: Any, byte_tokenizer: Any) -> None:
+    import asyncio
+
+    from selfanchor_chains import SelfAnchorChain
+
+    chain = SelfAnchorChain(llm=_llm(long_context_model, byte_tokenizer, SOLVE, SOLVE), max_new_tokens=200)
+
+    async def first_token_then_walk_away() -> str:
+        stream = chain.astream(QUESTION)
+        async for chunk in stream:
+            if "token" in chunk:
+                await stream.aclose()
+                return str(chunk["token"])
+        raise AssertionError("no token streamed")
+
+    assert asyncio.run(first_token_then_walk_away())
+    # The walked-away decode freed the model: a new call decodes to the end (a held lock would block it forever).
+    assert chain.invoke(QUESTION)["answer"] == "8"
