@@ -28,7 +28,6 @@ from langchain_core.language_models.chat_models import BaseChatModel
 from langchain_core.language_models.model_profile import ModelProfile
 from langchain_core.messages import (
     AIMessage,
-    AIMessageChunk,
     BaseMessage,
 )
 from langchain_core.outputs import ChatGenerationChunk, ChatResult, LLMResult
@@ -52,6 +51,7 @@ from .chat_rendering import MESSAGE_TYPES, ChatRenderer
 from .params import NonNegativeInt, Omega, PositiveInt, Seconds, Temperature, TopP
 from .runtime import DecodeSettings, SteeredRuntime, attach_runtime
 from .steering import SteeredModelMixin, decode_settings, with_overrides
+from .streaming import areported, reported
 
 __all__ = ["ChatSteeredHF"]
 
@@ -436,6 +436,24 @@ class ChatSteeredHF(SteeredModelMixin, BaseChatModel):
     def _aitems(self, request: ChatRequest) -> AsyncGenerator[RowItem, None]:
         return aplanned_or_single_items(self.runtime, request, lambda: self._single(request, AsyncDecodeGroup))
 
+    def _answer_chunks(
+        self, messages: list[BaseMessage], stop: list[str] | None, run_manager: Any, kwargs: dict[str, Any]
+    ) -> tuple[ChatAnswer, Iterator[ChatGenerationChunk]]:
+        """The answer being assembled and its stream chunks, each reported to the callbacks (in invoke too, so
+        astream_events and LangGraph can stream it)."""
+        target, request = self._resolve(messages, stop, kwargs)
+        output = target._output(request)
+        return output, reported((output.chunk(output.feed(item)) for item in target._items(request)), run_manager)
+
+    def _aanswer_chunks(
+        self, messages: list[BaseMessage], stop: list[str] | None, run_manager: Any, kwargs: dict[str, Any]
+    ) -> tuple[ChatAnswer, AsyncIterator[ChatGenerationChunk]]:
+        """The async face of :meth:`_answer_chunks` (callbacks awaited; the decoding closed with the stream)."""
+        target, request = self._resolve(messages, stop, kwargs)
+        output = target._output(request)
+        items = target._aitems(request)
+        return output, areported((output.chunk(output.feed(item)) async for item in items), run_manager, items)
+
     def _generate(
         self,
         messages: list[BaseMessage],
@@ -443,13 +461,9 @@ class ChatSteeredHF(SteeredModelMixin, BaseChatModel):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> ChatResult:
-        target, request = self._resolve(messages, stop, kwargs)
-        output = target._output(request)
-        for item in target._items(request):
-            text = output.feed(item)
-            # Every token reaches the callbacks in invoke too, so astream_events and LangGraph can stream it.
-            if text and run_manager is not None:
-                run_manager.on_llm_new_token(text, chunk=ChatGenerationChunk(message=AIMessageChunk(content=text)))
+        output, chunks = self._answer_chunks(messages, stop, run_manager, kwargs)
+        for _ in chunks:
+            pass
         return output.result()
 
     async def _agenerate(
@@ -459,17 +473,9 @@ class ChatSteeredHF(SteeredModelMixin, BaseChatModel):
         run_manager: AsyncCallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> ChatResult:
-        target, request = self._resolve(messages, stop, kwargs)
-        output = target._output(request)
-        items = target._aitems(request)
-        try:
-            async for item in items:
-                text = output.feed(item)
-                if text and run_manager is not None:
-                    chunk = ChatGenerationChunk(message=AIMessageChunk(content=text))
-                    await run_manager.on_llm_new_token(text, chunk=chunk)
-        finally:
-            await items.aclose()
+        output, chunks = self._aanswer_chunks(messages, stop, run_manager, kwargs)
+        async for _ in chunks:
+            pass
         return output.result()
 
     def _stream(
@@ -479,15 +485,7 @@ class ChatSteeredHF(SteeredModelMixin, BaseChatModel):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> Iterator[ChatGenerationChunk]:
-        target, request = self._resolve(messages, stop, kwargs)
-        output = target._output(request)
-        for item in target._items(request):
-            chunk = output.chunk(output.feed(item))
-            if chunk is None:
-                continue
-            if run_manager is not None:
-                run_manager.on_llm_new_token(chunk.text, chunk=chunk)
-            yield chunk
+        yield from self._answer_chunks(messages, stop, run_manager, kwargs)[1]
 
     async def _astream(
         self,
@@ -496,17 +494,5 @@ class ChatSteeredHF(SteeredModelMixin, BaseChatModel):
         run_manager: AsyncCallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> AsyncIterator[ChatGenerationChunk]:
-        target, request = self._resolve(messages, stop, kwargs)
-        output = target._output(request)
-        # Closed explicitly so that a consumer breaking out of the stream stops the decoding at once.
-        items = target._aitems(request)
-        try:
-            async for item in items:
-                chunk = output.chunk(output.feed(item))
-                if chunk is None:
-                    continue
-                if run_manager is not None:
-                    await run_manager.on_llm_new_token(chunk.text, chunk=chunk)
-                yield chunk
-        finally:
-            await items.aclose()
+        async for chunk in self._aanswer_chunks(messages, stop, run_manager, kwargs)[1]:
+            yield chunk

@@ -19,6 +19,7 @@ from ..prompting.markup import Span
 from .params import NonNegativeInt, Omega, PositiveInt, Temperature, TopP
 from .runtime import DecodeSettings, SteeredRuntime, attach_runtime, iterate_in_thread
 from .steering import SteeredModelMixin, decode_settings, with_overrides
+from .streaming import areported, reported
 
 __all__ = ["SteeredHFLLM"]
 
@@ -252,14 +253,8 @@ class SteeredHFLLM(SteeredModelMixin, BaseLLM):
         **kwargs: Any,
     ) -> Iterator[GenerationChunk]:
         target, rows, settings = self._one_prompt(prompt, stop, kwargs)
-        for step in target.runtime.events(rows, settings):
-            for event in step:
-                chunk = target._chunk(event)
-                if chunk is None:
-                    continue
-                if run_manager is not None:
-                    run_manager.on_llm_new_token(chunk.text, chunk=chunk)
-                yield chunk
+        steps = target.runtime.events(rows, settings)
+        yield from reported((target._chunk(event) for step in steps for event in step), run_manager)
 
     async def _astream(
         self,
@@ -269,14 +264,9 @@ class SteeredHFLLM(SteeredModelMixin, BaseLLM):
         **kwargs: Any,
     ) -> AsyncIterator[GenerationChunk]:
         target, rows, settings = self._one_prompt(prompt, stop, kwargs)
-        async for step in target.runtime.aevents(rows, settings):
-            for event in step:
-                chunk = target._chunk(event)
-                if chunk is None:
-                    continue
-                if run_manager is not None:
-                    await run_manager.on_llm_new_token(chunk.text, chunk=chunk)
-                yield chunk
+        steps = target.runtime.aevents(rows, settings)
+        async for chunk in areported((target._chunk(e) async for step in steps for e in step), run_manager, steps):
+            yield chunk
 
     # -- helpers -------------------------------------------------------------------------------------------------
 

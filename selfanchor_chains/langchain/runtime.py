@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import weakref
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import AsyncGenerator, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -190,7 +190,7 @@ class SteeredRuntime:
         settings: DecodeSettings,
         session_out: list[DecodeSession] | None = None,
         on_step: StepHook | None = None,
-    ) -> AsyncIterator[list[TokenEvent]]:
+    ) -> AsyncGenerator[list[TokenEvent], None]:
         """The async face of :meth:`events`: decoding runs in a worker thread, the event loop stays free.
 
         If the consumer stops iterating (break, cancellation), the worker is told to stop after its current step.
