@@ -86,7 +86,7 @@ def bench_arg(value: str) -> str:
 DTYPES = ("auto", "bfloat16", "float32", "float16")
 """``--dtype`` choices; ``auto`` (the default) is bfloat16 where the CPU computes it natively, else float32."""
 QUANTIZATIONS = ("int8", "int4")
-"""``--quantization`` choices (weight-only, torchao; the default is none)."""
+"""Weight-only quantizations (torchao) a ``--variants`` list may name."""
 
 
 def methods_list_arg(value: str) -> list[str]:
@@ -119,8 +119,9 @@ def add_weights_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--quantization",
-        default=None,
-        choices=QUANTIZATIONS,
-        help="weight-only int8/int4 linear layers through torchao (pip install 'selfanchor-chains[quant]'); "
-        "computes in bfloat16",
+        default="auto",
+        choices=("auto", "none", *QUANTIZATIONS),
+        help="weight-only int8/int4 linear layers through torchao (pip install 'selfanchor-chains[quant]'; "
+        "computes in bfloat16); auto (default): the measured CPU default where it is faster (--dtype auto on a "
+        "CPU with native bfloat16), else none",
     )

@@ -17,22 +17,21 @@ def load_model(args: argparse.Namespace) -> tuple[Any, Any, dict[str, Any]]:
         ``(model, tokenizer, info)``; ``info`` holds ``dtype`` (concrete), ``dtype_choice`` (requested, chosen,
         reason) and ``quantization``, for the JSON a benchmark writes.
     """
-    from ..models.dtypes import resolve_dtype
     from ..models.loading import load_model_and_tokenizer
+    from ..models.quantization import resolve_weights
 
-    quantization = getattr(args, "quantization", None)
-    choice = resolve_dtype(args.dtype, quantization=quantization)
+    choice, quantized = resolve_weights(args.dtype, getattr(args, "quantization", None))
+    quantization = quantized.quantization
     start = time.perf_counter()
     try:
         model, tokenizer = load_model_and_tokenizer(args.model, dtype=choice.dtype, quantization=quantization)
     except (ValueError, ImportError) as exc:  # a bad combination or a missing torchao, said before any loading
         raise SystemExit(f"selfanchor: error: {exc}") from None
     weights = choice.dtype + (f" + {quantization} weights" if quantization else "")
-    print(
-        f"[loaded {args.model} ({weights}; {choice.reason}) in {time.perf_counter() - start:.1f} s]",
-        file=sys.stderr,
-    )
-    return model, tokenizer, {"dtype": choice.dtype, "dtype_choice": choice.as_dict(), "quantization": quantization}
+    seconds = time.perf_counter() - start
+    print(f"[loaded {args.model} ({weights}; {choice.reason}; {quantized.reason}) in {seconds:.1f} s]", file=sys.stderr)
+    info = {"dtype": choice.dtype, "dtype_choice": {**choice.as_dict(), **quantized.as_dict()}}
+    return model, tokenizer, {**info, "quantization": quantization}
 
 
 def cmd_generate(args: argparse.Namespace) -> int:

@@ -159,12 +159,12 @@ def cmd_eval(args: argparse.Namespace) -> int:
         from ..models.registry import DEFAULT_MODEL
 
         args.model = os.environ.get("SELFANCHOR_MODEL", DEFAULT_MODEL)
-    from ..models import model_tag, resolve_dtype
-    from ..models.quantization import check_quantization
+    from ..models import model_tag
+    from ..models.quantization import check_quantization, resolve_weights
 
-    quantization = getattr(args, "quantization", None)
-    choice = resolve_dtype(args.dtype, quantization=quantization)  # "auto" resolved before it names anything
-    dtype = choice.dtype
+    # "auto" resolved before it names anything.
+    choice, quantized = resolve_weights(args.dtype, getattr(args, "quantization", None))
+    dtype, quantization = choice.dtype, quantized.quantization
     try:
         check_quantization(quantization, dtype=dtype)
     except (ValueError, ImportError) as exc:
@@ -188,7 +188,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
         if args.ray is not None and remaining:
             summary = _run_on_ray(args, dtype, quantization, out, command)
         else:
-            source = _load_source(args, dtype, quantization, choice.reason) if remaining else _nothing_to_solve
+            reason = f"{choice.reason}; {quantized.reason}"
+            source = _load_source(args, dtype, quantization, reason) if remaining else _nothing_to_solve
             summary = run_eval(
                 args.benches,
                 args.methods,
@@ -205,12 +206,12 @@ def cmd_eval(args: argparse.Namespace) -> int:
                 trace_tokens=args.trace_tokens,
             )
     except KeyboardInterrupt:
-        _record_dtype_choice(out, {**choice.as_dict(), "quantization": quantization}, remaining)
+        _record_dtype_choice(out, {**choice.as_dict(), **quantized.as_dict()}, remaining)
         print(f"\ninterrupted: results so far are in {out}; run the same command again to resume", file=sys.stderr)
         return 130
     except (DatasetError, IncompatibleRunError, SteeringRequiredError, RunLockedError, ResultsFileError) as exc:
         return _error(str(exc))
-    _record_dtype_choice(out, {**choice.as_dict(), "quantization": quantization}, remaining)
+    _record_dtype_choice(out, {**choice.as_dict(), **quantized.as_dict()}, remaining)
     _print_summary(summary, out)
     return 0
 

@@ -21,7 +21,7 @@ def load_steered_weights(
     dtype: str = "auto",
     trust_remote_code: bool = False,
     device: str | None = None,
-    quantization: str | None = None,
+    quantization: str | None = "auto",
     **placement: Any,
 ) -> tuple[Any, Any, str]:
     """Load a registry model (``smollm2-135m``, ``qwen2.5-coder-0.5b``, ``qwen2.5-coder-1.5b``), a local directory
@@ -34,8 +34,11 @@ def load_steered_weights(
             or ``"bfloat16"``, ``"float16"``, ``"float32"`` (exact, and batch-invariant on the CPU).
         trust_remote_code: Passed to ``from_pretrained``; keep ``False`` unless you trust the repository.
         device: Where to put the weights (default the CPU); decoding runs there.
-        quantization: ``None`` (dense), ``"int8"`` or ``"int4"``: weight-only quantized linear layers for CPU
-            decoding through torchao (``pip install 'selfanchor-chains[quant]'``); computes in bfloat16.
+        quantization: ``"auto"`` (default: the measured CPU default where it is faster, on a CPU that computes
+            bfloat16 natively with ``dtype="auto"``; dense weights elsewhere, see
+            :func:`~selfanchor_chains.models.quantization.resolve_weights`), ``None`` (dense), ``"int8"`` or
+            ``"int4"``: weight-only quantized linear layers for CPU decoding through torchao (``pip install
+            'selfanchor-chains[quant]'``); computes in bfloat16.
         **placement: A model larger than one device: ``device_map`` (``"auto"`` or module → device),
             ``max_memory``, ``offload_folder`` (see :func:`~selfanchor_chains.models.load_model_and_tokenizer`).
 
@@ -43,19 +46,21 @@ def load_steered_weights(
         ``(model, tokenizer, model_tag)``; the tag is ``"{model_id}@{dtype}"`` with the concrete dtype ``"auto"``
         chose, plus ``"+{quantization}"`` when quantized (caches and evaluation folders key on it).
     """
-    from ..models.dtypes import resolve_dtype
     from ..models.loading import load_model_and_tokenizer, model_tag
+    from ..models.quantization import resolve_weights
 
-    concrete = resolve_dtype(dtype, device, quantization=quantization).dtype
+    if placement.get("device_map") is not None and quantization == "auto":
+        quantization = None  # Accelerate places the layers; the quantized kernels are for one CPU
+    dtype_choice, quantized = resolve_weights(dtype, quantization, device)
     model, tokenizer = load_model_and_tokenizer(
         model_id,
-        dtype=concrete,
+        dtype=dtype_choice.dtype,
         trust_remote_code=trust_remote_code,
         device=device,
-        quantization=quantization,
+        quantization=quantized.quantization,
         **placement,
     )
-    return model, tokenizer, model_tag(model_id, concrete, quantization)
+    return model, tokenizer, model_tag(model_id, dtype_choice.dtype, quantized.quantization)
 
 
 def decode_settings(
@@ -111,7 +116,7 @@ class SteeredModelMixin:
         dtype: str = "auto",
         trust_remote_code: bool = False,
         device: str | None = None,
-        quantization: str | None = None,
+        quantization: str | None = "auto",
         device_map: str | dict[str, Any] | None = None,
         max_memory: dict[Any, Any] | None = None,
         offload_folder: str | None = None,
@@ -126,7 +131,8 @@ class SteeredModelMixin:
                 ``"bfloat16"``, ``"float16"`` or ``"float32"``.
             trust_remote_code: Passed to ``from_pretrained``; keep ``False`` unless you trust the repository.
             device: Where to put the weights (default the CPU).
-            quantization: ``None``, ``"int8"`` or ``"int4"`` (weight-only, torchao; computes in bfloat16).
+            quantization: ``"auto"`` (default: the measured CPU default where it is faster, else dense weights),
+                ``None``, ``"int8"`` or ``"int4"`` (weight-only, torchao; computes in bfloat16).
             device_map: A model larger than one device, placed by Accelerate: ``"auto"`` or module → device
                 (``"cuda:0"``, ``"cpu"``, ``"disk"``); both branches still run in one forward.
             max_memory: With ``device_map``: the most memory per device.

@@ -20,6 +20,7 @@ Example:
 from .cache import CACHE_ENV_VAR, assemble_gguf, cache_dir, converted_model_dir, is_cached, list_models, resolve_gguf
 from .dtypes import AUTO_DTYPE, DEFAULT_DTYPE, DtypeChoice, cpu_native_bf16_features, resolve_dtype
 from .loading import load_model_and_tokenizer, model_tag
+from .quantization import DEFAULT_QUANTIZATION, QuantizationChoice, resolve_weights
 from .registry import (
     DEFAULT_MODEL,
     REGISTRY,
@@ -38,6 +39,7 @@ __all__ = [
     "CACHE_ENV_VAR",
     "DEFAULT_DTYPE",
     "DEFAULT_MODEL",
+    "DEFAULT_QUANTIZATION",
     "REGISTRY",
     "DtypeChoice",
     "GGUFChunk",
@@ -46,6 +48,7 @@ __all__ = [
     "ModelNotInstalledError",
     "ModelRegistryError",
     "ModelSpec",
+    "QuantizationChoice",
     "assemble_gguf",
     "cache_dir",
     "converted_model_dir",
@@ -58,4 +61,5 @@ __all__ = [
     "model_tag",
     "resolve_dtype",
     "resolve_gguf",
+    "resolve_weights",
 ]

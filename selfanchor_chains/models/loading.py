@@ -14,7 +14,14 @@ if TYPE_CHECKING:
     import torch
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from .cache import _MARKER, _atomic_dir, converted_model_dir, resolve_gguf
-from .dtypes import DEFAULT_DTYPE, resolve_dtype
+from .dtypes import DEFAULT_DTYPE
+from .quantization import (
+    AUTO_QUANTIZATION,
+    DEFAULT_QUANTIZATION,
+    check_quantization,
+    quantize_model,
+    resolve_weights,
+)
 from .registry import REGISTRY, ModelLoadError, ModelRegistryError, ModelSpec
 
 logger = logging.getLogger(__name__)
@@ -122,7 +129,7 @@ def load_model_and_tokenizer(
     dtype: str | torch.dtype = DEFAULT_DTYPE,
     trust_remote_code: bool = False,
     device: str | torch.device | None = None,
-    quantization: str | None = None,
+    quantization: str | None = DEFAULT_QUANTIZATION,
     device_map: str | dict[str, Any] | None = None,
     max_memory: dict[Any, Any] | None = None,
     offload_folder: str | os.PathLike[str] | None = None,
@@ -137,9 +144,11 @@ def load_model_and_tokenizer(
         trust_remote_code: Passed to ``from_pretrained``; leave False unless you trust the source.
         device: Where to put the weights (``"cuda"``, ``"cuda:1"``, ...); default the CPU. The engine runs its
             forwards wherever the weights are (this project's CI has no GPU, so only the CPU path is tested).
-        quantization: ``None`` (dense weights), ``"int8"`` or ``"int4"``: weight-only quantized linear layers for
-            CPU decoding, through torchao (see :mod:`selfanchor_chains.models.quantization`); needs bfloat16 (what
-            ``"auto"`` then picks). Checked before anything is loaded.
+        quantization: ``"auto"`` (default: the measured CPU default where it is faster, see
+            :func:`~selfanchor_chains.models.quantization.resolve_weights`), ``None`` (dense weights), ``"int8"``
+            or ``"int4"``: weight-only quantized linear layers for CPU decoding, through torchao (see
+            :mod:`selfanchor_chains.models.quantization`); needs bfloat16 (what ``"auto"`` dtype then picks).
+            Checked before anything is loaded.
         device_map: A model larger than one device: Accelerate's big-model placement, ``"auto"`` or a dict of
             module name → device (``"cuda:0"``, ``"cpu"``, ``"disk"``); the engine feeds inputs to the device of the
             embeddings and reads the logits wherever the last layer puts them. Not with ``device`` or
@@ -162,12 +171,13 @@ def load_model_and_tokenizer(
             ``quantization`` not supported (or not together, or not on ``device``).
         QuantizationUnavailableError: ``quantization`` was asked for and torchao is not installed.
     """
-    from .quantization import check_quantization, quantize_model
-
     if not isinstance(name_or_path, str) or not name_or_path.strip():
         raise ValueError(f"name_or_path must name a registry model, a folder or a hub id, got {name_or_path!r}")
+    if device_map is not None and quantization == AUTO_QUANTIZATION:
+        quantization = None  # Accelerate places the layers; the quantized kernels are for one CPU
+    choice, quantized = resolve_weights(dtype, quantization, device)
+    quantization = quantized.quantization
     placement = _placement(device, quantization, device_map, max_memory, offload_folder)
-    choice = resolve_dtype(dtype, device, quantization=quantization)
     check_quantization(quantization, dtype=choice.dtype, device=device)
     _check_device(device)
     model, tokenizer = _load_any(name_or_path, choice.dtype, trust_remote_code, placement=placement)

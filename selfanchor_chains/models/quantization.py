@@ -25,17 +25,25 @@ from __future__ import annotations
 import functools
 import importlib.util
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+
+from .dtypes import AUTO_DTYPE, DtypeChoice, resolve_dtype
 
 if TYPE_CHECKING:
     import torch
 
 __all__ = [
+    "AUTO_QUANTIZATION",
+    "CPU_AUTO_QUANTIZATION",
+    "DEFAULT_QUANTIZATION",
     "INT4_GROUP_SIZE",
     "QUANTIZATIONS",
+    "QuantizationChoice",
     "QuantizationUnavailableError",
     "check_quantization",
     "quantize_model",
+    "resolve_weights",
 ]
 
 QUANTIZATIONS = ("int8", "int4")
@@ -46,6 +54,76 @@ INT4_GROUP_SIZE = 64
 
 TORCHAO_REQUIREMENT = "torchao==0.18.0"
 INSTALL_HINT = f"pip install --no-deps {TORCHAO_REQUIREMENT}  (or: pip install 'selfanchor-chains[quant]')"
+
+
+AUTO_QUANTIZATION = "auto"
+DEFAULT_QUANTIZATION = AUTO_QUANTIZATION
+
+CPU_AUTO_QUANTIZATION: str | None = None
+"""What ``quantization="auto"`` picks on a CPU that computes bfloat16 natively, when the dtype is ``"auto"`` too:
+chosen by measurement (accuracy on GSM8K dev and speed, ``results/README.md``, issue #11)."""
+
+
+@dataclass(frozen=True)
+class QuantizationChoice:
+    """The weight-only quantization a requested one (possibly ``"auto"``) resolved to, and why.
+
+    Attributes:
+        quantization: ``"int8"``, ``"int4"`` or ``None`` (dense weights).
+        requested: What the caller asked for (``"auto"``, ``"int8"``, ``"int4"`` or ``None``).
+        reason: One line saying why.
+    """
+
+    quantization: str | None
+    requested: str | None
+    reason: str
+
+    def as_dict(self) -> dict[str, str | None]:
+        """``{"quantization", "quantization_requested", "quantization_reason"}``, for JSON records."""
+        return {
+            "quantization": self.quantization,
+            "quantization_requested": self.requested,
+            "quantization_reason": self.reason,
+        }
+
+
+def resolve_weights(
+    dtype: str | torch.dtype = AUTO_DTYPE,
+    quantization: str | None = DEFAULT_QUANTIZATION,
+    device: str | torch.device | None = None,
+) -> tuple[DtypeChoice, QuantizationChoice]:
+    """Resolve the requested dtype and quantization together, before anything is loaded.
+
+    An explicit quantization (``"int8"``/``"int4"``, or ``None``/``"none"`` for dense weights) is kept as asked and
+    ``"auto"`` dtype then means bfloat16 on a CPU (see :func:`~selfanchor_chains.models.resolve_dtype`).
+    ``quantization="auto"`` (the default) picks :data:`CPU_AUTO_QUANTIZATION` only where it is the faster choice
+    the measurement made it for: the CPU, a dtype left to ``"auto"`` that resolved to bfloat16 (the kernels take
+    bfloat16 activations), and torchao installed. Anywhere else the weights stay dense, and the reason says why.
+    A pinned dtype keeps dense weights, so ``dtype="float32"`` stays exact.
+
+    Raises:
+        ValueError: An unsupported dtype (an unknown quantization is refused by :func:`check_quantization`).
+    """
+    requested = None if quantization is None or str(quantization).lower() == "none" else str(quantization)
+    if requested != AUTO_QUANTIZATION:
+        how = f"{requested} weights as requested" if requested else "dense weights as requested"
+        return resolve_dtype(dtype, device, quantization=requested), QuantizationChoice(requested, requested, how)
+    dtype_choice = resolve_dtype(dtype, device)
+    kind = "cpu" if device is None else str(getattr(device, "type", device)).split(":", 1)[0].lower()
+    if CPU_AUTO_QUANTIZATION is None:
+        why = "no weight-only quantization is the default (none kept GSM8K accuracy within the measured bound)"
+    elif kind != "cpu":
+        why = f"the weight-only kernels are CPU kernels and the weights go to {kind}"
+    elif dtype_choice.requested != AUTO_DTYPE:
+        why = f"the dtype was pinned to {dtype_choice.dtype}"
+    elif dtype_choice.dtype != "bfloat16":
+        why = "the CPU has no native bfloat16 unit and the weight-only kernels compute in bfloat16"
+    elif importlib.util.find_spec("torchao") is None:
+        why = f"torchao is not installed ({INSTALL_HINT})"
+    else:
+        reason = f"auto: {CPU_AUTO_QUANTIZATION} weights (the CPU computes bfloat16 natively)"
+        return dtype_choice, QuantizationChoice(CPU_AUTO_QUANTIZATION, AUTO_QUANTIZATION, reason)
+    return dtype_choice, QuantizationChoice(None, AUTO_QUANTIZATION, f"auto: dense weights, since {why}")
 
 
 class QuantizationUnavailableError(ImportError):
@@ -74,6 +152,8 @@ def check_quantization(quantization: str | None, *, dtype: str, device: str | to
     """
     if quantization is None:
         return
+    if quantization == AUTO_QUANTIZATION:
+        raise ValueError("quantization='auto' is resolved first: pass it through resolve_weights().")
     if quantization not in QUANTIZATIONS:
         raise ValueError(f"Unknown quantization {quantization!r}; use one of {', '.join(QUANTIZATIONS)} or None.")
     kind = "cpu" if device is None else str(getattr(device, "type", device)).split(":", 1)[0].lower()

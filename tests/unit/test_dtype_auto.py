@@ -281,4 +281,4 @@ def test_llamaindex_from_model_id_passes_auto_and_quantization(
     monkeypatch.setattr(SteeredHFLLM, "from_model_id", fake)
     selfanchor_llm.SelfAnchorLLM.from_model_id("tiny")
     selfanchor_llm.SelfAnchorLLM.from_model_id("tiny", quantization="int4")
-    assert [(c["dtype"], c["quantization"]) for c in calls] == [("auto", None), ("auto", "int4")]
+    assert [(c["dtype"], c["quantization"]) for c in calls] == [("auto", "auto"), ("auto", "int4")]

@@ -82,7 +82,8 @@ def test_cli_quantization_argument() -> None:
     from selfanchor_chains.cli import build_parser
 
     parser = build_parser()
-    assert parser.parse_args(["bench", "speed"]).quantization is None
+    assert parser.parse_args(["bench", "speed"]).quantization == "auto"
+    assert parser.parse_args(["eval", "gsm8k", "--quantization", "none"]).quantization == "none"
     assert parser.parse_args(["generate", "x", "--quantization", "int4"]).quantization == "int4"
     assert parser.parse_args(["eval", "gsm8k", "--quantization", "int8"]).quantization == "int8"
     with pytest.raises(SystemExit):
@@ -91,6 +92,88 @@ def test_cli_quantization_argument() -> None:
     assert variants == ["bfloat16", "float32", "int8", "int4"]
     with pytest.raises(SystemExit):
         parser.parse_args(["bench", "speed", "--variants", "bfloat16,int3"])
+
+
+# --------------------------------------------------------------------------- quantization="auto"
+
+
+@pytest.fixture
+def auto_int8(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The measured CPU default set to int8, on a CPU with native bfloat16 and torchao importable."""
+    monkeypatch.setattr(quantization, "CPU_AUTO_QUANTIZATION", "int8")
+    monkeypatch.setattr(models.dtypes, "_torch_cpu_bf16_features", lambda: {"avx512_bf16"})
+    monkeypatch.setattr(models.dtypes, "proc_cpu_flags", lambda: {"avx2", "avx512f", "avx512_bf16"})
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: object() if name == "torchao" else real(name, *a))
+
+
+def _resolved(*args: Any, **kwargs: Any) -> tuple[str, str | None, str]:
+    dtype, quantized = models.resolve_weights(*args, **kwargs)
+    return dtype.dtype, quantized.quantization, quantized.reason
+
+
+@pytest.mark.usefixtures("auto_int8")
+def test_auto_quantizes_only_where_the_measurement_holds(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert _resolved()[:2] == ("bfloat16", "int8")
+    assert _resolved("auto", "auto")[2] == "auto: int8 weights (the CPU computes bfloat16 natively)"
+    # A pinned dtype keeps dense weights (float32 stays exact; bfloat16 stays what it was).
+    assert _resolved("float32")[:2] == ("float32", None) and "pinned to float32" in _resolved("float32")[2]
+    assert _resolved("bfloat16")[:2] == ("bfloat16", None)
+    # Not on a GPU: the kernels are CPU kernels.
+    assert _resolved("auto", "auto", "cuda:0")[1] is None and "CPU kernels" in _resolved("auto", "auto", "cuda")[2]
+    # Asked for explicitly: kept as asked, dense included.
+    assert _resolved("auto", None)[:2] == ("bfloat16", None)
+    assert _resolved("auto", "none")[:2] == ("bfloat16", None)
+    assert _resolved("auto", "int4")[:2] == ("bfloat16", "int4")
+    # Without torchao the default falls back to dense weights, and says how to install it.
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None)
+    dtype, quantized, reason = _resolved()
+    assert (dtype, quantized) == ("bfloat16", None) and "torchao is not installed" in reason
+
+
+@pytest.mark.usefixtures("auto_int8")
+def test_auto_keeps_dense_weights_without_native_bfloat16(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(models.dtypes, "_torch_cpu_bf16_features", lambda: set())
+    monkeypatch.setattr(models.dtypes, "proc_cpu_flags", lambda: {"avx2"})
+    dtype, quantized, reason = _resolved()
+    assert (dtype, quantized) == ("float32", None) and "no native bfloat16" in reason
+
+
+def test_auto_is_dense_while_no_quantization_is_the_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(quantization, "CPU_AUTO_QUANTIZATION", None)
+    monkeypatch.setattr(models.dtypes, "_torch_cpu_bf16_features", lambda: {"avx512_bf16"})
+    assert _resolved()[:2] == ("bfloat16", None)
+
+
+def test_auto_is_resolved_before_it_is_checked() -> None:
+    with pytest.raises(ValueError, match="resolved first"):
+        quantization.check_quantization("auto", dtype="bfloat16")
+
+
+@pytest.mark.usefixtures("auto_int8")
+@pytest.mark.parametrize("cls_path", ["langchain.llm.SteeredHFLLM", "langchain.chat_model.ChatSteeredHF"])
+def test_from_model_id_loads_and_names_the_auto_choice(
+    cls_path: str, monkeypatch: pytest.MonkeyPatch, tiny_model: Any, byte_tokenizer: Any
+) -> None:
+    import importlib
+
+    module, _, name = cls_path.rpartition(".")
+    cls = getattr(importlib.import_module(f"selfanchor_chains.{module}"), name)
+    calls: list[dict[str, Any]] = []
+
+    def fake(model_id: str, **kwargs: Any) -> Any:
+        calls.append(kwargs)
+        return tiny_model, byte_tokenizer
+
+    monkeypatch.setattr(models.loading, "load_model_and_tokenizer", fake)
+    assert cls.from_model_id("tiny").model_id == "tiny@bfloat16+int8"
+    assert cls.from_model_id("tiny", dtype="float32").model_id == "tiny@float32"
+    assert cls.from_model_id("tiny", device_map="auto").model_id == "tiny@bfloat16"  # Accelerate places it
+    assert [(c["dtype"], c["quantization"]) for c in calls] == [
+        ("bfloat16", "int8"),
+        ("float32", None),
+        ("bfloat16", None),
+    ]
 
 
 # --------------------------------------------------------------------------- the quantized model

@@ -118,7 +118,7 @@ class SelfAnchorLLM(CustomLLM):
         model_id: str,
         *,
         dtype: str = "auto",
-        quantization: str | None = None,
+        quantization: str | None = "auto",
         trust_remote_code: bool = False,
         **kwargs: Any,
     ) -> SelfAnchorLLM:
@@ -129,8 +129,9 @@ class SelfAnchorLLM(CustomLLM):
             model_id: Registry name, local path or hub id.
             dtype: Weights dtype: ``"auto"`` (default: bfloat16 where the hardware computes it natively, else
                 float32 on a CPU), ``"bfloat16"``, ``"float16"`` or ``"float32"``.
-            quantization: ``None`` (dense), ``"int8"`` or ``"int4"``: weight-only quantized CPU decoding through
-                torchao (computes in bfloat16).
+            quantization: ``"auto"`` (default: the measured CPU default where it is faster, else dense weights),
+                ``None`` (dense), ``"int8"`` or ``"int4"``: weight-only quantized CPU decoding through torchao
+                (computes in bfloat16).
             trust_remote_code: Passed to ``from_pretrained``.
             **kwargs: Fields of this class (``omega``, ``max_new_tokens``, ``system_prompt``, ...).
         """
