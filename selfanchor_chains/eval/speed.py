@@ -408,7 +408,7 @@ def run_solve_cost_bench(
         n = out["usage"]["completion_tokens"]
         import torch
 
-        ids = torch.tensor([cot._build(0, cot._coerce(problem.question)).ids])
+        ids = torch.tensor([cot.prompt_ids(problem.question)])
         start = time.perf_counter()
         model.generate(
             ids,

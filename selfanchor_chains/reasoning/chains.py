@@ -193,6 +193,11 @@ class ReasoningChain(RunnableSerializable[Any, dict]):
             system += "\n" + FORMAT_REMINDER
         return [{"role": "system", "content": system}, {"role": "user", "content": user}]
 
+    def prompt_ids(self, input: Any) -> list[int]:
+        """The token ids a solve of ``input`` starts decoding from (chat template, question and hint, the
+        assistant prefix such as ``"Plan 1:"``): what a plain ``model.generate`` baseline is given."""
+        return list(self._build(0, self._coerce(input)).ids)
+
     def _build(self, index: int, request: ReasoningInput, reminder: bool = False) -> Solve:
         template = self._template_for()
         tokenizer = self.llm.tokenizer

@@ -283,3 +283,14 @@ def test_an_abandoned_astream_releases_the_model(long_context_model: Any, byte_t
     assert asyncio.run(first_token_then_walk_away())
     # The walked-away decode freed the model: a new call decodes to the end (a held lock would block it forever).
     assert chain.invoke(QUESTION)["answer"] == "8"
+
+
+def test_prompt_ids_are_what_a_solve_starts_from(long_context_model: Any, byte_tokenizer: Any) -> None:
+    from selfanchor_chains import SelfAnchorChain
+
+    llm = _llm(long_context_model, byte_tokenizer, SOLVE)
+    chain = SelfAnchorChain(llm=llm, max_new_tokens=200)
+    ids = chain.prompt_ids(QUESTION)
+    text = byte_tokenizer.decode(ids)
+    assert text.endswith("Plan 1:") and QUESTION in text
+    assert chain.invoke(QUESTION)["usage"]["prompt_tokens"] == len(ids)
