@@ -38,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     retriever = build_retriever(rag_set.passages, k=args.k, persist_dir=store_dir)
     print(f"FAISS index: {store_dir}")
 
-    llm = SteeredHFLLM.from_model_id(model, dtype="float32" if args.fast else "bfloat16")
+    llm = SteeredHFLLM.from_model_id(model, dtype="float32" if args.fast else "auto")
     chain = anchored_rag_chain(
         retriever, llm, bench="strategyqa", include_context=True, max_new_tokens=40 if args.fast else 256
     )

@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     retriever = build_retriever(list(corpus.values()), k=args.k, persist_dir=store_dir)
     print(f"corpus: {len(corpus)} passages in the FAISS index {store_dir}")
 
-    llm = SteeredHFLLM.from_model_id(model, dtype="float32" if args.fast else "bfloat16")
+    llm = SteeredHFLLM.from_model_id(model, dtype="float32" if args.fast else "auto")
     rag = {"context": retriever | format_docs_anchored, "question": RunnablePassthrough()} | PROMPT
     budget = 8 if args.fast else 24
     plain = rag | llm.bind(omega=1.0, max_new_tokens=budget)

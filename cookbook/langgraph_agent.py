@@ -31,7 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     model = args.model or ("smollm2-135m" if args.fast else "qwen2.5-coder-0.5b")
 
-    llm = SteeredHFLLM.from_model_id(model, dtype="float32" if args.fast else "bfloat16")
+    llm = SteeredHFLLM.from_model_id(model, dtype="float32" if args.fast else "auto")
     chain = SelfAnchorChain(llm=llm, bench="gsm8k", max_new_tokens=40 if args.fast else 256)
     graph = build_reasoning_graph(chain, {"timetable": timetable})  # START → tools → reason → END
 

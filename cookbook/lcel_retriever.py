@@ -44,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
 
     retriever = InMemoryVectorStore.from_texts(NOTES, MiniLMEmbeddings()).as_retriever(search_kwargs={"k": 2})
     llm = SteeredHFLLM.from_model_id(
-        model, dtype="float32" if args.fast else "bfloat16", omega=1.5, max_new_tokens=24 if args.fast else 96
+        model, dtype="float32" if args.fast else "auto", omega=1.5, max_new_tokens=24 if args.fast else 96
     )
     # Both the passages and the question are anchored (and escaped); the steered LLM reads the markup.
     chain = (

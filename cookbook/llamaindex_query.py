@@ -39,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     model = args.model or ("smollm2-135m" if args.fast else "qwen2.5-coder-0.5b")
 
     llm = SelfAnchorLLM.from_model_id(
-        model, dtype="float32" if args.fast else "bfloat16", omega=1.5, max_new_tokens=24 if args.fast else 128
+        model, dtype="float32" if args.fast else "auto", omega=1.5, max_new_tokens=24 if args.fast else 128
     )
     print(f"model: {llm.metadata.model_name}, context window {llm.metadata.context_window}")
     index = VectorStoreIndex.from_documents([Document(text=t) for t in DOCS], embed_model=MiniLMEmbedding())

@@ -25,7 +25,7 @@ def main(argv: list[str] | None = None) -> int:
     model = args.model or ("smollm2-135m" if args.fast else "qwen2.5-coder-0.5b")
     budget = 48 if args.fast else 384
 
-    llm = SteeredHFLLM.from_model_id(model, dtype="float32" if args.fast else "bfloat16", omega=1.5)
+    llm = SteeredHFLLM.from_model_id(model, dtype="float32" if args.fast else "auto", omega=1.5)
 
     # 1. The LLM alone. anchor() escapes the text and marks it; while decoding, the logits are
     #    ω·l_orig + (1−ω)·l_masked with the question hidden from the masked branch, so the model leans on it.
