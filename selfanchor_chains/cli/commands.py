@@ -20,7 +20,8 @@ def load_model(args: argparse.Namespace) -> tuple[Any, Any, dict[str, Any]]:
     from ..models.loading import load_model_and_tokenizer
     from ..models.quantization import resolve_weights
 
-    choice, quantized = resolve_weights(args.dtype, getattr(args, "quantization", None))
+    batch = getattr(args, "batch", None) or 1
+    choice, quantized = resolve_weights(args.dtype, getattr(args, "quantization", None), batch=batch)
     quantization = quantized.quantization
     start = time.perf_counter()
     try:

@@ -163,7 +163,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from ..models.quantization import check_quantization, resolve_weights
 
     # "auto" resolved before it names anything.
-    choice, quantized = resolve_weights(args.dtype, getattr(args, "quantization", None))
+    choice, quantized = resolve_weights(args.dtype, getattr(args, "quantization", None), batch=args.batch)
     dtype, quantization = choice.dtype, quantized.quantization
     try:
         check_quantization(quantization, dtype=dtype)

@@ -125,6 +125,10 @@ def test_auto_quantizes_only_where_the_measurement_holds(monkeypatch: pytest.Mon
     assert _resolved("auto", None)[:2] == ("bfloat16", None)
     assert _resolved("auto", "none")[:2] == ("bfloat16", None)
     assert _resolved("auto", "int4")[:2] == ("bfloat16", "int4")
+    # Batch work keeps dense weights (the quantized kernels are built for one or two rows); asked for, it is kept.
+    assert _resolved(batch=2)[1] == "int8"
+    assert _resolved(batch=8)[1] is None and "at batch 8 dense bfloat16 decodes faster" in _resolved(batch=8)[2]
+    assert _resolved("auto", "int8", batch=8)[1] == "int8"
     # Without torchao the default falls back to dense weights, and says how to install it.
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None)
     dtype, quantized, reason = _resolved()
