@@ -92,12 +92,18 @@ def _bench_parser(bench_sub: argparse._SubParsersAction, name: str, help: str) -
 def _add_bench(sub: argparse._SubParsersAction) -> None:
     bench = sub.add_parser("bench", help="benchmarks")
     bench_sub = bench.add_subparsers(dest="bench", required=True)
-    speed = _bench_parser(bench_sub, "speed", help="steered decoding vs plain generate, SPA and CFG")
+    speed = _bench_parser(
+        bench_sub, "speed", help="steered decoding vs plain generate, SPA, CFG and llama.cpp on the same GGUF"
+    )
     speed.add_argument("--new-tokens", type=int, default=256)
     speed.add_argument("--batch", type=int, default=1)
     speed.add_argument("--omega", type=float, default=1.5)
     speed.add_argument("--repeats", type=int, default=3)
-    speed.add_argument("--methods", default="plain,ours,spa,cfg")
+    speed.add_argument(
+        "--methods",
+        default="plain,ours,spa,cfg,llamacpp",
+        help="methods to time; spa and llamacpp run where installed (llamacpp: batch 1, registry models)",
+    )
     speed.add_argument(
         "--variants",
         type=variants_arg,

@@ -89,9 +89,24 @@ def cmd_bench_speed(args: argparse.Namespace) -> int:
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     if args.variants:
         return _bench_speed_variants(args, methods)
-    result, loaded = _run_on_model(args, run_speed_bench, **_speed_settings(args, methods))
+    gguf = _registry_gguf(args.model) if "llamacpp" in methods else None
+    result, loaded = _run_on_model(args, run_speed_bench, **_speed_settings(args, methods), gguf=gguf)
     print(format_table({**result, **loaded, "model": args.model}))
     return _finish(result, args, loaded)
+
+
+def _registry_gguf(model: str) -> Any:
+    """The GGUF file a registry model was converted from (llama.cpp's row decodes it), or None."""
+    from ..models.cache import resolve_gguf
+    from ..models.registry import REGISTRY, ModelRegistryError
+
+    if model not in REGISTRY:
+        return None
+    try:
+        return resolve_gguf(model)
+    except ModelRegistryError as exc:
+        _log(f"no GGUF for {model} ({exc}): no llama.cpp row")
+        return None
 
 
 def cmd_bench_overhead(args: argparse.Namespace) -> int:

@@ -15,6 +15,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .llamacpp import INSTALL_HINT as LLAMACPP_HINT
+from .llamacpp import LlamaCppDecode, llamacpp_available
+
 QUESTIONS = [
     "Natalia sold clips to 48 of her friends in April, and then she sold half as many clips in May. "
     "How many clips did Natalia sell altogether in April and May?",
@@ -85,6 +88,7 @@ class SpeedBench:
         # EOS suppressed: equal token counts. No prefix cache: the other methods recompute every prompt in full.
         self.decoder = SteeredDecoder(model, tokenizer, eos_token_ids=[], prefix_cache_tokens=0)
         self.produced: dict[str, int] = {}
+        self.llamacpp_decode: Callable[[], tuple[float, int]] | None = None  # set by run_speed_bench with a GGUF
 
     def _generate_kwargs(self) -> dict[str, Any]:
         return {
@@ -122,6 +126,12 @@ class SpeedBench:
         results = self.decoder.generate(rows, max_new_tokens=self.new_tokens)
         elapsed = time.perf_counter() - start
         self.produced["ours"] = sum(len(r.token_ids) for r in results)
+        return elapsed
+
+    def llamacpp(self) -> float:
+        """llama.cpp's plain decoding of the same GGUF and prompt ids (batch 1; see :mod:`.llamacpp`)."""
+        assert self.llamacpp_decode is not None
+        elapsed, self.produced["llamacpp"] = self.llamacpp_decode()
         return elapsed
 
     def cfg(self) -> float:
@@ -188,17 +198,24 @@ def run_speed_bench(
     batch: int,
     omega: float = 1.5,
     repeats: int = 3,
-    methods: Sequence[str] = ("plain", "ours", "spa", "cfg"),
+    methods: Sequence[str] = ("plain", "ours", "spa", "cfg", "llamacpp"),
     log: Callable[[str], None] = print,
+    gguf: str | Path | None = None,
 ) -> dict[str, Any]:
     """Time the methods interleaved ``repeats`` times and return medians and ratios.
 
+    ``llamacpp`` (llama.cpp decoding ``gguf``, the file the model was converted from) runs where llama.cpp is
+    installed, at batch 1, with a ``gguf``; elsewhere it is skipped with a line saying why.
+
     Returns:
         A dict with ``median_s`` per method, the raw times, tokens produced, and the ratios
-        ``steered_over_plain``, ``spa_over_ours`` and ``cfg_over_ours`` (where both methods ran).
+        ``steered_over_plain``, ``spa_over_ours``, ``cfg_over_ours`` and ``steered_over_llamacpp_tokens_per_s``
+        (where both methods ran).
     """
-    methods = _available_methods(methods, log)
+    methods = _available_methods(methods, log, batch=batch, gguf=gguf)
     bench = SpeedBench(model, tokenizer, build_prompts(tokenizer, batch), new_tokens, omega)
+    if "llamacpp" in methods and gguf is not None:
+        bench.llamacpp_decode = LlamaCppDecode(gguf, bench.prompts[0].ids, new_tokens, torch_threads())
     times = _time_interleaved({"": bench}, methods, repeats, log)[""]
     result: dict[str, Any] = {
         "batch": batch,
@@ -211,11 +228,29 @@ def run_speed_bench(
     return result
 
 
-def _available_methods(methods: Sequence[str], log: Callable[[str], None]) -> list[str]:
+def _available_methods(
+    methods: Sequence[str], log: Callable[[str], None], *, batch: int = 1, gguf: str | Path | None = None
+) -> list[str]:
+    """``methods`` less those that cannot run here, each skipped with a line saying why."""
+    skipped: dict[str, str] = {}
     if "spa" in methods and not spa_available():
-        log("anchoring is not installed (pip install anchoring==0.1.0): skipping SPA")
-        return [m for m in methods if m != "spa"]
-    return list(methods)
+        skipped["spa"] = "anchoring is not installed (pip install anchoring==0.1.0): skipping SPA"
+    if "llamacpp" in methods:
+        if not llamacpp_available():
+            skipped["llamacpp"] = f"llama.cpp is not installed ({LLAMACPP_HINT}): no llama.cpp row"
+        elif gguf is None:
+            skipped["llamacpp"] = "no GGUF file for this model (registry models have one): no llama.cpp row"
+        elif batch != 1:
+            skipped["llamacpp"] = "the llama.cpp row is timed at batch 1 only"
+    for reason in skipped.values():
+        log(reason)
+    return [m for m in methods if m not in skipped]
+
+
+def torch_threads() -> int:
+    import torch
+
+    return torch.get_num_threads()
 
 
 def _time_interleaved(
@@ -248,6 +283,9 @@ def _summarise(times: dict[str, list[float]], produced: dict[str, int]) -> dict[
         result["spa_over_ours"] = medians["spa"] / medians["ours"]
     if "ours" in medians and "cfg" in medians:
         result["cfg_over_ours"] = medians["cfg"] / medians["ours"]
+    if "ours" in medians and "llamacpp" in medians:
+        rates = result["tokens_per_s"]
+        result["steered_over_llamacpp_tokens_per_s"] = rates["ours"] / rates["llamacpp"] if rates["llamacpp"] else None
     return result
 
 
@@ -313,8 +351,8 @@ def format_table(result: dict[str, Any]) -> str:
     for method, seconds in result["median_s"].items():
         tokens = result["tokens_produced"].get(method, 0)
         lines.append(f"{method:>8} {seconds:10.2f} {tokens:8d} {tokens / seconds:8.1f}")
-    for key in ("steered_over_plain", "spa_over_ours", "cfg_over_ours"):
-        if key in result:
+    for key in ("steered_over_plain", "spa_over_ours", "cfg_over_ours", "steered_over_llamacpp_tokens_per_s"):
+        if result.get(key) is not None:
             lines.append(f"{key} = {result[key]:.3f}")
     return "\n".join(lines)
 

@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     import torch
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from .cache import _MARKER, _atomic_dir, converted_model_dir, resolve_gguf
+from .cpu_linear import use_row_friendly_linears
 from .dtypes import DEFAULT_DTYPE
 from .quantization import (
     AUTO_QUANTIZATION,
@@ -158,7 +159,9 @@ def load_model_and_tokenizer(
 
     Returns:
         ``(model, tokenizer)``: the model in eval mode on ``device``; the tokenizer with a pad token
-        (falling back to eos) and ``padding_side="left"``.
+        (falling back to eos) and ``padding_side="left"``. A float32 model on the CPU computes its linear layers
+        row-friendly (:mod:`selfanchor_chains.models.cpu_linear`: the steered engine's two-row forwards cost about
+        one row's; undo with ``use_row_friendly_linears(model, enabled=False)``).
 
     Raises:
         ModelNotInstalledError: A registry model's weight packages are missing.
@@ -185,6 +188,8 @@ def load_model_and_tokenizer(
         model = model.to(device)  # type: ignore[arg-type]  # transformers types .to oddly
     if quantization is not None:
         quantize_model(model, quantization, log=logger.info)
+    elif choice.dtype == "float32" and (device is None or str(device).startswith("cpu")) and not placement:
+        use_row_friendly_linears(model)  # a float32 product with 2+ rows is several times faster this way round
     return model, tokenizer
 
 

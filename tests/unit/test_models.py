@@ -260,8 +260,10 @@ def test_convert_then_reuse_cache(cache: Path, fake_registry_model: list[tuple[P
     assert model.dtype == torch.float32
     assert tokenizer.padding_side == "left" and tokenizer.pad_token is not None
     ids = torch.tensor([[1, 2, 3, 4]])
+    reference = copy.deepcopy(tiny_model)
+    models.cpu_linear.use_row_friendly_linears(reference)  # the layout a float32 model loads with
     with torch.no_grad():
-        assert torch.equal(model(ids).logits, tiny_model(ids).logits)
+        assert torch.equal(model(ids).logits, reference(ids).logits)
 
     again, _ = models.load_model_and_tokenizer("fake-model", dtype=torch.float32)
     assert len(fake_registry_model) == 1, "second load must come from the safetensors cache"
