@@ -49,8 +49,8 @@ from .chat_batching import (
 )
 from .chat_rendering import MESSAGE_TYPES, ChatRenderer
 from .params import NonNegativeInt, Omega, PositiveInt, Seconds, Temperature, TopP
-from .runtime import DecodeSettings, SteeredRuntime, attach_runtime
-from .steering import SteeredModelMixin, decode_settings, with_overrides
+from .runtime import SteeredRuntime, attach_runtime
+from .steering import SteeredModelMixin, with_overrides
 from .streaming import areported, reported
 
 __all__ = ["ChatSteeredHF"]
@@ -137,6 +137,7 @@ class ChatSteeredHF(SteeredModelMixin, BaseChatModel):
 
     _runtime: SteeredRuntime | None = PrivateAttr(default=None)
     llm_type_name: ClassVar[str] = "selfanchor-chat-steered-hf"
+    budget_field: ClassVar[str] = "max_tokens"
     own_identifying_fields: ClassVar[tuple[str, ...]] = ("max_tokens", "stop", "markup_message_types")
 
     @field_validator("stop")
@@ -281,16 +282,6 @@ class ChatSteeredHF(SteeredModelMixin, BaseChatModel):
         if isinstance(anchors, str):
             raise TypeError("anchors must be a list of strings, not a single string")
         return tuple(anchors)
-
-    def _settings(self, stop: list[str] | None) -> DecodeSettings:
-        return decode_settings(
-            max_tokens=self.max_tokens,
-            temperature=self.temperature,
-            top_p=self.top_p,
-            top_k=self.top_k,
-            seed=self.seed,
-            stop=stop if stop is not None else self.stop,
-        )
 
     def _deadline(self) -> float | None:
         return None if self.timeout is None else time.monotonic() + self.timeout

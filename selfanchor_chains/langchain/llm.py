@@ -18,7 +18,7 @@ from ..prompting.inputs import PreparedPrompt, markup_from_spans, prepare_prompt
 from ..prompting.markup import Span
 from .params import NonNegativeInt, Omega, PositiveInt, Temperature, TopP
 from .runtime import DecodeSettings, SteeredRuntime, attach_runtime, iterate_in_thread
-from .steering import SteeredModelMixin, decode_settings, with_overrides
+from .steering import SteeredModelMixin, with_overrides
 from .streaming import areported, reported
 
 __all__ = ["SteeredHFLLM"]
@@ -105,16 +105,6 @@ class SteeredHFLLM(SteeredModelMixin, BaseLLM):
 
         clean, spans = parse_anchor_markup(prompt, self.markup)
         return markup_from_spans(clean, [*spans, *resolve_anchor_strings(clean, anchors)], self.markup)
-
-    def _settings(self, stop: list[str] | None) -> DecodeSettings:
-        return decode_settings(
-            max_tokens=self.max_new_tokens,
-            temperature=self.temperature,
-            top_p=self.top_p,
-            top_k=self.top_k,
-            seed=self.seed,
-            stop=stop,
-        )
 
     def _rows(self, prompts: Sequence[str], anchors: Sequence[str | Span]) -> list[RowRequest]:
         # Every prompt is validated before any forward pass, so bad input never leaves half a batch decoded.

@@ -108,6 +108,20 @@ class SteeredModelMixin:
         anchor_close_tag: str
         _runtime: SteeredRuntime | None
 
+    budget_field: ClassVar[str] = "max_new_tokens"
+    """The field holding the decoding budget (the chat model follows LangChain's chat naming, ``max_tokens``)."""
+
+    def _settings(self, stop: list[str] | None) -> DecodeSettings:
+        """The decode settings of a call: the sampling fields, the budget, and ``stop`` (else the model's own)."""
+        return decode_settings(
+            max_tokens=getattr(self, self.budget_field),
+            temperature=self.temperature,
+            top_p=self.top_p,
+            top_k=self.top_k,
+            seed=self.seed,
+            stop=stop if stop is not None else getattr(self, "stop", None),
+        )
+
     @classmethod
     def from_model_id(
         cls,
