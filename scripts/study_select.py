@@ -4,7 +4,8 @@
                                                          # confirmation runs exist) the winner
     python scripts/study_select.py --json out.json
 
-Screening: GSM8K train items 1-100. Finalists: the three Self-Anchor variants with the best screening accuracy
+Screening: GSM8K train items 1-100 (the variants of SCREENED, plus the follow-ups that are due). Finalists: the three
+Self-Anchor variants with the best screening accuracy
 (ties: fewer changed options, i.e. the shorter name). Confirmation pools: GSM8K train items 101-300, StrategyQA
 train 1-100, AQuA official_dev 1-100. Winner: the best mean accuracy over the three confirmation pools; a tie goes
 to the larger mean paired gain over ``structure``. Accuracies carry Wilson 95% intervals.
@@ -21,6 +22,28 @@ from typing import Any
 OUT = Path("evals/study/qwen2.5-coder-1.5b-bfloat16")
 REFERENCES = ("cot", "cot-example", "structure", "structure-example")
 POOLS = {"gsm8k": (100, 300), "strategyqa": (0, 100), "aqua": (0, 100)}  # [start, end) by position in the file
+# The screened Self-Anchor variants (results/study/README.md, session 7) and the follow-ups that join them when the
+# variant they refine scores above sa-default; finalists are named once all of these are complete.
+SCREENED = (
+    "sa-default",
+    "sa-scaled-1.5-0.5",
+    "sa-example",
+    "sa-reasoning-only",
+    "sa-gate-0.5",
+    "sa-replace",
+    "sa-scaled-2-0.5",
+    "sa-final-none",
+    "sa-scope-plans",
+    "sa-scope-plan",
+    "sa-midline",
+    "sa-noretry",
+    "sa-final-question",
+)
+FOLLOW_UPS = {
+    "sa-scaled-1.5-0.5-reasoning-only": "sa-reasoning-only",
+    "sa-gate-0.8": "sa-gate-0.5",
+    "sa-gate-0.5-strong": "sa-gate-0.5",
+}
 
 
 def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
@@ -70,9 +93,22 @@ def main() -> int:
         print(
             f"  {v:36s} {text}" + ("" if cell is None else f"  [{100 * cell['ci'][0]:.1f}, {100 * cell['ci'][1]:.1f}]")
         )
+    default = screening.get("sa-default")
+    due = [
+        f
+        for f, refined in FOLLOW_UPS.items()
+        if default and screening.get(refined) and screening[refined]["accuracy"] > default["accuracy"]  # type: ignore[index]
+    ]
+    required = [*SCREENED, *due]
+    missing = [v for v in required if screening.get(v) is None]
+    print(f"Follow-ups due: {due or 'none so far'}; not complete yet: {missing or 'none'}")
     candidates = [v for v, c in screening.items() if c is not None and v.startswith("sa-")]
-    finalists = sorted(candidates, key=lambda v: (-screening[v]["accuracy"], len(v)))[:3]  # type: ignore[index]
+    finalists: list[str] = []
+    if not missing:
+        finalists = sorted(candidates, key=lambda v: (-screening[v]["accuracy"], len(v)))[:3]  # type: ignore[index]
     print(f"Finalists: {finalists or 'not yet (screening incomplete)'}")
+    if "sa-example" in finalists:
+        print("sa-example is a finalist: queue structure-example and cot-example (screening and confirmation)")
 
     pools = {
         "gsm8k": gsm8k_ids[slice(*POOLS["gsm8k"])],
