@@ -14,15 +14,14 @@ llama.cpp decodes the GGUF's own quantized weights; ours decode the dequantized 
 from __future__ import annotations
 
 import argparse
-import gc
 import json
 import statistics
-import time
 
 
 def main(argv: list[str] | None = None) -> int:
     import torch
 
+    from selfanchor_chains.eval.llamacpp import LlamaCppDecode
     from selfanchor_chains.eval.speed import SpeedBench, build_prompts
     from selfanchor_chains.models.cache import resolve_gguf
     from selfanchor_chains.models.loading import load_model_and_tokenizer
@@ -37,36 +36,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", default=None)
     args = parser.parse_args(argv)
 
-    import xllamacpp
-
     torch.set_num_threads(args.threads)
     model, tokenizer = load_model_and_tokenizer(args.model, dtype=args.dtype, quantization=args.quantization)
     bench = SpeedBench(model, tokenizer, build_prompts(tokenizer, 1), args.new_tokens, omega=1.5)
-    params = xllamacpp.CommonParams()
-    params.model.path = str(resolve_gguf(args.model))
-    params.n_ctx = 2048
-    params.cpuparams.n_threads = args.threads
-    params.cpuparams_batch.n_threads = args.threads
-    request = {"prompt": bench.prompts[0].ids, "max_tokens": args.new_tokens, "temperature": 0, "ignore_eos": True}
-    request["cache_prompt"] = False  # every run prefills the prompt, as ours do
-
-    def llamacpp() -> float:
-        # A server of its own per run (its load is not timed): an idle llama.cpp server's threads would otherwise
-        # compete with the other methods for the same cores.
-        server = xllamacpp.Server(params)
-        server.handle_completions({**request, "max_tokens": 8})  # warm-up
-        start = time.perf_counter()
-        out = server.handle_completions(request)
-        elapsed = time.perf_counter() - start
-        del server
-        gc.collect()
-        bench.produced["llamacpp"] = int(out["timings"]["predicted_n"])
-        return elapsed
+    gguf = resolve_gguf(args.model)
+    bench.llamacpp_decode = LlamaCppDecode(gguf, bench.prompts[0].ids, args.new_tokens, args.threads)
 
     bench.warm_up()
     times: dict[str, list[float]] = {"plain": [], "ours": [], "llamacpp": []}
     for round_ in range(args.repeats):
-        for method, run in (("plain", bench.plain), ("ours", bench.ours), ("llamacpp", llamacpp)):
+        for method, run in (("plain", bench.plain), ("ours", bench.ours), ("llamacpp", bench.llamacpp)):
             times[method].append(run())
             print(f"round {round_ + 1}/{args.repeats} {method:>8}: {times[method][-1]:7.2f} s", flush=True)
     medians = {m: statistics.median(t) for m, t in times.items()}
@@ -74,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
         "model": args.model,
         "dtype": args.dtype,
         "quantization": args.quantization,
-        "gguf": params.model.path,
+        "gguf": str(gguf),
         "batch": 1,
         "new_tokens": args.new_tokens,
         "threads": args.threads,

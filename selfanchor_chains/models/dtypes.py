@@ -108,7 +108,8 @@ def cpu_native_bf16_features() -> list[str]:
     return sorted(found)
 
 
-def _device_type(device: str | torch.device | None) -> str:
+def device_type(device: str | torch.device | None) -> str:
+    """``"cpu"``, ``"cuda"``, ``"mps"``, ... for a device name or object (``None``: the CPU)."""
     if device is None:
         return "cpu"
     return str(getattr(device, "type", device)).split(":", 1)[0].lower()
@@ -147,7 +148,7 @@ def resolve_dtype(
     if requested != AUTO_DTYPE:
         name = _concrete_dtype_name(dtype)
         return DtypeChoice(name, requested, f"{name} as requested")
-    kind = _device_type(device)
+    kind = device_type(device)
     if kind == "cpu" and quantization is not None:
         return DtypeChoice(
             "bfloat16",

@@ -28,7 +28,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from .dtypes import AUTO_DTYPE, DtypeChoice, resolve_dtype
+from .dtypes import AUTO_DTYPE, DtypeChoice, device_type, resolve_dtype
 
 if TYPE_CHECKING:
     import torch
@@ -120,7 +120,7 @@ def resolve_weights(
         how = f"{requested} weights as requested" if requested else "dense weights as requested"
         return resolve_dtype(dtype, device, quantization=requested), QuantizationChoice(requested, requested, how)
     dtype_choice = resolve_dtype(dtype, device)
-    kind = "cpu" if device is None else str(getattr(device, "type", device)).split(":", 1)[0].lower()
+    kind = device_type(device)
     if CPU_AUTO_QUANTIZATION is None:
         why = "no weight-only quantization is the default (none kept GSM8K accuracy within the measured bound)"
     elif kind != "cpu":
@@ -169,7 +169,7 @@ def check_quantization(quantization: str | None, *, dtype: str, device: str | to
         raise ValueError("quantization='auto' is resolved first: pass it through resolve_weights().")
     if quantization not in QUANTIZATIONS:
         raise ValueError(f"Unknown quantization {quantization!r}; use one of {', '.join(QUANTIZATIONS)} or None.")
-    kind = "cpu" if device is None else str(getattr(device, "type", device)).split(":", 1)[0].lower()
+    kind = device_type(device)
     if kind != "cpu":
         raise ValueError(
             f"quantization={quantization!r} runs on the CPU only (its kernels are CPU kernels); got device {device!r}."
