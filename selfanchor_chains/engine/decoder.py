@@ -89,16 +89,10 @@ class SteeredDecoder:
             self, rows, max_new_tokens=max_new_tokens, sampling=sampling or SamplingConfig(), stop=stop
         )
 
-    def generate(
-        self,
-        rows: Sequence[RowRequest],
-        *,
-        max_new_tokens: int,
-        sampling: SamplingConfig | None = None,
-        stop: Sequence[str] = (),
-    ) -> list[RowResult]:
-        """Decode every row to the end and return the results in request order."""
-        session = self.start(rows, max_new_tokens=max_new_tokens, sampling=sampling, stop=stop)
+    def generate(self, rows: Sequence[RowRequest], **options: Any) -> list[RowResult]:
+        """Decode every row to the end and return the results in request order (``options``: those of
+        :meth:`start`)."""
+        session = self.start(rows, **options)
         for _ in session:
             pass
         return session.results()

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from .stats import wilson_interval
+from .stats import proportion_fields
 
 __all__ = ["CONFLICT_REFERENCE", "build_conflict_report", "format_conflict_markdown"]
 
@@ -39,14 +39,7 @@ _SCORES = (
 def _rate(records: Sequence[Mapping[str, Any]], key: str, confidence: float) -> dict[str, Any]:
     n = len(records)
     hits = sum(bool(r.get(key)) for r in records)
-    ci = wilson_interval(hits, n, confidence)
-    return {
-        "n": n,
-        "hits": hits,
-        "rate": hits / n if n else None,
-        "ci_low": ci[0] if ci else None,
-        "ci_high": ci[1] if ci else None,
-    }
+    return {"n": n, "hits": hits, **proportion_fields(hits, n, confidence)}
 
 
 def _known_ids(by_method: Mapping[str, Sequence[Mapping[str, Any]]]) -> set[str] | None:

@@ -139,8 +139,8 @@ def run_eval_ray(
     worker: WorkerSpec,
     out_dir: str | os.PathLike[str],
     *,
-    address: str | None = None,
     workers: int = 2,
+    address: str | None = None,
     limit: int | None = None,
     data_dir: str | os.PathLike[str] | None = None,
     split: str = "dev",
@@ -155,8 +155,8 @@ def run_eval_ray(
         methods: Method specs.
         worker: The model every worker loads, its threads and token budget.
         out_dir: Output folder (the same store as a local run: a distributed run resumes a local one and back).
-        address: A Ray cluster to join (``"ray://host:10001"``, ``"auto"``); None starts a local instance.
         workers: Actors (each loads the model once).
+        address: A Ray cluster to join (``"ray://host:10001"``, ``"auto"``); None starts a local instance.
         limit: At most this many problems per benchmark spec.
         data_dir: Benchmark data folder.
         split: Data split.

@@ -18,7 +18,7 @@ from typing import Any
 
 from ..reasoning.methods import METHODS
 from .disagreements import format_disagreements_markdown, write_disagreement_pages
-from .stats import mcnemar_exact, stratified_paired_bootstrap, wilson_interval
+from .stats import mcnemar_exact, proportion_fields, stratified_paired_bootstrap
 from .steering_report import build_steering_summary, format_steering_markdown
 from .store import iter_result_files, read_records, read_run_info
 
@@ -70,14 +70,14 @@ def _per_minute(records: Sequence[Mapping[str, Any]]) -> float | None:
 def _cell(records: Sequence[Mapping[str, Any]], confidence: float) -> dict[str, Any]:
     n = len(records)
     correct = sum(bool(r.get("correct")) for r in records)
-    ci = wilson_interval(correct, n, confidence)
+    rate = proportion_fields(correct, n, confidence)
     tokens = _tokens(records)
     return {
         "n": n,
         "correct": correct,
-        "accuracy": correct / n if n else None,
-        "ci_low": ci[0] if ci else None,
-        "ci_high": ci[1] if ci else None,
+        "accuracy": rate["rate"],
+        "ci_low": rate["ci_low"],
+        "ci_high": rate["ci_high"],
         "mean_tokens": sum(tokens) / len(tokens) if tokens else None,
         "problems_per_minute": _per_minute(records),
     }

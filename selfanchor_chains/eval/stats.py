@@ -38,6 +38,13 @@ def wilson_interval(correct: int, n: int, confidence: float = 0.95) -> tuple[flo
     return max(0.0, center - half), min(1.0, center + half)
 
 
+def proportion_fields(hits: int, n: int, confidence: float = 0.95) -> dict[str, float | None]:
+    """The proportion ``hits / n`` and its Wilson interval, as a report cell's ``rate``, ``ci_low`` and ``ci_high``
+    (all None when ``n`` is 0)."""
+    ci = wilson_interval(hits, n, confidence)
+    return {"rate": hits / n if n else None, "ci_low": ci[0] if ci else None, "ci_high": ci[1] if ci else None}
+
+
 def mcnemar_exact(b: int, c: int) -> float:
     """Two-sided exact McNemar test: a binomial test of ``b`` against ``b + c`` discordant pairs at 1/2.
 

@@ -20,7 +20,7 @@ from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Sequence
 from typing import Any, ClassVar
 
 from langchain_core.caches import BaseCache
-from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun, Callbacks
+from langchain_core.callbacks import Callbacks
 from langchain_core.globals import get_llm_cache
 from langchain_core.language_models import LanguageModelInput
 from langchain_core.language_models.base import LangSmithParams
@@ -31,7 +31,7 @@ from langchain_core.messages import (
     BaseMessage,
 )
 from langchain_core.outputs import ChatGenerationChunk, ChatResult, LLMResult
-from langchain_core.runnables import Runnable, RunnableConfig
+from langchain_core.runnables import Runnable
 from pydantic import AliasChoices, ConfigDict, Field, PrivateAttr, field_validator
 
 from ..prompting.inputs import PreparedPrompt
@@ -50,6 +50,7 @@ from .chat_batching import (
 from .chat_rendering import MESSAGE_TYPES, ChatRenderer
 from .params import NonNegativeInt, Omega, PositiveInt, Seconds, Temperature, TopP
 from .runtime import SteeredRuntime, attach_runtime
+from .signatures import AsyncLLMRun, BatchConfig, ChatInputs, LLMRun
 from .steering import SteeredModelMixin, with_overrides
 from .streaming import areported, reported
 
@@ -377,47 +378,29 @@ class ChatSteeredHF(SteeredModelMixin, BaseChatModel):
         return conversations
 
     def generate(
-        self,
-        messages: list[list[BaseMessage]],
-        stop: list[str] | None = None,
-        callbacks: Callbacks = None,
-        **kwargs: Any,
+        self, messages: list[list[BaseMessage]], stop: list[str] | None = None, callbacks: Callbacks = None, **kw: Any
     ) -> LLMResult:
-        with published(self._plan(messages, stop, kwargs, is_async=False)):
-            return super().generate(messages, stop=stop, callbacks=callbacks, **kwargs)
+        with published(self._plan(messages, stop, kw, is_async=False)):
+            return super().generate(messages, stop=stop, callbacks=callbacks, **kw)
 
     async def agenerate(
-        self,
-        messages: list[list[BaseMessage]],
-        stop: list[str] | None = None,
-        callbacks: Callbacks = None,
-        **kwargs: Any,
+        self, messages: list[list[BaseMessage]], stop: list[str] | None = None, callbacks: Callbacks = None, **kw: Any
     ) -> LLMResult:
-        with published(self._plan(messages, stop, kwargs, is_async=True)):
-            return await super().agenerate(messages, stop=stop, callbacks=callbacks, **kwargs)
+        with published(self._plan(messages, stop, kw, is_async=True)):
+            return await super().agenerate(messages, stop=stop, callbacks=callbacks, **kw)
 
     def batch(
-        self,
-        inputs: list[LanguageModelInput],
-        config: RunnableConfig | list[RunnableConfig] | None = None,
-        *,
-        return_exceptions: bool = False,
-        **kwargs: Any,
+        self, inputs: ChatInputs, config: BatchConfig = None, *, return_exceptions: bool = False, **kw: Any
     ) -> list[AIMessage]:
         # The batch's worker threads copy this context, so each invoke finds its conversation in the plan.
-        with published(self._batch_plan(inputs, kwargs, is_async=False)):
-            return super().batch(inputs, config, return_exceptions=return_exceptions, **kwargs)
+        with published(self._batch_plan(inputs, kw, is_async=False)):
+            return super().batch(inputs, config, return_exceptions=return_exceptions, **kw)
 
     async def abatch(
-        self,
-        inputs: list[LanguageModelInput],
-        config: RunnableConfig | list[RunnableConfig] | None = None,
-        *,
-        return_exceptions: bool = False,
-        **kwargs: Any,
+        self, inputs: ChatInputs, config: BatchConfig = None, *, return_exceptions: bool = False, **kw: Any
     ) -> list[AIMessage]:
-        with published(self._batch_plan(inputs, kwargs, is_async=True)):
-            return await super().abatch(inputs, config, return_exceptions=return_exceptions, **kwargs)
+        with published(self._batch_plan(inputs, kw, is_async=True)):
+            return await super().abatch(inputs, config, return_exceptions=return_exceptions, **kw)
 
     # -- decoding --------------------------------------------------------------------------------------------------
 
@@ -446,11 +429,7 @@ class ChatSteeredHF(SteeredModelMixin, BaseChatModel):
         return output, areported((output.chunk(output.feed(item)) async for item in items), run_manager, items)
 
     def _generate(
-        self,
-        messages: list[BaseMessage],
-        stop: list[str] | None = None,
-        run_manager: CallbackManagerForLLMRun | None = None,
-        **kwargs: Any,
+        self, messages: list[BaseMessage], stop: list[str] | None = None, run_manager: LLMRun = None, **kwargs: Any
     ) -> ChatResult:
         output, chunks = self._answer_chunks(messages, stop, run_manager, kwargs)
         for _ in chunks:
@@ -458,11 +437,7 @@ class ChatSteeredHF(SteeredModelMixin, BaseChatModel):
         return output.result()
 
     async def _agenerate(
-        self,
-        messages: list[BaseMessage],
-        stop: list[str] | None = None,
-        run_manager: AsyncCallbackManagerForLLMRun | None = None,
-        **kwargs: Any,
+        self, messages: list[BaseMessage], stop: list[str] | None = None, run_manager: AsyncLLMRun = None, **kwargs: Any
     ) -> ChatResult:
         output, chunks = self._aanswer_chunks(messages, stop, run_manager, kwargs)
         async for _ in chunks:
@@ -470,20 +445,12 @@ class ChatSteeredHF(SteeredModelMixin, BaseChatModel):
         return output.result()
 
     def _stream(
-        self,
-        messages: list[BaseMessage],
-        stop: list[str] | None = None,
-        run_manager: CallbackManagerForLLMRun | None = None,
-        **kwargs: Any,
+        self, messages: list[BaseMessage], stop: list[str] | None = None, run_manager: LLMRun = None, **kwargs: Any
     ) -> Iterator[ChatGenerationChunk]:
         yield from self._answer_chunks(messages, stop, run_manager, kwargs)[1]
 
     async def _astream(
-        self,
-        messages: list[BaseMessage],
-        stop: list[str] | None = None,
-        run_manager: AsyncCallbackManagerForLLMRun | None = None,
-        **kwargs: Any,
+        self, messages: list[BaseMessage], stop: list[str] | None = None, run_manager: AsyncLLMRun = None, **kwargs: Any
     ) -> AsyncIterator[ChatGenerationChunk]:
         async for chunk in self._aanswer_chunks(messages, stop, run_manager, kwargs)[1]:
             yield chunk

@@ -7,7 +7,6 @@ from collections.abc import AsyncIterator, Iterator, Sequence
 from contextvars import ContextVar
 from typing import Any, ClassVar
 
-from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun, Callbacks
 from langchain_core.language_models.llms import BaseLLM
 from langchain_core.outputs import Generation, GenerationChunk, LLMResult
 from pydantic import ConfigDict, Field, PrivateAttr
@@ -18,6 +17,7 @@ from ..prompting.inputs import PreparedPrompt, markup_from_spans, prepare_prompt
 from ..prompting.markup import Span
 from .params import NonNegativeInt, Omega, PositiveInt, Temperature, TopP
 from .runtime import DecodeSettings, SteeredRuntime, attach_runtime, iterate_in_thread
+from .signatures import AsyncLLMRun, LLMRun, PerPromptCallbacks
 from .steering import SteeredModelMixin, with_overrides
 from .streaming import areported, reported
 
@@ -128,29 +128,19 @@ class SteeredHFLLM(SteeredModelMixin, BaseLLM):
 
     # -- LangChain entry points ----------------------------------------------------------------------------------
 
+    # The model copy (when there are overrides) decodes through BaseLLM's own entry point, so the cache key and
+    # the callbacks see the folded options.
     def generate(
-        self,
-        prompts: list[str],
-        stop: list[str] | None = None,
-        callbacks: Callbacks | list[Callbacks] = None,
-        **kwargs: Any,
+        self, prompts: list[str], stop: list[str] | None = None, callbacks: PerPromptCallbacks = None, **kw: Any
     ) -> LLMResult:
-        target, prompts, kwargs = self._fold_call_options(prompts, kwargs)
-        if target is not self:
-            return target.generate(prompts, stop=stop, callbacks=callbacks, **kwargs)
-        return super().generate(prompts, stop=stop, callbacks=callbacks, **kwargs)
+        target, prompts, kw = self._fold_call_options(prompts, kw)
+        return super(SteeredHFLLM, target).generate(prompts, stop=stop, callbacks=callbacks, **kw)
 
     async def agenerate(
-        self,
-        prompts: list[str],
-        stop: list[str] | None = None,
-        callbacks: Callbacks | list[Callbacks] = None,
-        **kwargs: Any,
+        self, prompts: list[str], stop: list[str] | None = None, callbacks: PerPromptCallbacks = None, **kw: Any
     ) -> LLMResult:
-        target, prompts, kwargs = self._fold_call_options(prompts, kwargs)
-        if target is not self:
-            return await target.agenerate(prompts, stop=stop, callbacks=callbacks, **kwargs)
-        return await super().agenerate(prompts, stop=stop, callbacks=callbacks, **kwargs)
+        target, prompts, kw = self._fold_call_options(prompts, kw)
+        return await super(SteeredHFLLM, target).agenerate(prompts, stop=stop, callbacks=callbacks, **kw)
 
     def _generate_helper(self, prompts: list[str], stop: Any, run_managers: list[Any], **kwargs: Any) -> LLMResult:
         token = _RUN_MANAGERS.set(list(run_managers))
@@ -207,11 +197,7 @@ class SteeredHFLLM(SteeredModelMixin, BaseLLM):
         return [(managers[e.row], e.text) for e in step if e.text and managers[e.row] is not None]
 
     def _generate(
-        self,
-        prompts: list[str],
-        stop: list[str] | None = None,
-        run_manager: CallbackManagerForLLMRun | None = None,
-        **kwargs: Any,
+        self, prompts: list[str], stop: list[str] | None = None, run_manager: LLMRun = None, **kwargs: Any
     ) -> LLMResult:
         settings, refill, managers = self._plan(prompts, stop, run_manager, kwargs)
         results: list[RowResult] = []
@@ -222,11 +208,7 @@ class SteeredHFLLM(SteeredModelMixin, BaseLLM):
         return self._to_llm_result(results)
 
     async def _agenerate(
-        self,
-        prompts: list[str],
-        stop: list[str] | None = None,
-        run_manager: AsyncCallbackManagerForLLMRun | None = None,
-        **kwargs: Any,
+        self, prompts: list[str], stop: list[str] | None = None, run_manager: AsyncLLMRun = None, **kwargs: Any
     ) -> LLMResult:
         settings, refill, managers = self._plan(prompts, stop, run_manager, kwargs)
         results: list[RowResult] = []
@@ -236,22 +218,14 @@ class SteeredHFLLM(SteeredModelMixin, BaseLLM):
         return self._to_llm_result(results)
 
     def _stream(
-        self,
-        prompt: str,
-        stop: list[str] | None = None,
-        run_manager: CallbackManagerForLLMRun | None = None,
-        **kwargs: Any,
+        self, prompt: str, stop: list[str] | None = None, run_manager: LLMRun = None, **kwargs: Any
     ) -> Iterator[GenerationChunk]:
         target, rows, settings = self._one_prompt(prompt, stop, kwargs)
         steps = target.runtime.events(rows, settings)
         yield from reported((target._chunk(event) for step in steps for event in step), run_manager)
 
     async def _astream(
-        self,
-        prompt: str,
-        stop: list[str] | None = None,
-        run_manager: AsyncCallbackManagerForLLMRun | None = None,
-        **kwargs: Any,
+        self, prompt: str, stop: list[str] | None = None, run_manager: AsyncLLMRun = None, **kwargs: Any
     ) -> AsyncIterator[GenerationChunk]:
         target, rows, settings = self._one_prompt(prompt, stop, kwargs)
         steps = target.runtime.aevents(rows, settings)

@@ -49,6 +49,10 @@ class DecodeSettings:
     sampling: SamplingConfig
     stop: tuple[str, ...] = ()
 
+    def start(self, decoder: SteeredDecoder, rows: Sequence[RowRequest]) -> DecodeSession:
+        """Open a decode session of ``rows`` with these settings (validates the rows; nothing runs yet)."""
+        return decoder.start(rows, max_new_tokens=self.max_new_tokens, sampling=self.sampling, stop=self.stop)
+
 
 def attach_runtime(
     owner: str, model: Any, tokenizer: Any, model_id: str, open_tag: str, close_tag: str
@@ -93,9 +97,7 @@ class SteeredRuntime:
         a step's events: a consumer that stops iterating without closing the generator blocks no other call on
         the model, and concurrent sessions take turns step by step.
         """
-        session = self.decoder.start(
-            rows, max_new_tokens=settings.max_new_tokens, sampling=settings.sampling, stop=settings.stop
-        )
+        session = settings.start(self.decoder, rows)
         if session_out is not None:
             session_out.append(session)
         steps = iter(session)
@@ -116,8 +118,9 @@ class SteeredRuntime:
         rows: Sequence[RowRequest],
         settings: DecodeSettings,
         cancel: threading.Event | None = None,
-        results_out: list[RowResult] | None = None,
+        *,
         slots: int = 8,
+        results_out: list[RowResult] | None = None,
     ) -> Iterator[list[TokenEvent]]:
         """Like :meth:`events`, but the rows join the session another call is decoding with the same settings
         (continuous batching across calls, see :mod:`.shared_session`); events carry this call's row numbers.
@@ -126,8 +129,8 @@ class SteeredRuntime:
             rows: This call's rows.
             settings: Its decode settings.
             cancel: Set to stop this call's rows (the others go on).
-            results_out: Receives this call's results, in row order, once its rows have ended.
             slots: Rows the shared session decodes at once when this call starts it; later calls wait for room.
+            results_out: Receives this call's results, in row order, once its rows have ended.
         """
         joined = self._join(rows, settings, slots)
         if joined is None:  # a session with other settings is running: decode apart, taking turns with it
@@ -157,9 +160,7 @@ class SteeredRuntime:
                 subscriber = shared.join(rows)
                 if subscriber is not None:
                     return shared, subscriber
-            session = self.decoder.start(
-                rows, max_new_tokens=settings.max_new_tokens, sampling=settings.sampling, stop=settings.stop
-            )
+            session = settings.start(self.decoder, rows)
             shared = self._shared = SharedSession(session, settings, self._lock, slots, self._shared_guard)
             subscriber = shared.start(rows)
         threading.Thread(target=self._drive, args=(shared,), name="selfanchor-shared-decode", daemon=True).start()

@@ -28,6 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from ..engine.requests import DecodingStats, RowRequest, RowResult
 from ..langchain.llm import SteeredHFLLM
 from ..langchain.runtime import DecodeSettings, iterate_in_thread
+from ..langchain.signatures import BatchConfig
 from ..prompting.inputs import markup_from_spans, prepare_chat
 from ..prompting.templates import (
     COT,
@@ -377,10 +378,7 @@ class ReasoningChain(RunnableSerializable[Any, dict]):
     # -- runnable API ----------------------------------------------------------------------------------------------
 
     def _run(
-        self,
-        inputs: list[Any],
-        run_manager: list[CallbackManagerForChainRun],
-        config: list[RunnableConfig],
+        self, inputs: list[Any], run_manager: list[CallbackManagerForChainRun], config: list[RunnableConfig]
     ) -> list[dict[str, Any]]:
         requests = [self._coerce(i) for i in inputs]
         outputs = {i: out for kind, i, out in self._solve_events(requests, run_manager) if kind == "output"}
@@ -398,22 +396,13 @@ class ReasoningChain(RunnableSerializable[Any, dict]):
                 yield index, payload
 
     def batch(
-        self,
-        inputs: list[Any],
-        config: RunnableConfig | list[RunnableConfig] | None = None,
-        *,
-        return_exceptions: bool = False,
-        **kwargs: Any,
+        self, inputs: list[Any], config: BatchConfig = None, *, return_exceptions: bool = False, **kwargs: Any
     ) -> list[dict[str, Any]]:
-        if not inputs:
-            return []
+        # Runnable's helper opens one chain run per input and hands _run the whole batch (none for no input).
         return self._batch_with_config(self._run, inputs, config, return_exceptions=return_exceptions)  # type: ignore[arg-type]
 
     async def _arun(
-        self,
-        inputs: list[Any],
-        run_manager: list[AsyncCallbackManagerForChainRun],
-        config: list[RunnableConfig],
+        self, inputs: list[Any], run_manager: list[AsyncCallbackManagerForChainRun], config: list[RunnableConfig]
     ) -> list[dict[str, Any]]:
         requests = [self._coerce(i) for i in inputs]
         outputs = {i: out async for kind, i, out in self._asolve_events(requests, run_manager) if kind == "output"}
@@ -423,15 +412,8 @@ class ReasoningChain(RunnableSerializable[Any, dict]):
         return (await self.abatch([input], config))[0]
 
     async def abatch(
-        self,
-        inputs: list[Any],
-        config: RunnableConfig | list[RunnableConfig] | None = None,
-        *,
-        return_exceptions: bool = False,
-        **kwargs: Any,
+        self, inputs: list[Any], config: BatchConfig = None, *, return_exceptions: bool = False, **kwargs: Any
     ) -> list[dict[str, Any]]:
-        if not inputs:
-            return []
         return await self._abatch_with_config(self._arun, inputs, config, return_exceptions=return_exceptions)  # type: ignore[arg-type]
 
     def _stream_one(

@@ -7,6 +7,7 @@ on the graph state, so it also works with any other state machine.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from langchain_core.documents import Document
@@ -17,6 +18,7 @@ from .chains import ReasoningChain
 __all__ = ["SelfAnchorNode", "build_reasoning_graph"]
 
 
+@dataclass
 class SelfAnchorNode:
     """Graph node: reads the question (and context / tool results) from the state, reasons, writes the result.
 
@@ -31,20 +33,11 @@ class SelfAnchorNode:
         answer_key: State key the extracted answer is written to (``None`` to skip).
     """
 
-    def __init__(
-        self,
-        chain: ReasoningChain,
-        *,
-        question_key: str = "question",
-        context_key: str = "context",
-        output_key: str = "reasoning",
-        answer_key: str | None = "answer",
-    ) -> None:
-        self.chain = chain
-        self.question_key = question_key
-        self.context_key = context_key
-        self.output_key = output_key
-        self.answer_key = answer_key
+    chain: ReasoningChain
+    question_key: str = field(default="question", kw_only=True)
+    context_key: str = field(default="context", kw_only=True)
+    output_key: str = field(default="reasoning", kw_only=True)
+    answer_key: str | None = field(default="answer", kw_only=True)
 
     def _input(self, state: Mapping[str, Any]) -> dict[str, Any]:
         if self.question_key not in state:
