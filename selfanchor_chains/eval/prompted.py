@@ -10,10 +10,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["PROMPTED_METHODS", "SteeringRequiredError", "make_prompted_chain", "render_baseline_prompt"]
+from ..reasoning.methods import PROMPTED_METHODS
 
-PROMPTED_METHODS = ("cot", "ps")
-"""Methods that need no steering and no step tracking, so they run on any LLM."""
+__all__ = ["PROMPTED_METHODS", "SteeringRequiredError", "make_prompted_chain", "render_baseline_prompt"]
 
 
 class SteeringRequiredError(ValueError):

@@ -9,6 +9,9 @@ from typing import Any
 METHODS = ("self-anchor", "cot", "ps", "spa", "structure-only", "constant-omega")
 """Method names, in the order reports list them."""
 
+PROMPTED_METHODS = ("cot", "ps")
+"""The methods that only prompt (no anchors, no steering): any LangChain LLM or chat model can run them."""
+
 
 def _builders() -> dict[str, Callable[..., Any]]:
     from .chains import CoTChain, PlanAndSolveChain, SelfAnchorChain, SPAChain, constant_omega, structure_only

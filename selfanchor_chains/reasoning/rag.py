@@ -144,11 +144,11 @@ def make_reasoner(method: str, llm: Any, *, bench: str | None = None, **chain_kw
     Raises:
         ValueError: Unknown method.
     """
-    from .methods import make_chain
+    from .methods import PROMPTED_METHODS, make_chain
 
     if method not in RAG_METHODS:
         raise ValueError(f"unknown method {method!r}; choose from {', '.join(RAG_METHODS)}")
-    chain_kwargs.setdefault("anchor_context", method not in ("cot", "ps"))
+    chain_kwargs.setdefault("anchor_context", method not in PROMPTED_METHODS)
     return make_chain(method, llm, bench=bench, **chain_kwargs)
 
 
