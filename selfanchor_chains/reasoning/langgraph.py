@@ -4,8 +4,8 @@ LangGraph is imported lazily (only the test and the example graph need it); the 
 on the graph state, so it also works with any other state machine.
 """
 
-from __future__ import annotations
-
+# No ``from __future__ import annotations`` here: LangGraph reads the node's ``config`` annotation at run time and
+# passes the graph's config only to a parameter typed as the RunnableConfig object, not as a string.
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
