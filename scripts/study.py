@@ -89,6 +89,12 @@ def _variants() -> dict[str, tuple[str, Callable[[], ChainKwargs]]]:
     }
 
 
+def run_folder(model: str, dtype: str, split: str) -> str:
+    """The results folder of a pool's runs: one per split, because a results folder holds a single split (the
+    runner refuses to mix them); ``train`` keeps the plain name the screening was written under."""
+    return f"{model}-{dtype}" if split == "train" else f"{model}-{dtype}-{split}"
+
+
 def make_factory(llm: Any, variants: dict[str, tuple[str, Callable[[], ChainKwargs]]], max_new_tokens: int) -> Any:
     from selfanchor_chains.reasoning.chains import CoTChain, SelfAnchorChain
 
@@ -171,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
     from selfanchor_chains.langchain.llm import SteeredHFLLM
 
     llm = SteeredHFLLM.from_model_id(args.model, dtype=args.dtype)
-    out = os.path.join(args.out, f"{args.model}-{args.dtype}")
+    out = os.path.join(args.out, run_folder(args.model, args.dtype, args.split))
     summary = run_eval(
         args.bench,
         chosen,

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 OUT = Path("evals/study/qwen2.5-coder-1.5b-bfloat16")
+SPLITS = {"gsm8k": "train", "strategyqa": "train", "aqua": "official_dev"}  # the training pool of each benchmark
 REFERENCES = ("cot", "cot-example", "structure", "structure-example")
 POOLS = {"gsm8k": (100, 300), "strategyqa": (0, 100), "aqua": (0, 100)}  # [start, end) by position in the file
 # The screened Self-Anchor variants (results/study/README.md, session 7) and the follow-ups that join them when the
@@ -56,7 +57,9 @@ def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
 
 
 def load(out: Path, bench: str, variant: str) -> dict[str, bool]:
-    path = out / bench / f"{variant}.jsonl"
+    # scripts/study.py writes a pool other than ``train`` to its own folder, named after the split
+    folder = out if SPLITS[bench] == "train" else out.with_name(f"{out.name}-{SPLITS[bench]}")
+    path = folder / bench / f"{variant}.jsonl"
     if not path.is_file():
         return {}
     records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
@@ -112,8 +115,8 @@ def main() -> int:
 
     pools = {
         "gsm8k": gsm8k_ids[slice(*POOLS["gsm8k"])],
-        "strategyqa": positions("strategyqa", "train")[slice(*POOLS["strategyqa"])],
-        "aqua": positions("aqua", "official_dev")[slice(*POOLS["aqua"])],
+        "strategyqa": positions("strategyqa", SPLITS["strategyqa"])[slice(*POOLS["strategyqa"])],
+        "aqua": positions("aqua", SPLITS["aqua"])[slice(*POOLS["aqua"])],
     }
     confirmation: dict[str, dict[str, Any]] = {}
     for v in [*finalists, *REFERENCES]:
