@@ -39,7 +39,7 @@ def _variants() -> dict[str, tuple[str, Callable[[], ChainKwargs]]]:
         return lambda: {"schedule": ScaledOmega(base, alpha), **kwargs}
 
     reasoning_only = {"step_strength": {"plan": 0.0, "final": 0.0}}
-    return {
+    variants: dict[str, tuple[str, Callable[[], ChainKwargs]]] = {
         # references
         "cot": ("zero-shot CoT", lambda: {"_chain": "cot"}),
         "cot-example": (
@@ -87,6 +87,17 @@ def _variants() -> dict[str, tuple[str, Callable[[], ChainKwargs]]]:
             scaled(2.0, 0.5, steer_below=0.5),
         ),
     }
+    # the worked example combined with a steering option (the finalist rule's fourth finalist)
+    combined = {
+        f"sa-example-{name.removeprefix('sa-')}": (f"{description} + the worked example", _with_example(build))
+        for name, (description, build) in variants.items()
+        if name.startswith("sa-") and name not in ("sa-default", "sa-example")
+    }
+    return {**variants, **combined}
+
+
+def _with_example(build: Callable[[], ChainKwargs]) -> Callable[[], ChainKwargs]:
+    return lambda: {**build(), "worked_example": True}
 
 
 def run_folder(model: str, dtype: str, split: str) -> str:

@@ -40,6 +40,9 @@ SCREENED = (
     "sa-noretry",
     "sa-final-question",
 )
+# Options of the steering itself (not of the format): the best of them, when it beats sa-default, is combined with the
+# worked example as a fourth finalist whenever sa-example is a finalist.
+NOT_STEERING = ("sa-default", "sa-example", "sa-midline", "sa-noretry")
 FOLLOW_UPS = {
     "sa-scaled-1.5-0.5-reasoning-only": "sa-reasoning-only",
     "sa-gate-0.8": "sa-gate-0.5",
@@ -80,6 +83,18 @@ def accuracy(results: dict[str, bool], ids: list[str]) -> dict[str, Any] | None:
     return {"n": len(ids), "correct": k, "accuracy": k / len(ids), "ci": [low, high]}
 
 
+def combined_finalist(screening: dict[str, Any], screened: list[str]) -> str | None:
+    """``sa-example-<option>`` for the best steering option of the screening (ties: the shorter name, then the name),
+    or None when no steering option scored above sa-default."""
+    options = [v for v in screened if v not in NOT_STEERING and screening.get(v)]
+    if not options or not screening.get("sa-default"):
+        return None
+    best = min(options, key=lambda v: (-screening[v]["accuracy"], len(v), v))
+    if screening[best]["accuracy"] <= screening["sa-default"]["accuracy"]:
+        return None
+    return "sa-example-" + best.removeprefix("sa-")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=OUT)
@@ -112,6 +127,10 @@ def main() -> int:
     print(f"Finalists: {finalists or 'not yet (screening incomplete)'}")
     if "sa-example" in finalists:
         print("sa-example is a finalist: queue structure-example and cot-example (screening and confirmation)")
+        combined = combined_finalist(screening, required)
+        if combined:
+            finalists.append(combined)
+            print(f"the best steering option combined with the example joins the finalists: {combined}")
 
     pools = {
         "gsm8k": gsm8k_ids[slice(*POOLS["gsm8k"])],

@@ -1,0 +1,55 @@
+"""The steering study's written selection rules (``scripts/study_select.py``) and its results folders
+(``scripts/study.py``), on synthetic screening numbers: no model, no data."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+SCRIPTS = Path(__file__).resolve().parents[2] / "scripts"
+
+
+def _script(name: str) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(f"study_script_{name}", SCRIPTS / f"{name}.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _cells(**correct: int) -> dict[str, Any]:
+    return {name.replace("_", "-"): {"accuracy": k / 100, "correct": k, "n": 100} for name, k in correct.items()}
+
+
+@pytest.fixture(scope="module")
+def select() -> ModuleType:
+    return _script("study_select")
+
+
+def test_the_best_steering_option_is_combined_with_the_example(select: ModuleType) -> None:
+    screening = _cells(sa_default=55, sa_example=58, sa_noretry=60, sa_reasoning_only=56, sa_scope_plans=55)
+    # sa-noretry is a format variant, not a steering option
+    assert select.combined_finalist(screening, list(screening)) == "sa-example-reasoning-only"
+    tied = {**screening, **_cells(sa_final_none=56)}
+    # a tie goes to the shorter name (fewer changed options)
+    assert select.combined_finalist(tied, list(tied)) == "sa-example-final-none"
+
+
+def test_no_combination_when_no_steering_option_beats_the_default(select: ModuleType) -> None:
+    screening = _cells(sa_default=55, sa_example=58, sa_final_none=55, sa_replace=53)
+    assert select.combined_finalist(screening, list(screening)) is None
+
+
+def test_an_unfinished_option_does_not_count(select: ModuleType) -> None:
+    screening = {**_cells(sa_default=55, sa_example=58, sa_gate=54), "sa-final-question": None}
+    assert select.combined_finalist(screening, list(screening)) is None
+
+
+def test_each_training_pool_other_than_train_has_its_own_folder() -> None:
+    study = _script("study")
+    assert study.run_folder("m", "bfloat16", "train") == "m-bfloat16"
+    assert study.run_folder("m", "bfloat16", "official_dev") == "m-bfloat16-official_dev"
