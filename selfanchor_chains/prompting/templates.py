@@ -230,13 +230,135 @@ WORKED_EXAMPLES: dict[str, WorkedExample] = {
             "Final Answer: C"
         ),
     ),
+    "option_paren": WorkedExample(
+        question=(
+            "A train travels 150 km in 2.5 hours. What is its average speed?\n"
+            "Options:\n(A) 50 km/h\n(B) 55 km/h\n(C) 60 km/h\n(D) 65 km/h"
+        ),
+        plan_reason=(
+            "Plan 1: Find the average speed.\n"
+            "Reasoning 1: Speed is distance over time: 150 / 2.5 = 60 km/h.\n"
+            "Plan 2: Match the result with the options.\n"
+            "Reasoning 2: 60 km/h is option (C).\n"
+            "Final Answer: (C)"
+        ),
+        cot=(
+            "Let's think step by step.\n"
+            "Speed is distance over time: 150 / 2.5 = 60 km/h, which is option (C).\n"
+            "Final Answer: (C)"
+        ),
+    ),
+    "true_false": WorkedExample(
+        question="not ( False or True ) and True is",
+        plan_reason=(
+            "Plan 1: Evaluate the parentheses.\n"
+            "Reasoning 1: False or True is True.\n"
+            "Plan 2: Apply the not, then the and.\n"
+            "Reasoning 2: not True is False, and False and True is False.\n"
+            "Final Answer: False"
+        ),
+        cot=(
+            "Let's think step by step.\n"
+            "False or True is True. not True is False, and False and True is False.\n"
+            "Final Answer: False"
+        ),
+    ),
+    "valid_invalid": WorkedExample(
+        question=(
+            "Every cat is an animal. Tom is not an animal. Is the argument that Tom is not a cat, given these "
+            "premises, deductively valid or invalid?"
+        ),
+        plan_reason=(
+            "Plan 1: Suppose the conclusion were false and check the premises.\n"
+            "Reasoning 1: If Tom were a cat, the first premise would make Tom an animal, against the second premise.\n"
+            "Plan 2: Decide whether the conclusion follows.\n"
+            "Reasoning 2: Tom cannot be a cat, so the conclusion follows from the premises.\n"
+            "Final Answer: valid"
+        ),
+        cot=(
+            "Let's think step by step.\n"
+            "If Tom were a cat, the first premise would make Tom an animal, against the second premise. So Tom "
+            "cannot be a cat: the conclusion follows from the premises.\n"
+            "Final Answer: valid"
+        ),
+    ),
+    "dyck": WorkedExample(
+        question=(
+            "Complete the rest of the sequence, making sure that the parentheses are closed properly. Input: [ ( {"
+        ),
+        plan_reason=(
+            "Plan 1: List the brackets still open, innermost last.\n"
+            "Reasoning 1: Open are [ then ( then {.\n"
+            "Plan 2: Close them from the innermost out.\n"
+            "Reasoning 2: { closes with }, ( with ), [ with ], so the rest is } ) ].\n"
+            "Final Answer: } ) ]"
+        ),
+        cot=(
+            "Let's think step by step.\n"
+            "Open are [ then ( then {. Closing from the innermost out: } then ) then ].\n"
+            "Final Answer: } ) ]"
+        ),
+    ),
+    "word_sorting": WorkedExample(
+        question="Sort the following words alphabetically: List: pear apple mango",
+        plan_reason=(
+            "Plan 1: Compare the first letters.\n"
+            "Reasoning 1: apple starts with a, mango with m, pear with p; a comes before m, m before p.\n"
+            "Plan 2: Write the words in that order.\n"
+            "Reasoning 2: apple, mango, pear.\n"
+            "Final Answer: apple mango pear"
+        ),
+        cot=(
+            "Let's think step by step.\n"
+            "apple starts with a, mango with m, pear with p, and a < m < p.\n"
+            "Final Answer: apple mango pear"
+        ),
+    ),
 }
 """Worked examples by answer format (see :func:`worked_example`)."""
 
-_EXAMPLE_FOR_BENCH = {"gsm8k": "number", "math500": "number", "strategyqa": "yes_no", "aqua": "option"}
+_EXAMPLE_FOR_BENCH = {"gsm8k": "number", "math500": "number", "strategyqa": "yes_no", "aqua": "option", "t4d": "option"}
+# BBH tasks by their answer format (``answers.formats.BBH_TASK_FORMATS``): the example whose final line has that form
+_EXAMPLE_FOR_BBH_FORMAT = {
+    "option": "option_paren",
+    "integer": "number",
+    "yes_no": "yes_no",
+    "Yes_No": "Yes_No",
+    "true_false": "true_false",
+    "valid_invalid": "valid_invalid",
+    "dyck": "dyck",
+    "word_sorting": "word_sorting",
+}
 
 
-def worked_example(bench: str | None) -> WorkedExample:
-    """The worked example matching a benchmark's answer format (a numeric one for unknown benchmarks)."""
-    name = (bench or "").partition(":")[0]
+def _capitalised_answer(example: WorkedExample) -> WorkedExample:
+    """The same example with its final answer capitalised (BBH's ``Yes``/``No`` tasks)."""
+
+    def final(trace: str) -> str:
+        head, _, answer = trace.rpartition("Final Answer: ")
+        return f"{head}Final Answer: {answer.capitalize()}"
+
+    return WorkedExample(example.question, final(example.plan_reason), final(example.cot))
+
+
+WORKED_EXAMPLES["Yes_No"] = _capitalised_answer(WORKED_EXAMPLES["yes_no"])
+
+
+def worked_example(bench: str | None, task: str | None = None) -> WorkedExample | None:
+    """The worked example whose final answer has the benchmark's answer format.
+
+    Args:
+        bench: Benchmark name, or ``"bbh:<task>"``; None or an unknown name: the numeric example.
+        task: BBH task (when ``bench`` is ``"bbh"``).
+
+    Returns:
+        The example; None for BBH without a known task (its tasks answer in eight formats, and an example in the
+        wrong one would teach the wrong answer line).
+    """
+    from ..answers.formats import BBH_TASK_FORMATS
+
+    name, _, spec_task = (bench or "").partition(":")
+    if name == "bbh":
+        fmt = BBH_TASK_FORMATS.get(task or spec_task)
+        return WORKED_EXAMPLES[_EXAMPLE_FOR_BBH_FORMAT[fmt]] if fmt else None
     return WORKED_EXAMPLES[_EXAMPLE_FOR_BENCH.get(name, "number")]

@@ -93,7 +93,8 @@ class ReasoningChain(RunnableSerializable[Any, dict]):
     """Add each generated token's steering trace to the output (``tokens``), for the steering view."""
     worked_example: bool = False
     """Show one worked example in the method's own format (Self-Anchor: plan/reason; CoT: a plain trace of the
-    same solution) in the system message."""
+    same solution) in the system message, with its answer line in the benchmark's (for BBH, the task's) answer
+    format; a BBH request without a task gets none."""
 
     model_config = ConfigDict(arbitrary_types_allowed=True, extra="forbid")
 
@@ -188,8 +189,9 @@ class ReasoningChain(RunnableSerializable[Any, dict]):
             clean, spans = parse_anchor_markup(user)
             user = markup_from_spans(clean, [*spans, *resolve_anchor_strings(clean, request.anchors)])
         system = template.system_message(self._hint(request))
-        if self.worked_example:
-            system += "\n\n" + worked_example(self.bench).render(template)
+        example = worked_example(self.bench, request.task) if self.worked_example else None
+        if example is not None:
+            system += "\n\n" + example.render(template)
         if reminder:
             system += "\n" + FORMAT_REMINDER
         return [{"role": "system", "content": system}, {"role": "user", "content": user}]

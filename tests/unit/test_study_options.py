@@ -8,6 +8,8 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
+from selfanchor_chains.answers.formats import BBH_TASK_FORMATS
+
 
 @pytest.fixture(scope="module")
 def llm(long_context_model: Any, byte_tokenizer: Any) -> Any:
@@ -100,3 +102,51 @@ def test_a_gate_of_one_steers_every_token_and_a_tiny_gate_none(llm: Any) -> None
     assert always.invoke(question)["text"] == default.invoke(question)["text"]
     assert never.invoke(question)["text"] == plain.invoke(question)["text"]
     assert all(s["kl"] == 0.0 for s in never.invoke(question)["steps"])
+
+
+_GOLD_FOR_FORMAT = {
+    "option": "(C)",
+    "integer": "28",
+    "yes_no": "no",
+    "Yes_No": "No",
+    "true_false": "False",
+    "valid_invalid": "valid",
+    "dyck": "} ) ]",
+    "word_sorting": "apple mango pear",
+}
+
+
+@pytest.mark.parametrize("task", sorted(BBH_TASK_FORMATS))
+def test_every_bbh_task_gets_an_example_that_answers_in_its_format(task: str) -> None:
+    from selfanchor_chains.answers.formats import BBH_TASK_FORMATS
+    from selfanchor_chains.answers.grading import extract_answer, is_correct
+    from selfanchor_chains.prompting.templates import worked_example
+
+    example = worked_example("bbh", task)
+    assert example is not None and worked_example(f"bbh:{task}") == example
+    gold = _GOLD_FOR_FORMAT[BBH_TASK_FORMATS[task]]
+    for trace in (example.plan_reason, example.cot):
+        # the grader reads the example's answer line as the right answer of this task's format
+        assert is_correct("bbh", extract_answer("bbh", trace, task=task), gold, task=task)
+
+
+@pytest.mark.parametrize(("bench", "gold"), [("gsm8k", "28"), ("strategyqa", "no"), ("aqua", "C"), ("t4d", "C")])
+def test_each_benchmark_example_answers_in_its_format(bench: str, gold: str) -> None:
+    from selfanchor_chains.answers.grading import extract_answer, is_correct
+    from selfanchor_chains.prompting.templates import worked_example
+
+    example = worked_example(bench)
+    assert example is not None
+    assert is_correct(bench, extract_answer(bench, example.cot), gold)
+    assert worked_example("bbh") is None  # BBH without a task: no example rather than one in the wrong format
+
+
+def test_bbh_requests_see_their_own_task_example(llm: Any) -> None:
+    from selfanchor_chains.prompting.templates import WORKED_EXAMPLES
+    from selfanchor_chains.reasoning.chains import CoTChain, ReasoningInput
+
+    chain = CoTChain(llm=llm, bench="bbh", worked_example=True)
+    boolean = chain._messages(ReasoningInput(question="True and False is", task="boolean_expressions"), False)[0]
+    assert WORKED_EXAMPLES["true_false"].cot in boolean["content"]
+    untasked = chain._messages(ReasoningInput(question="True and False is"), False)[0]
+    assert "Example:" not in untasked["content"]
