@@ -103,6 +103,12 @@ def add_eval_commands(subparsers: Any) -> None:
         action="store_true",
         help="keep each generated token's steering trace in the records (the report's pages shade the tokens)",
     )
+    ev.add_argument(
+        "--worked-example",
+        action="store_true",
+        help="show every method one solved example in its own format (plan/reason or a plain trace), with the "
+        "benchmark's answer format",
+    )
     _add_ray_options(ev)
     ev.add_argument("--seed", type=int, default=0)
     ev.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
@@ -151,10 +157,13 @@ def _record_dtype_choice(out: Path, choice: dict[str, Any], ran: Any) -> None:
 def cmd_eval(args: argparse.Namespace) -> int:
     """Run ``selfanchor eval``; returns the exit code (0, 2 on bad input, 130 when interrupted)."""
     from ..eval.datasets import DatasetError, load_problems
+    from ..eval.method_specs import WorkedExampleError
     from ..eval.prompted import SteeringRequiredError
     from ..eval.runner import pending_items, run_eval
     from ..eval.store import IncompatibleRunError, ResultsFileError, RunLockedError, check_compatible, read_run_info
 
+    if args.worked_example and any(spec.partition(":")[0] == "conflictqa" for spec in args.benches):
+        return _error("--worked-example: conflictqa's methods answer from their passages and have no worked example")
     if args.model is None:
         from ..models.registry import DEFAULT_MODEL
 
@@ -204,12 +213,20 @@ def cmd_eval(args: argparse.Namespace) -> int:
                 command=command,
                 continuous=args.continuous,
                 trace_tokens=args.trace_tokens,
+                worked_example=args.worked_example,
             )
     except KeyboardInterrupt:
         _record_dtype_choice(out, {**choice.as_dict(), **quantized.as_dict()}, remaining)
         print(f"\ninterrupted: results so far are in {out}; run the same command again to resume", file=sys.stderr)
         return 130
-    except (DatasetError, IncompatibleRunError, SteeringRequiredError, RunLockedError, ResultsFileError) as exc:
+    except (
+        DatasetError,
+        IncompatibleRunError,
+        SteeringRequiredError,
+        RunLockedError,
+        ResultsFileError,
+        WorkedExampleError,
+    ) as exc:
         return _error(str(exc))
     _record_dtype_choice(out, {**choice.as_dict(), **quantized.as_dict()}, remaining)
     _print_summary(summary, out)
@@ -232,6 +249,7 @@ def _run_on_ray(args: argparse.Namespace, dtype: str, quantization: str | None, 
         threads=args.threads_per_worker,
         max_new_tokens=args.max_new_tokens,
         seed=args.seed,
+        worked_example=args.worked_example,
     )
     address = None if args.ray == "local" else args.ray
     result = run_eval_ray(

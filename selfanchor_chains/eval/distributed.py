@@ -49,6 +49,7 @@ class WorkerSpec:
     threads: int = 1
     max_new_tokens: int = 512
     seed: int | None = None
+    worked_example: bool = False
 
 
 @dataclass(frozen=True)
@@ -79,7 +80,8 @@ class Solver:
         from .method_specs import _make_chain
 
         if (bench, method) not in self.chains:
-            self.chains[(bench, method)] = _make_chain(self.llm, method, bench, self.spec.max_new_tokens)
+            budget, example = self.spec.max_new_tokens, self.spec.worked_example
+            self.chains[(bench, method)] = _make_chain(self.llm, method, bench, budget, example)
         return self.chains[(bench, method)]
 
     def fingerprint(self, bench: str, method: str) -> str | None:

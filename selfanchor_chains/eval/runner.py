@@ -106,6 +106,7 @@ def run_eval(
     command: str | None = None,
     continuous: bool = False,
     trace_tokens: bool = False,
+    worked_example: bool = False,
 ) -> dict[str, dict[str, dict[str, Any]]]:
     """Evaluate methods on benchmarks, resumably, appending per-item results under ``out_dir``.
 
@@ -135,6 +136,8 @@ def run_eval(
             ``4 × batch_size`` items through ``batch_size`` decoding slots (a finished item's place goes to the
             next one at once) and its results are written as items finish; the methods take turns chunk by chunk.
         trace_tokens: Keep each generated token's steering trace in the records (``trace``; for the report's pages).
+        worked_example: Show every method its worked example (each in its own format: a comparison that gives one
+            method the example gives it to all); part of each method's fingerprint.
 
     Returns:
         ``{bench: {method: {"n", "correct", "accuracy", "new"}}}`` over all results in the folder for the
@@ -160,11 +163,16 @@ def run_eval(
         check_compatible(read_run_info(out), {**settings, "model": model, "dtype": dtype}, out)
         # Problems are loaded before anything is written, so a data error leaves the folder untouched.
         problem_sets = [(s, load_problems(s, data_dir=data_dir, split=split, limit=limit)) for s in bench_specs]
-        binding: dict[str, Any] = {"max_new_tokens": max_new_tokens, "trace_tokens": trace_tokens}
+        binding: dict[str, Any] = {
+            "max_new_tokens": max_new_tokens,
+            "trace_tokens": trace_tokens,
+            "worked_example": worked_example,
+        }
         chains, fingerprints = _bind_chains(problem_sets, method_specs, llm_or_chain_factory, out, **binding)
         info = {"model": model, "dtype": dtype, "package_version": __version__, "settings": settings}
         update_run_info(out, **info, fingerprints=fingerprints, command=entry)
         run = {"batch_size": batch_size, "max_new_tokens": max_new_tokens, "progress": progress}
+        run["worked_example"] = worked_example
         files = _run_recorded(problem_sets, method_specs, llm_or_chain_factory, out, chains, entry, continuous, run)
     return _summary(files)
 
@@ -193,6 +201,7 @@ def _run_recorded(
                 chains,
                 batch_size=run["batch_size"],
                 max_new_tokens=run["max_new_tokens"],
+                worked_example=run["worked_example"],
                 progress=run["progress"],
                 label=spec,
                 continuous=continuous,
@@ -286,6 +295,7 @@ def _bind_chains(
     out: Path,
     max_new_tokens: int,
     trace_tokens: bool = False,
+    worked_example: bool = False,
 ) -> tuple[dict[tuple[str, str], Any], dict[str, str | None]]:
     """The chains of methods with work left, and their fingerprints, built before anything runs: a method whose
     prompt or steering changed since its results were written is refused (only results on disk bind a method to
@@ -301,7 +311,7 @@ def _bind_chains(
     for (bench, method), left in pending.items():
         if not left:
             continue
-        chain = chains[(bench, method)] = _make_chain(source, method, bench, max_new_tokens)
+        chain = chains[(bench, method)] = _make_chain(source, method, bench, max_new_tokens, worked_example)
         if trace_tokens and "trace_tokens" in getattr(type(chain), "model_fields", {}):
             chains[(bench, method)] = chain.model_copy(update={"trace_tokens": True})  # no change to the answers
         key = f"{bench}/{method}"
@@ -403,6 +413,7 @@ def _run_bench(
     max_new_tokens: int,
     progress: bool,
     label: str,
+    worked_example: bool = False,
     continuous: bool = False,
 ) -> None:
     """Run all methods over one benchmark spec, batch by batch (results land in ``files``)."""
@@ -425,7 +436,7 @@ def _run_bench(
                     continue
                 key = (bench, m.name)
                 if key not in chains:
-                    chains[key] = _make_chain(source, m.name, bench, max_new_tokens)
+                    chains[key] = _make_chain(source, m.name, bench, max_new_tokens, worked_example)
                 if continuous and hasattr(chains[key], "as_completed"):
                     _run_continuous(chains[key], batch, m.name, bench, batch_size, files[key], bar)
                     continue

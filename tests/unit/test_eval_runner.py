@@ -550,3 +550,41 @@ def test_continuous_run_writes_the_same_results_as_batches(
         for item, record in static.items():
             assert (record["text"], record["correct"]) == (streamed[item]["text"], streamed[item]["correct"])
     assert json.loads((tmp_path / "continuous" / "run.json").read_text())["settings"]["continuous"] is True
+
+
+def test_worked_example_reaches_every_method_and_binds_the_folder(
+    tmp_path: Path, data_dir: Path, long_context_tiny_model: Any, byte_tokenizer: Any
+) -> None:
+    from selfanchor_chains.eval.method_specs import WorkedExampleError
+    from selfanchor_chains.langchain.llm import SteeredHFLLM
+    from selfanchor_chains.prompting.templates import WORKED_EXAMPLES
+
+    llm = SteeredHFLLM(model=long_context_tiny_model, tokenizer=byte_tokenizer, model_id="tiny")
+    options: dict[str, Any] = {"data_dir": data_dir, "limit": 2, "batch_size": 2, "max_new_tokens": 4}
+    out = tmp_path / "out"
+    run_eval("gsm8k", "self-anchor,structure-only,cot,ps", llm, out, progress=False, worked_example=True, **options)
+    with_example = json.loads((out / "run.json").read_text())["fingerprints"]
+    run_eval("gsm8k", "self-anchor,structure-only,cot,ps", llm, tmp_path / "plain", progress=False, **options)
+    plain = json.loads((tmp_path / "plain" / "run.json").read_text())["fingerprints"]
+    assert all(with_example[key] != plain[key] for key in plain)  # every method was shown the example
+    for method in ("self-anchor", "structure-only", "cot", "ps"):
+        prompts = [r["prompt_tokens"] for r in read_records(out / "gsm8k" / f"{method}.jsonl")]
+        shorter = [r["prompt_tokens"] for r in read_records(tmp_path / "plain" / "gsm8k" / f"{method}.jsonl")]
+        assert all(a > b for a, b in zip(prompts, shorter, strict=True))
+    # resuming the folder without the example is refused: its methods were run with it
+    with pytest.raises(IncompatibleRunError, match="gsm8k/"):
+        run_eval("gsm8k", "self-anchor,cot", llm, out, progress=False, **{**options, "limit": 3})
+    assert len(read_records(out / "gsm8k" / "cot.jsonl")) == 2
+    # a chain without a worked example is refused before anything runs
+    with pytest.raises(WorkedExampleError, match="no worked example"):
+        run_eval("gsm8k", "cot", FakeFactory(), tmp_path / "fake", progress=False, worked_example=True, **options)
+    assert not (tmp_path / "fake" / "gsm8k").exists()
+    assert WORKED_EXAMPLES["number"].question  # the example the gsm8k prompts carry
+
+
+def test_cli_refuses_a_worked_example_on_conflictqa_before_loading(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = _parser().parse_args(["eval", "conflictqa", "--worked-example", "--out", str(tmp_path / "out")])
+    assert args.worked_example and args.func(args) == 2
+    assert "--worked-example" in capsys.readouterr().err
