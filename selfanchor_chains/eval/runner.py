@@ -116,8 +116,7 @@ def run_eval(
 
     Args:
         benches: Benchmark specs (``"gsm8k,bbh"`` or a list; ``bbh:<task>`` for one BBH task).
-        methods: Method specs (``"self-anchor,cot,spa:100"`` or a list); ``name:N`` caps a method at N items per
-            benchmark.
+        methods: Method specs (``"self-anchor,cot,spa:100"`` or a list); ``name:N``: at most N items per benchmark.
         llm_or_chain_factory: A :class:`~selfanchor_chains.SteeredHFLLM` (all methods); any other LangChain
             LLM or chat model (``cot`` and ``ps`` only, via :func:`~selfanchor_chains.eval.make_prompted_chain`); or
             a factory ``(method, bench) -> runnable`` (see :data:`ChainFactory`).
@@ -128,23 +127,21 @@ def run_eval(
         batch_size: Items per batch (one batched decoding session per method and batch).
         max_new_tokens: Decoding budget of the steered chains (a factory or hosted LLM sets its own).
         seed: Recorded in ``run.json`` (set it on the LLM for sampling; decoding is greedy by default).
-        model_name: Model name for ``run.json`` (default: the LLM's ``model_id`` / ``model_name``).
-        dtype: Weights dtype for ``run.json``.
+        model_name, dtype: Model name (default: the LLM's ``model_id`` / ``model_name``) and dtype for ``run.json``.
         progress: Show a progress bar on stderr.
         command: The command line to record (default: ``run_eval(...)``).
         continuous: Continuous batching for the package's reasoning chains: each method streams a chunk of
             ``4 × batch_size`` items through ``batch_size`` decoding slots (a finished item's place goes to the
             next one at once) and its results are written as items finish; the methods take turns chunk by chunk.
         trace_tokens: Keep each generated token's steering trace in the records (``trace``; for the report's pages).
-        worked_example: Show every method its worked example (each in its own format: a comparison that gives one
-            method the example gives it to all); part of each method's fingerprint.
+        worked_example: Show every method its worked example, each in its own format (part of the fingerprints).
 
     Returns:
         ``{bench: {method: {"n", "correct", "accuracy", "new"}}}`` over all results in the folder for the
         benchmarks and methods of this call (``new``: items solved by this call).
 
     Raises:
-        ValueError: Unknown benchmark or method, or a bad limit / batch size.
+        ValueError: Unknown benchmark or method, a bad limit / batch size, or a worked example a chain lacks.
         SteeringRequiredError: A steered method with a plain LLM.
         IncompatibleRunError: ``out_dir`` holds results of another model, dtype, split or token budget, or of a
             method whose prompt or steering changed since (see :func:`method_fingerprint`).
@@ -163,16 +160,12 @@ def run_eval(
         check_compatible(read_run_info(out), {**settings, "model": model, "dtype": dtype}, out)
         # Problems are loaded before anything is written, so a data error leaves the folder untouched.
         problem_sets = [(s, load_problems(s, data_dir=data_dir, split=split, limit=limit)) for s in bench_specs]
-        binding: dict[str, Any] = {
-            "max_new_tokens": max_new_tokens,
-            "trace_tokens": trace_tokens,
-            "worked_example": worked_example,
-        }
+        decoding: dict[str, Any] = {"max_new_tokens": max_new_tokens, "worked_example": worked_example}
+        binding = {**decoding, "trace_tokens": trace_tokens}
         chains, fingerprints = _bind_chains(problem_sets, method_specs, llm_or_chain_factory, out, **binding)
         info = {"model": model, "dtype": dtype, "package_version": __version__, "settings": settings}
         update_run_info(out, **info, fingerprints=fingerprints, command=entry)
-        run = {"batch_size": batch_size, "max_new_tokens": max_new_tokens, "progress": progress}
-        run["worked_example"] = worked_example
+        run = {**decoding, "batch_size": batch_size, "progress": progress}
         files = _run_recorded(problem_sets, method_specs, llm_or_chain_factory, out, chains, entry, continuous, run)
     return _summary(files)
 
