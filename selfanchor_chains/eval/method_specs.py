@@ -152,14 +152,18 @@ def _check_source(source: Any, methods: Sequence[MethodSpec]) -> None:
 
 
 def _make_chain(source: Any, method: str, bench: str, max_new_tokens: int, worked_example: bool = False) -> Any:
-    if worked_example:
-        chain = _make_chain(source, method, bench, max_new_tokens)
-        if "worked_example" not in getattr(type(chain), "model_fields", {}):
-            raise WorkedExampleError(
-                f"{method} on {bench} has no worked example to show (only the package's reasoning chains on a "
-                "SteeredHFLLM have one)"
-            )
-        return chain.model_copy(update={"worked_example": True})
+    chain = _built_chain(source, method, bench, max_new_tokens)
+    if not worked_example:
+        return chain
+    if "worked_example" not in getattr(type(chain), "model_fields", {}):
+        raise WorkedExampleError(
+            f"{method} on {bench} has no worked example to show (only the package's reasoning chains on a "
+            "SteeredHFLLM have one)"
+        )
+    return chain.model_copy(update={"worked_example": True})
+
+
+def _built_chain(source: Any, method: str, bench: str, max_new_tokens: int) -> Any:
     if _is_steered(source) and bench == "conflictqa":
         from .conflict_methods import make_conflict_chain
 
