@@ -95,6 +95,12 @@ def combined_finalist(screening: dict[str, Any], screened: list[str]) -> str | N
     return "sa-example-" + best.removeprefix("sa-")
 
 
+def references_due(winner: str) -> list[str]:
+    """The references run on the pools once the winner is named: CoT, and the unsteered and CoT twins with the worked
+    example when the winner shows it (``structure`` already ran with the finalists)."""
+    return ["cot", "structure-example", "cot-example"] if winner.startswith("sa-example") else ["cot"]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=OUT)
@@ -126,7 +132,7 @@ def main() -> int:
         finalists = sorted(candidates, key=lambda v: (-screening[v]["accuracy"], len(v)))[:3]  # type: ignore[index]
     print(f"Finalists: {finalists or 'not yet (screening incomplete)'}")
     if "sa-example" in finalists:
-        print("sa-example is a finalist: queue structure-example and cot-example (screening and confirmation)")
+        print("sa-example is a finalist: structure-example, cot-example join the screening (pools: after the winner)")
         combined = combined_finalist(screening, required)
         if combined:
             finalists.append(combined)
@@ -156,6 +162,14 @@ def main() -> int:
         for v in complete:
             print(f"  {v:36s} {100 * mean(v):.1f}%")
     print(f"Winner: {winner or 'not yet (confirmation runs incomplete)'}")
+    for v in [*finalists, "structure"]:
+        done = {b: sum(i in load(args.out, b, v) for i in ids) for b, ids in pools.items()}
+        print(f"  pool progress {v:32s} " + ", ".join(f"{b} {n}/{len(pools[b])}" for b, n in done.items()))
+    if winner:
+        due_refs = references_due(winner)
+        print(f"References due on the pools (report only, rule 3 as amended in session 10): {', '.join(due_refs)}")
+        for bench, (_, end) in POOLS.items():
+            print(f"  --bench {bench} --split {SPLITS[bench]} --limit {end} --variants {','.join(due_refs)}")
     if args.json:
         args.json.write_text(
             json.dumps(

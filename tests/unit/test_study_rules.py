@@ -53,3 +53,9 @@ def test_each_training_pool_other_than_train_has_its_own_folder() -> None:
     study = _script("study")
     assert study.run_folder("m", "bfloat16", "train") == "m-bfloat16"
     assert study.run_folder("m", "bfloat16", "official_dev") == "m-bfloat16-official_dev"
+
+
+def test_the_references_due_after_the_winner_match_its_format(select: ModuleType) -> None:
+    assert select.references_due("sa-reasoning-only") == ["cot"]
+    assert select.references_due("sa-example") == ["cot", "structure-example", "cot-example"]
+    assert select.references_due("sa-example-reasoning-only") == ["cot", "structure-example", "cot-example"]
