@@ -95,6 +95,19 @@ def combined_finalist(screening: dict[str, Any], screened: list[str]) -> str | N
     return "sa-example-" + best.removeprefix("sa-")
 
 
+def choose_finalists(screening: dict[str, Any], screened: list[str]) -> list[str]:
+    """Rule 2: the three screened Self-Anchor variants with the best screening accuracy (ties: the shorter name), plus
+    the combined ``sa-example-<option>`` when ``sa-example`` is among them. Only the screened variants compete: the
+    combined variant's own screening items (decoded later, for the table) do not make it a finalist by themselves."""
+    candidates = [v for v in screened if v.startswith("sa-") and screening.get(v)]
+    finalists = sorted(candidates, key=lambda v: (-screening[v]["accuracy"], len(v)))[:3]
+    if "sa-example" in finalists:
+        combined = combined_finalist(screening, screened)
+        if combined:
+            finalists.append(combined)
+    return finalists
+
+
 def references_due(winner: str) -> list[str]:
     """The references run on the pools once the winner is named: CoT, and the unsteered and CoT twins with the worked
     example when the winner shows it (``structure`` already ran with the finalists)."""
@@ -126,17 +139,12 @@ def main() -> int:
     required = [*SCREENED, *due]
     missing = [v for v in required if screening.get(v) is None]
     print(f"Follow-ups due: {due or 'none so far'}; not complete yet: {missing or 'none'}")
-    candidates = [v for v, c in screening.items() if c is not None and v.startswith("sa-")]
-    finalists: list[str] = []
-    if not missing:
-        finalists = sorted(candidates, key=lambda v: (-screening[v]["accuracy"], len(v)))[:3]  # type: ignore[index]
+    finalists = [] if missing else choose_finalists(screening, required)
     print(f"Finalists: {finalists or 'not yet (screening incomplete)'}")
     if "sa-example" in finalists:
         print("sa-example is a finalist: structure-example, cot-example join the screening (pools: after the winner)")
-        combined = combined_finalist(screening, required)
-        if combined:
-            finalists.append(combined)
-            print(f"the best steering option combined with the example joins the finalists: {combined}")
+        if len(finalists) > 3:
+            print(f"the best steering option combined with the example joins the finalists: {finalists[3]}")
 
     pools = {
         "gsm8k": gsm8k_ids[slice(*POOLS["gsm8k"])],

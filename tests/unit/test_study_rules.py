@@ -59,3 +59,17 @@ def test_the_references_due_after_the_winner_match_its_format(select: ModuleType
     assert select.references_due("sa-reasoning-only") == ["cot"]
     assert select.references_due("sa-example") == ["cot", "structure-example", "cot-example"]
     assert select.references_due("sa-example-reasoning-only") == ["cot", "structure-example", "cot-example"]
+
+
+def test_only_screened_variants_compete_for_the_finalists(select: ModuleType) -> None:
+    screening = _cells(
+        sa_default=55, sa_example=58, sa_reasoning_only=56, sa_final_none=55, sa_example_reasoning_only=64, cot=64
+    )
+    screened = ["sa-default", "sa-example", "sa-reasoning-only", "sa-final-none"]
+    # sa-example-reasoning-only's screening items came after the rule named it: it joins as the combination, once
+    assert select.choose_finalists(screening, screened) == [
+        "sa-example",
+        "sa-reasoning-only",
+        "sa-default",
+        "sa-example-reasoning-only",
+    ]
