@@ -73,3 +73,32 @@ def test_only_screened_variants_compete_for_the_finalists(select: ModuleType) ->
         "sa-default",
         "sa-example-reasoning-only",
     ]
+
+
+def test_the_final_run_covers_the_issue_s_table(select: ModuleType) -> None:
+    final = _script("final_run")
+    runs = final.commands(worked_example=False)
+    gsm8k = [r for r in runs if r[1] == "gsm8k"]
+    others = [r for r in runs if r[1] != "gsm8k"]
+    assert [r[r.index("--limit") + 1] for r in gsm8k] == ["150", "300"]
+    assert [r[r.index("--limit") + 1] for r in others] == ["50", "100"]
+    assert all(r[r.index("--methods") + 1] == "self-anchor,structure-only,cot,ps" for r in gsm8k)
+    assert all(set(r[1].split(",")) == {"aqua", "math500", "strategyqa", "t4d", "bbh"} for r in others)
+    assert all(r[r.index("--methods") + 1] == "self-anchor,structure-only,cot" for r in others)
+    assert all(r[r.index("--batch") + 1] == "8" and r[r.index("--max-new-tokens") + 1] == "512" for r in runs)
+    assert not any("--worked-example" in r for r in runs)
+    assert all("--worked-example" in r for r in final.commands(worked_example=True))
+
+
+def test_the_final_run_refuses_a_default_that_is_not_the_winner() -> None:
+    from selfanchor_chains.reasoning.chains import SelfAnchorChain
+
+    final = _script("final_run")
+    shown = SelfAnchorChain.model_fields["worked_example"].default
+    # the chain's defaults are compared with the winner's settings, field by field
+    assert final.default_mismatches({"worked_example": shown, "reasoning_scope": "question+plan"}) == []
+    mismatched = final.default_mismatches({"worked_example": not shown, "reasoning_scope": "question+plan"})
+    assert [m.split(":")[0] for m in mismatched] == ["worked_example"]
+    assert "step_strength" in "".join(final.default_mismatches({"step_strength": {"plan": 0.25}}))
+    with pytest.raises(SystemExit, match="not a Self-Anchor variant"):
+        final.winner_settings("cot")
