@@ -49,7 +49,7 @@ class WorkerSpec:
     threads: int = 1
     max_new_tokens: int = 512
     seed: int | None = None
-    worked_example: bool = False
+    worked_example: bool | None = None  # None: SelfAnchorChain's default, for every method
 
 
 @dataclass(frozen=True)

@@ -151,16 +151,32 @@ def _check_source(source: Any, methods: Sequence[MethodSpec]) -> None:
         )
 
 
-def _make_chain(source: Any, method: str, bench: str, max_new_tokens: int, worked_example: bool = False) -> Any:
+def _make_chain(source: Any, method: str, bench: str, max_new_tokens: int, worked_example: bool | None = None) -> Any:
+    """The chain a method runs on a benchmark, showing the worked example as asked.
+
+    ``worked_example``: True / False shows / hides it in every package reasoning chain (True on a chain that has no
+    example is an error); None gives each of them Self-Anchor's default, so that the methods of a comparison see the
+    same prompt shape whatever that default is. Other chains (prompted, conflictqa, a factory's) are left as built.
+    """
     chain = _built_chain(source, method, bench, max_new_tokens)
-    if not worked_example:
-        return chain
-    if "worked_example" not in getattr(type(chain), "model_fields", {}):
+    has_example = "worked_example" in getattr(type(chain), "model_fields", {})
+    if worked_example and not has_example:
         raise WorkedExampleError(
             f"{method} on {bench} has no worked example to show (only the package's reasoning chains on a "
             "SteeredHFLLM have one)"
         )
-    return chain.model_copy(update={"worked_example": True})
+    if not has_example:
+        return chain
+    wanted = default_worked_example() if worked_example is None else worked_example
+    return chain if chain.worked_example == wanted else chain.model_copy(update={"worked_example": wanted})
+
+
+def default_worked_example() -> bool:
+    """Whether :class:`~selfanchor_chains.SelfAnchorChain` shows its worked example by default (what an evaluation
+    gives every method unless told otherwise)."""
+    from ..reasoning.chains import SelfAnchorChain
+
+    return bool(SelfAnchorChain.model_fields["worked_example"].default)
 
 
 def _built_chain(source: Any, method: str, bench: str, max_new_tokens: int) -> Any:

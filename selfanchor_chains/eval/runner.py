@@ -106,7 +106,7 @@ def run_eval(
     command: str | None = None,
     continuous: bool = False,
     trace_tokens: bool = False,
-    worked_example: bool = False,
+    worked_example: bool | None = None,
 ) -> dict[str, dict[str, dict[str, Any]]]:
     """Evaluate methods on benchmarks, resumably, appending per-item results under ``out_dir``.
 
@@ -134,7 +134,8 @@ def run_eval(
             ``4 × batch_size`` items through ``batch_size`` decoding slots (a finished item's place goes to the
             next one at once) and its results are written as items finish; the methods take turns chunk by chunk.
         trace_tokens: Keep each generated token's steering trace in the records (``trace``; for the report's pages).
-        worked_example: Show every method its worked example, each in its own format (part of the fingerprints).
+        worked_example: Show every method its worked example (each in its own format) or none; None: every method
+            alike as ``SelfAnchorChain`` by default. Part of the fingerprints.
 
     Returns:
         ``{bench: {method: {"n", "correct", "accuracy", "new"}}}`` over all results in the folder for the
@@ -153,8 +154,7 @@ def run_eval(
     bench_specs, method_specs = _checked_specs(benches, methods, llm_or_chain_factory, batch_size, limit)
     out = Path(out_dir)
     model = model_name or _model_name(llm_or_chain_factory)
-    data = str(data_dir) if data_dir is not None else None
-    settings = _run_settings(split, max_new_tokens, batch_size, seed, limit, continuous, data)
+    settings = _run_settings(split, max_new_tokens, batch_size, seed, limit, continuous, data_dir)
     entry = _command_entry(command, bench_specs, method_specs, settings)
     with run_lock(out):
         check_compatible(read_run_info(out), {**settings, "model": model, "dtype": dtype}, out)
@@ -229,7 +229,7 @@ def _run_settings(
         "seed": seed,
         "limit": limit,
         "continuous": continuous,
-        "data_dir": data,
+        "data_dir": str(data) if data is not None else None,
     }
 
 
@@ -288,7 +288,7 @@ def _bind_chains(
     out: Path,
     max_new_tokens: int,
     trace_tokens: bool = False,
-    worked_example: bool = False,
+    worked_example: bool | None = None,
 ) -> tuple[dict[tuple[str, str], Any], dict[str, str | None]]:
     """The chains of methods with work left, and their fingerprints, built before anything runs: a method whose
     prompt or steering changed since its results were written is refused (only results on disk bind a method to
@@ -406,7 +406,7 @@ def _run_bench(
     max_new_tokens: int,
     progress: bool,
     label: str,
-    worked_example: bool = False,
+    worked_example: bool | None = None,
     continuous: bool = False,
 ) -> None:
     """Run all methods over one benchmark spec, batch by batch (results land in ``files``)."""

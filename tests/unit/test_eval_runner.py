@@ -564,7 +564,15 @@ def test_worked_example_reaches_every_method_and_binds_the_folder(
     out = tmp_path / "out"
     run_eval("gsm8k", "self-anchor,structure-only,cot,ps", llm, out, progress=False, worked_example=True, **options)
     with_example = json.loads((out / "run.json").read_text())["fingerprints"]
-    run_eval("gsm8k", "self-anchor,structure-only,cot,ps", llm, tmp_path / "plain", progress=False, **options)
+    run_eval(
+        "gsm8k",
+        "self-anchor,structure-only,cot,ps",
+        llm,
+        tmp_path / "plain",
+        progress=False,
+        worked_example=False,
+        **options,
+    )
     plain = json.loads((tmp_path / "plain" / "run.json").read_text())["fingerprints"]
     assert all(with_example[key] != plain[key] for key in plain)  # every method was shown the example
     for method in ("self-anchor", "structure-only", "cot", "ps"):
@@ -573,13 +581,42 @@ def test_worked_example_reaches_every_method_and_binds_the_folder(
         assert all(a > b for a, b in zip(prompts, shorter, strict=True))
     # resuming the folder without the example is refused: its methods were run with it
     with pytest.raises(IncompatibleRunError, match="gsm8k/"):
-        run_eval("gsm8k", "self-anchor,cot", llm, out, progress=False, **{**options, "limit": 3})
+        run_eval("gsm8k", "self-anchor,cot", llm, out, progress=False, worked_example=False, **{**options, "limit": 3})
     assert len(read_records(out / "gsm8k" / "cot.jsonl")) == 2
     # a chain without a worked example is refused before anything runs
     with pytest.raises(WorkedExampleError, match="no worked example"):
         run_eval("gsm8k", "cot", FakeFactory(), tmp_path / "fake", progress=False, worked_example=True, **options)
     assert not (tmp_path / "fake" / "gsm8k").exists()
     assert WORKED_EXAMPLES["number"].question  # the example the gsm8k prompts carry
+
+
+@pytest.mark.parametrize("shown", [True, False])
+def test_by_default_every_method_does_as_self_anchor_does_by_default(
+    shown: bool, monkeypatch: pytest.MonkeyPatch, tiny_model: Any, byte_tokenizer: Any
+) -> None:
+    from selfanchor_chains.eval import method_specs
+    from selfanchor_chains.langchain.llm import SteeredHFLLM
+
+    llm = SteeredHFLLM(model=tiny_model, tokenizer=byte_tokenizer, model_id="tiny")
+    monkeypatch.setattr(method_specs, "default_worked_example", lambda: shown)
+    for method in ("self-anchor", "structure-only", "cot", "ps"):
+        # None: the package default, the same for every method of the comparison
+        assert method_specs._make_chain(llm, method, "gsm8k", 8, None).worked_example is shown
+        # an explicit choice overrides it
+        assert method_specs._make_chain(llm, method, "gsm8k", 8, not shown).worked_example is not shown
+    # a factory's chain has no example to show: left as built when nothing is asked of it
+    factory = FakeFactory()
+    built = method_specs._make_chain(factory, "cot", "gsm8k", 8, None)
+    assert type(built) is type(factory("cot", "gsm8k")) and not hasattr(built, "worked_example")
+
+
+def test_the_cli_passes_the_example_choice_or_none(tmp_path: Path) -> None:
+    parse = _parser().parse_args
+    assert parse(["eval", "gsm8k"]).worked_example is None
+    assert parse(["eval", "gsm8k", "--worked-example"]).worked_example is True
+    assert parse(["eval", "gsm8k", "--no-worked-example"]).worked_example is False
+    with pytest.raises(SystemExit):
+        parse(["eval", "gsm8k", "--worked-example", "--no-worked-example"])
 
 
 def test_cli_refuses_a_worked_example_on_conflictqa_before_loading(
