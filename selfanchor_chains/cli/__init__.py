@@ -11,6 +11,7 @@ from ..models.registry import DEFAULT_MODEL
 from ..reasoning.methods import METHODS
 from . import bench_commands, commands
 from .args import (
+    add_example_options,
     add_weights_arguments,
     bench_arg,
     methods_list_arg,
@@ -142,6 +143,7 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
         default="static",
         help="batching modes to time side by side: static (eval's default), continuous, or static,continuous",
     )
+    add_example_options(throughput)
     throughput.set_defaults(func=bench_commands.cmd_bench_throughput)
 
 

@@ -125,3 +125,19 @@ def add_weights_arguments(parser: argparse.ArgumentParser) -> None:
         "computes in bfloat16); auto (default): the measured CPU default where it is faster (--dtype auto on a "
         "CPU with native bfloat16), else none",
     )
+
+
+def add_example_options(parser: argparse.ArgumentParser) -> None:
+    """``--worked-example`` / ``--no-worked-example``: every method shows its worked example, or none; neither:
+    every method as ``SelfAnchorChain`` by default (``args.worked_example`` is None)."""
+    example = parser.add_mutually_exclusive_group()
+    example.add_argument(
+        "--worked-example",
+        action="store_true",
+        default=None,
+        help="show every method one solved example in its own format (plan/reason or a plain trace), with the "
+        "benchmark's answer format (default: every method alike does what SelfAnchorChain does by default)",
+    )
+    example.add_argument(
+        "--no-worked-example", dest="worked_example", action="store_false", help="show no method a worked example"
+    )

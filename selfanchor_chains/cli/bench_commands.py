@@ -146,6 +146,7 @@ def cmd_bench_throughput(args: argparse.Namespace) -> int:
         data_dir=args.data_dir,
         modes=[m.strip() for m in args.modes.split(",") if m.strip()],
         log=_log,
+        worked_example=args.worked_example,
     )
     base = result["problems_per_min"]
     for method, per_min in base.items():

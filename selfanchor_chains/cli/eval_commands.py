@@ -55,23 +55,9 @@ def default_out_dir(model: str, dtype: str, quantization: str | None = None) -> 
     return Path("evals") / (f"{slug}-{dtype}" + (f"-{quantization}" if quantization else ""))
 
 
-def _add_example_options(ev: Any) -> None:
-    example = ev.add_mutually_exclusive_group()
-    example.add_argument(
-        "--worked-example",
-        action="store_true",
-        default=None,
-        help="show every method one solved example in its own format (plan/reason or a plain trace), with the "
-        "benchmark's answer format (default: every method alike does what SelfAnchorChain does by default)",
-    )
-    example.add_argument(
-        "--no-worked-example", dest="worked_example", action="store_false", help="show no method a worked example"
-    )
-
-
 def add_eval_commands(subparsers: Any) -> None:
     """Register the ``eval`` and ``report`` subcommands on the main parser's subparsers."""
-    from .args import add_weights_arguments
+    from .args import add_example_options, add_weights_arguments
 
     ev = subparsers.add_parser(
         "eval",
@@ -117,7 +103,7 @@ def add_eval_commands(subparsers: Any) -> None:
         action="store_true",
         help="keep each generated token's steering trace in the records (the report's pages shade the tokens)",
     )
-    _add_example_options(ev)
+    add_example_options(ev)
     _add_ray_options(ev)
     ev.add_argument("--seed", type=int, default=0)
     ev.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")

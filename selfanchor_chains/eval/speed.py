@@ -496,6 +496,7 @@ def run_throughput_bench(
     data_dir: str | None = None,
     modes: Sequence[str] = ("static",),
     log: Callable[[str], None] = print,
+    worked_example: bool | None = None,
 ) -> dict[str, Any]:
     """Problems per minute of each method on the same problems, methods (and batching modes) interleaved.
 
@@ -504,7 +505,8 @@ def run_throughput_bench(
     ``batch`` decoding slots (``selfanchor eval --continuous``): a finished solve's place goes to the next problem
     at the next decode step. Nothing is written, so the ratios are measured side by side. A warm-up solve of each
     method runs first (not timed), so that every method starts with its shared prompt prefix cached, as during an
-    evaluation.
+    evaluation. ``worked_example`` as in :func:`~selfanchor_chains.eval.run_eval` (None: every method as
+    ``SelfAnchorChain`` by default).
 
     Returns:
         Per run (``method`` for static, ``method@continuous`` for continuous): ``seconds``, ``tokens``,
@@ -512,17 +514,17 @@ def run_throughput_bench(
         ``continuous_speedup`` (continuous over static problems per minute, per method) and ``answers_differ``
         (problems whose answer differs between the modes: bfloat16 batch-composition noise under greedy decoding).
     """
-    from ..reasoning.methods import make_chain
     from .datasets import load_problems
+    from .method_specs import _make_chain
 
     unknown = set(modes) - {"static", "continuous"}
     if unknown or not modes:
         raise ValueError(f"modes are static and continuous, got {list(modes)}")
     items = list(load_problems(bench, data_dir=data_dir, split=split, limit=problems))
     questions = [p.question for p in items]
-    chains = {m: make_chain(m, llm, bench=bench, max_new_tokens=max_new_tokens) for m in methods}
+    chains = {m: _make_chain(llm, m, bench, max_new_tokens, worked_example) for m in methods}
     for m in methods:  # warm-up: a few tokens, enough to store the method's shared prompt prefix
-        make_chain(m, llm, bench=bench, max_new_tokens=8).invoke(items[0].question)
+        chains[m].model_copy(update={"max_new_tokens": 8}).invoke(items[0].question)
     runs = [(m, mode) for m in methods for mode in modes]
     seconds = {_run_key(m, mode): 0.0 for m, mode in runs}
     tokens = {_run_key(m, mode): 0 for m, mode in runs}

@@ -394,6 +394,33 @@ def test_throughput_bench_times_methods_side_by_side(
     assert len(llm.runtime.decoder.prefix_cache.entries) >= 2
 
 
+@pytest.mark.parametrize("shown", [True, False])
+def test_throughput_bench_shows_the_example_as_eval_does(
+    shown: bool, monkeypatch: pytest.MonkeyPatch, data_dir: Path, long_context_tiny_model: Any, byte_tokenizer: Any
+) -> None:
+    from selfanchor_chains.eval import method_specs
+    from selfanchor_chains.eval.speed import run_throughput_bench
+    from selfanchor_chains.langchain.llm import SteeredHFLLM
+
+    built: list[Any] = []
+    make = method_specs._make_chain
+
+    def spy(*args: Any) -> Any:
+        built.append(make(*args))
+        return built[-1]
+
+    monkeypatch.setattr(method_specs, "_make_chain", spy)
+    monkeypatch.setattr(method_specs, "default_worked_example", lambda: shown)
+    llm = SteeredHFLLM(model=long_context_tiny_model, tokenizer=byte_tokenizer, model_id="tiny")
+    options: dict[str, Any] = {"problems": 1, "batch": 1, "max_new_tokens": 2, "data_dir": str(data_dir)}
+    run_throughput_bench(llm, methods=["self-anchor", "cot"], log=lambda line: None, **options)
+    # by default every method does what SelfAnchorChain does by default, as in an evaluation
+    assert [c.worked_example for c in built] == [shown, shown]
+    built.clear()
+    run_throughput_bench(llm, methods=["cot"], log=lambda line: None, worked_example=not shown, **options)
+    assert [c.worked_example for c in built] == [not shown]
+
+
 def test_throughput_bench_compares_static_and_continuous_batching(
     data_dir: Path, long_context_tiny_model: Any, byte_tokenizer: Any
 ) -> None:
