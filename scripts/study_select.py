@@ -108,6 +108,41 @@ def choose_finalists(screening: dict[str, Any], screened: list[str]) -> list[str
     return finalists
 
 
+def confirmation_table(out: Path, pools: dict[str, list[str]], variants: list[str]) -> str:
+    """Markdown: each variant's accuracy on each pool (items done so far, Wilson 95%), the mean over the complete
+    pools, and the paired comparison with ``structure`` over the items both have (only it / only structure, exact
+    McNemar p)."""
+    from selfanchor_chains.eval.stats import mcnemar_exact
+
+    names = {"gsm8k": "GSM8K train 101-300", "strategyqa": "StrategyQA train 1-100", "aqua": "AQuA official_dev 1-100"}
+    head = [
+        "variant",
+        *(names[b] for b in pools),
+        "mean (complete pools)",
+        "vs structure: only it / only structure (p)",
+    ]
+    rows = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
+    base = {b: load(out, b, "structure") for b in pools}
+    for v in variants:
+        cells, accs, only_it, only_base = [], [], 0, 0
+        for bench, ids in pools.items():
+            results = load(out, bench, v)
+            done = [i for i in ids if i in results]
+            k = sum(results[i] for i in done)
+            low, high = wilson(k, len(done))
+            partial = "" if len(done) == len(ids) else " (so far)"
+            cells.append(f"{k}/{len(done)}{partial} [{100 * low:.1f}, {100 * high:.1f}]" if done else "-")
+            if len(done) == len(ids):
+                accs.append(k / len(ids))
+            shared = [i for i in done if i in base[bench]]
+            only_it += sum(results[i] and not base[bench][i] for i in shared)
+            only_base += sum(base[bench][i] and not results[i] for i in shared)
+        mean = f"{100 * sum(accs) / len(accs):.1f}% ({len(accs)} pools)" if accs else "-"
+        paired = "-" if v == "structure" else f"{only_it} / {only_base} ({mcnemar_exact(only_it, only_base):.2f})"
+        rows.append(f"| {v} | " + " | ".join(cells) + f" | {mean} | {paired} |")
+    return "\n".join(rows) + "\n"
+
+
 def references_due(winner: str) -> list[str]:
     """The references run on the pools once the winner is named: CoT, and the unsteered and CoT twins with the worked
     example when the winner shows it (``structure`` already ran with the finalists)."""
@@ -118,6 +153,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=OUT)
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--markdown", type=Path, default=None, help="write the confirmation table (so far) here")
     args = parser.parse_args()
 
     gsm8k_ids = positions("gsm8k", "train")
@@ -173,6 +209,9 @@ def main() -> int:
     for v in [*finalists, "structure"]:
         done = {b: sum(i in load(args.out, b, v) for i in ids) for b, ids in pools.items()}
         print(f"  pool progress {v:32s} " + ", ".join(f"{b} {n}/{len(pools[b])}" for b, n in done.items()))
+    if args.markdown:
+        shown = [*finalists, "structure", *(references_due(winner) if winner else [])]
+        args.markdown.write_text(confirmation_table(args.out, pools, shown))
     if winner:
         due_refs = references_due(winner)
         print(f"References due on the pools (report only, rule 3 as amended in session 10): {', '.join(due_refs)}")

@@ -102,3 +102,21 @@ def test_the_final_run_refuses_a_default_that_is_not_the_winner() -> None:
     assert "step_strength" in "".join(final.default_mismatches({"step_strength": {"plan": 0.25}}))
     with pytest.raises(SystemExit, match="not a Self-Anchor variant"):
         final.winner_settings("cot")
+
+
+def test_the_confirmation_table_reports_pools_so_far_and_pairs_with_structure(
+    select: ModuleType, tmp_path: Path
+) -> None:
+    import json
+
+    out = tmp_path / "m-bfloat16"
+    (out / "gsm8k").mkdir(parents=True)
+    ids = [f"q{i}" for i in range(4)]
+    rows = {"structure": [True, False, False, True], "sa-x": [True, True, False]}  # sa-x: 3 of 4 items so far
+    for name, correct in rows.items():
+        lines = [json.dumps({"id": i, "correct": c}) for i, c in zip(ids, correct, strict=False)]
+        (out / "gsm8k" / f"{name}.jsonl").write_text("\n".join(lines) + "\n")
+    table = select.confirmation_table(out, {"gsm8k": ids}, ["sa-x", "structure"]).splitlines()
+    assert table[2].startswith("| sa-x | 2/3 (so far) [")
+    assert table[2].endswith("| - | 1 / 0 (1.00) |")  # no complete pool yet; q1 only it, none only structure
+    assert table[3].startswith("| structure | 2/4 [") and "50.0% (1 pools)" in table[3]
