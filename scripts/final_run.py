@@ -21,6 +21,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # scripts/study.py holds the variants and the log sync
+
 ROOT = Path(__file__).resolve().parent.parent
 RUNS = ROOT / "evals" / "final"  # the results folder is RUNS/<model>-<dtype>; study.sync_logs works on RUNS
 OUT = RUNS / "qwen2.5-coder-1.5b-bfloat16"
@@ -48,7 +50,6 @@ def commands(worked_example: bool, out: Path = OUT_ARG) -> list[list[str]]:
 
 def winner_settings(winner: str) -> dict[str, Any]:
     """The study variant's chain settings (``scripts/study.py``), which the default must equal."""
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
     from study import _variants
 
     variants = _variants()
@@ -90,7 +91,6 @@ def main(argv: list[str] | None = None) -> int:
         for argv_ in todo:
             print("selfanchor " + " ".join(argv_))
         return 0
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
     from study import sync_logs
 
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}

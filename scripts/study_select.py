@@ -19,6 +19,8 @@ import math
 from pathlib import Path
 from typing import Any
 
+from selfanchor_chains.eval.stats import wilson_interval
+
 OUT = Path("evals/study/qwen2.5-coder-1.5b-bfloat16")
 SPLITS = {"gsm8k": "train", "strategyqa": "train", "aqua": "official_dev"}  # the training pool of each benchmark
 REFERENCES = ("cot", "cot-example", "structure", "structure-example")
@@ -50,13 +52,9 @@ FOLLOW_UPS = {
 }
 
 
-def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
-    if n == 0:
-        return (math.nan, math.nan)
-    p = k / n
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return (centre - half, centre + half)
+def wilson(k: int, n: int) -> tuple[float, float]:
+    """Wilson 95% interval of k/n (NaNs for an empty pool, which the tables print as "-")."""
+    return wilson_interval(k, n) or (math.nan, math.nan)
 
 
 def load(out: Path, bench: str, variant: str) -> dict[str, bool]:
