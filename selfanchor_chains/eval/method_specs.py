@@ -156,9 +156,12 @@ def _make_chain(source: Any, method: str, bench: str, max_new_tokens: int, worke
 
     ``worked_example``: True / False shows / hides it in every package reasoning chain (True on a chain that has no
     example is an error); None gives each of them Self-Anchor's default, so that the methods of a comparison see the
-    same prompt shape whatever that default is. Other chains (prompted, conflictqa, a factory's) are left as built.
+    same prompt shape whatever that default is. Other chains (prompted, conflictqa, a factory's, even when the factory
+    builds package chains) are left as built unless asked explicitly.
     """
     chain = _built_chain(source, method, bench, max_new_tokens)
+    if worked_example is None and not _is_steered(source):
+        return chain  # a factory's chain made its own choice (the study's variants differ in exactly this)
     has_example = "worked_example" in getattr(type(chain), "model_fields", {})
     if worked_example and not has_example:
         raise WorkedExampleError(

@@ -636,6 +636,15 @@ def test_by_default_every_method_does_as_self_anchor_does_by_default(
     built = method_specs._make_chain(factory, "cot", "gsm8k", 8, None)
     assert type(built).__qualname__ == type(factory("cot", "gsm8k")).__qualname__  # a class per call
     assert not hasattr(built, "worked_example")
+    # a factory of package chains (the study's variants) keeps each chain's own choice unless one is asked
+    from selfanchor_chains.reasoning.chains import SelfAnchorChain
+
+    def variants(method: str, bench: str) -> SelfAnchorChain:
+        return SelfAnchorChain(llm=llm, bench=bench, worked_example=method == "with-example")
+
+    for method in ("with-example", "without"):
+        assert method_specs._make_chain(variants, method, "gsm8k", 8, None).worked_example is (method == "with-example")
+        assert method_specs._make_chain(variants, method, "gsm8k", 8, not shown).worked_example is not shown
 
 
 def test_the_cli_passes_the_example_choice_or_none(tmp_path: Path) -> None:
