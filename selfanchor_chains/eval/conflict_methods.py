@@ -261,7 +261,11 @@ def _self_anchor(llm: Any, max_new_tokens: int) -> Any:
             raise ValueError("rag-self-anchor needs passages; the input has none")
         return {"question": inputs["question"], "context": [Document(page_content=p) for p in passages]}
 
-    chain = SelfAnchorChain(llm=llm, bench="conflictqa", max_new_tokens=min(max_new_tokens, SELF_ANCHOR_TOKENS))
+    # No worked example whatever SelfAnchorChain's default: the answer comes from the passages, and the examples are
+    # math and multiple-choice solutions that would compete with them (the conflictqa results were made without).
+    chain = SelfAnchorChain(
+        llm=llm, bench="conflictqa", max_new_tokens=min(max_new_tokens, SELF_ANCHOR_TOKENS), worked_example=False
+    )
     return RunnableLambda(to_context) | chain
 
 

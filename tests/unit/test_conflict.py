@@ -230,6 +230,12 @@ def test_anchors_change_nothing_at_omega_one(tiny_llm: Any) -> None:
     assert all(o["omega"] == 1.0 and o["usage"]["completion_tokens"] for o in plain)
 
 
+def test_rag_self_anchor_shows_no_worked_example_whatever_the_default(tiny_llm: Any) -> None:
+    # the passages are what it must answer from; a math example in the system message would compete with them
+    reasoner = make_conflict_chain("rag-self-anchor", tiny_llm).last
+    assert reasoner.worked_example is False  # set explicitly, so a change of SelfAnchorChain's default leaves it
+
+
 def test_eval_runs_conflict_methods_and_reports_them(tmp_path: Path, tiny_llm: Any) -> None:
     from selfanchor_chains.eval import read_records, run_eval
     from selfanchor_chains.eval.report import build_report, format_markdown
