@@ -39,7 +39,7 @@ def llm(byte_tokenizer: Any) -> Any:
 def _rows(llm: Any) -> list[Any]:
     from selfanchor_chains.reasoning.chains import SelfAnchorChain
 
-    chain = SelfAnchorChain(llm=llm, max_new_tokens=14)
+    chain = SelfAnchorChain(llm=llm, max_new_tokens=14, worked_example=False)  # short prompts, whatever the default
     return chain._rows([chain._build(i, chain._coerce(q)) for i, q in enumerate(QUESTIONS)])
 
 
@@ -50,7 +50,12 @@ def test_continuous_solves_equal_solving_each_alone(llm: Any, retries: int) -> N
 
     def chain(**kwargs: Any) -> Any:
         return SelfAnchorChain(
-            llm=llm, max_new_tokens=14, schedule=ConstantOmega(1.5), format_retries=retries, **kwargs
+            llm=llm,
+            max_new_tokens=14,
+            schedule=ConstantOmega(1.5),
+            format_retries=retries,
+            worked_example=False,  # the probe's prompts (see _rows), whatever the default
+            **kwargs,
         )
 
     alone = [chain().invoke(q) for q in QUESTIONS]
