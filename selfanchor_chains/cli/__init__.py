@@ -65,6 +65,7 @@ def _add_solve(sub: argparse._SubParsersAction) -> None:
         "--bench", type=bench_arg, default="gsm8k", help="answer format/extractor (gsm8k, aqua, math500, ...)"
     )
     solve.add_argument("--max-new-tokens", type=positive_int_arg, default=512)
+    add_example_options(solve)
     solve.add_argument(
         "--compare",
         type=methods_list_arg,

@@ -80,13 +80,15 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
 
 def cmd_solve(args: argparse.Namespace) -> int:
+    from ..eval.method_specs import default_worked_example
     from ..langchain.llm import SteeredHFLLM
 
+    # Every method alike shows the worked example or none (as in `selfanchor eval`), so a comparison stays fair.
+    example = default_worked_example() if args.worked_example is None else args.worked_example
+    common = {"max_new_tokens": args.max_new_tokens, "bench": args.bench, "worked_example": example}
     model, tokenizer, _ = load_model(args)
     llm = SteeredHFLLM(model=model, tokenizer=tokenizer, model_id=args.model)
-    chain = make_chain(
-        args.method, llm, max_new_tokens=args.max_new_tokens, bench=args.bench, trace_tokens=args.html is not None
-    )
+    chain = make_chain(args.method, llm, trace_tokens=args.html is not None, **common)
     from .solve_view import SolveView, show_comparison
 
     view = SolveView(args.method, plain=True if args.plain else None)
@@ -97,7 +99,7 @@ def cmd_solve(args: argparse.Namespace) -> int:
         from ..reasoning.side_by_side import solve_side_by_side
 
         methods = [args.method, *args.compare]
-        others = [make_chain(m, llm, max_new_tokens=args.max_new_tokens, bench=args.bench) for m in args.compare]
+        others = [make_chain(m, llm, **common) for m in args.compare]
         outputs: dict[int, dict[str, Any]] = {}
         ended: dict[int, float] = {}
 

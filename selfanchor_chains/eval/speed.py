@@ -436,7 +436,8 @@ def run_solve_cost_bench(
     llm = SteeredHFLLM(model=model, tokenizer=tokenizer)
     llm.runtime.decoder.prefix_cache.max_tokens = 0  # like plain ``generate``, which recomputes every prompt in full
     chain = SelfAnchorChain(llm=llm, bench="gsm8k", max_new_tokens=max_new_tokens)
-    cot = CoTChain(llm=llm, bench="gsm8k", max_new_tokens=max_new_tokens)
+    # The same system message (worked example or none), so the ratio is the machinery's cost alone.
+    cot = CoTChain(llm=llm, bench="gsm8k", max_new_tokens=max_new_tokens, worked_example=chain.worked_example)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     rows = []
     for problem in load_problems("gsm8k", data_dir=data_dir, limit=problems):

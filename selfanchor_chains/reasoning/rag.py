@@ -133,7 +133,8 @@ def make_reasoner(method: str, llm: Any, *, bench: str | None = None, **chain_kw
     """The reasoning chain of a method, set up for retrieved context.
 
     Self-Anchor (and its ablations, and SPA) anchor the passages; CoT and PS+ read them as plain text, since they do
-    not steer (with ω = 1 an anchor would change nothing but the cache key).
+    not steer (with ω = 1 an anchor would change nothing but the cache key). No method shows the worked example
+    unless ``worked_example=True`` is passed: it solves a problem without passages.
 
     Args:
         method: One of :data:`RAG_METHODS`.
@@ -149,6 +150,9 @@ def make_reasoner(method: str, llm: Any, *, bench: str | None = None, **chain_kw
     if method not in RAG_METHODS:
         raise ValueError(f"unknown method {method!r}; choose from {', '.join(RAG_METHODS)}")
     chain_kwargs.setdefault("anchor_context", method not in PROMPTED_METHODS)
+    # The worked example solves a problem without passages; every method reads retrieved context without one
+    # unless asked (the RAG and knowledge-conflict results were measured that way).
+    chain_kwargs.setdefault("worked_example", False)
     return make_chain(method, llm, bench=bench, **chain_kwargs)
 
 

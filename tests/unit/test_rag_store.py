@@ -65,3 +65,15 @@ def test_persistent_retriever(tmp_path: Path) -> None:
     assert len(found) == 2 and found[0].page_content == "Oslo" and found[0].id == "2"
     with pytest.raises(ValueError, match="at least one passage"):
         faiss_vector_store([], CountingEmbedding(size=16), tmp_path / "empty")
+
+
+@pytest.mark.parametrize("method", ["self-anchor", "structure-only", "cot", "ps"])
+def test_rag_reasoners_show_no_worked_example_unless_asked(tiny_model, byte_tokenizer, method: str) -> None:  # type: ignore[no-untyped-def]
+    # The worked example solves a problem without passages; the RAG results were measured without it, whatever
+    # SelfAnchorChain's closed-book default is.
+    from selfanchor_chains import SteeredHFLLM
+    from selfanchor_chains.reasoning.rag import make_reasoner
+
+    llm = SteeredHFLLM(model=tiny_model, tokenizer=byte_tokenizer, model_id="tiny")
+    assert make_reasoner(method, llm, bench="strategyqa").worked_example is False
+    assert make_reasoner(method, llm, bench="strategyqa", worked_example=True).worked_example is True

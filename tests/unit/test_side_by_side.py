@@ -84,3 +84,28 @@ def test_solve_compare_shows_every_method_from_one_session(
     assert code == 0
     shown = capsys.readouterr().out
     assert all(method in shown for method in ("self-anchor", "cot", "spa"))
+
+
+@pytest.mark.parametrize(
+    ("flag", "expected"), [([], None), (["--worked-example"], True), (["--no-worked-example"], False)]
+)
+def test_solve_compare_shows_every_method_the_same_worked_example(
+    llm: Any, monkeypatch: pytest.MonkeyPatch, flag: list[str], expected: bool | None
+) -> None:
+    from selfanchor_chains.cli import commands, main
+    from selfanchor_chains.eval.method_specs import default_worked_example
+    from selfanchor_chains.reasoning.methods import make_chain
+
+    built: dict[str, bool] = {}
+
+    def recording_make_chain(method: str, llm_: Any, **kwargs: Any) -> Any:
+        chain = make_chain(method, llm_, **kwargs)
+        built[method] = chain.worked_example
+        return chain
+
+    monkeypatch.setattr(commands, "load_model", lambda args: (llm.model, llm.tokenizer, {}))
+    monkeypatch.setattr(commands, "make_chain", recording_make_chain)
+    code = main(["solve", QUESTION, "--compare", "cot,ps", "--plain", "--max-new-tokens", "4", *flag])
+    assert code == 0
+    wanted = default_worked_example() if expected is None else expected
+    assert built == {"self-anchor": wanted, "cot": wanted, "ps": wanted}
