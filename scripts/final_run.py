@@ -2,6 +2,7 @@
 
     python scripts/final_run.py --winner sa-example --dry-run      # check the default, print the commands
     nohup python scripts/final_run.py --winner sa-example >> evals/final/run.log 2>&1 &
+    python scripts/final_run.py --save                            # mid-command: the logs so far (pause it first)
 
 It refuses to start unless ``SelfAnchorChain``'s defaults are the study winner's settings (the dev table must measure
 the shipped default, nothing else), then runs the ``selfanchor eval`` commands one after another. Each command
@@ -77,9 +78,18 @@ def default_mismatches(settings: dict[str, Any]) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--winner", required=True, help="the study's winner (python scripts/study_select.py)")
+    parser.add_argument("--winner", help="the study's winner (python scripts/study_select.py)")
     parser.add_argument("--dry-run", action="store_true", help="check the default and print the commands only")
+    parser.add_argument(
+        "--save", action="store_true", help="only gzip the logs so far to results/final/logs (pause a run first)"
+    )
     args = parser.parse_args(argv)
+    if args.save:
+        from study import sync_logs
+
+        return sync_logs(RUNS, LOGS, save=True)
+    if not args.winner:
+        parser.error("--winner is required (python scripts/study_select.py names it)")
     settings = winner_settings(args.winner)
     mismatches = default_mismatches(settings)
     if mismatches:

@@ -104,6 +104,24 @@ def test_the_final_run_refuses_a_default_that_is_not_the_winner() -> None:
         final.winner_settings("cot")
 
 
+def test_the_final_run_saves_its_logs_so_far_without_a_winner(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    import gzip
+
+    final = _script("final_run")
+    runs, logs = tmp_path / "final", tmp_path / "logs"
+    (runs / "m-bfloat16" / "gsm8k").mkdir(parents=True)
+    (runs / "m-bfloat16" / "gsm8k" / "cot.jsonl").write_text('{"id": "q1", "correct": true}\n')
+    (runs / "m-bfloat16" / "run.json").write_text("{}")
+    monkeypatch.setattr(final, "RUNS", runs)
+    monkeypatch.setattr(final, "LOGS", logs)
+    assert final.main(["--save"]) == 0
+    saved = logs / "m-bfloat16" / "gsm8k" / "cot.jsonl.gz"
+    assert gzip.decompress(saved.read_bytes()) == b'{"id": "q1", "correct": true}\n'
+    assert (logs / "m-bfloat16" / "run.json").read_text() == "{}"
+    with pytest.raises(SystemExit):  # anything else needs the winner
+        final.main(["--dry-run"])
+
+
 def test_the_confirmation_table_reports_pools_so_far_and_pairs_with_structure(
     select: ModuleType, tmp_path: Path
 ) -> None:
