@@ -461,6 +461,9 @@ class SelfAnchorChain(ReasoningChain):
 
     template: ReasoningTemplate = SELF_ANCHOR
     schedule: OmegaSchedule | None = Field(default_factory=ConfidenceOmega)
+    worked_example: bool = True
+    """Show one worked plan/reason example in the system message (on by default: the steering study's winner,
+    ``results/study/README.md``; without it the 1.5B model's reasoning steps often restate their plan)."""
 
 
 class CoTChain(ReasoningChain):
