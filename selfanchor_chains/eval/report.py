@@ -3,6 +3,10 @@ paired bootstrap interval and an exact McNemar test, speed and failure-mode coun
 
 BBH is reported per task and as the macro-average over tasks (row ``bbh (macro)``), the figure the papers quote.
 The macro row's paired interval resamples items within each task; its McNemar test pools the tasks' pairs.
+With two benchmarks or more, row ``mean (benchmarks)`` averages the benchmarks (BBH as its macro row), each with
+the same weight: the figure a "mean of the six benchmarks" target is about. It covers only methods (and paired
+comparisons) present on every benchmark; its interval resamples items within each benchmark (within each BBH task,
+a task weighing one over the number of tasks) and its McNemar test pools all pairs.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from .store import iter_result_files, read_records, read_run_info
 
 __all__ = [
     "MACRO_ROW",
+    "MEAN_ROW",
     "build_report",
     "format_markdown",
     "load_results",
@@ -34,6 +39,7 @@ __all__ = [
 ]
 
 MACRO_ROW = "bbh (macro)"
+MEAN_ROW = "mean (benchmarks)"
 # Below this many paired items in some BBH task the within-task bootstrap of the macro row is flagged as too narrow.
 _RELIABLE_TASK_SIZE = 5
 TRUNCATED = frozenset({"length", "max_tokens", "MAX_TOKENS"})
@@ -93,6 +99,21 @@ def _macro_cell(task_cells: Sequence[Mapping[str, Any]], records: Sequence[Mappi
         "ci_low": None,
         "ci_high": None,
         "tasks": len(scored),
+        "mean_tokens": sum(tokens) / len(tokens) if tokens else None,
+        "problems_per_minute": _per_minute(records),
+    }
+
+
+def _mean_cell(bench_cells: Sequence[Mapping[str, Any]], records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """One method over several benchmarks: each benchmark's accuracy (BBH's macro) with the same weight."""
+    tokens = _tokens(records)
+    return {
+        "n": sum(c["n"] for c in bench_cells),
+        "correct": sum(c["correct"] for c in bench_cells),
+        "accuracy": sum(c["accuracy"] for c in bench_cells) / len(bench_cells),
+        "ci_low": None,
+        "ci_high": None,
+        "benchmarks": len(bench_cells),
         "mean_tokens": sum(tokens) / len(tokens) if tokens else None,
         "problems_per_minute": _per_minute(records),
     }
@@ -162,24 +183,27 @@ def _comparison(
     seed: int,
     resamples: int,
     confidence: float,
+    weights: Sequence[float] | None = None,
 ) -> dict[str, Any] | None:
     first = [x for a, _ in strata for x in a]
     second = [x for _, b in strata for x in b]
     n = len(first)
     if not n:
         return None
+    weights = list(weights) if weights is not None else [1.0] * len(strata)
     b = sum(1 for x, y in zip(first, second, strict=True) if x and not y)
     c = sum(1 for x, y in zip(first, second, strict=True) if y and not x)
     diff, low, high = stratified_paired_bootstrap(
-        strata, resamples=resamples, seed=seed, confidence=confidence, key=f"{row}|{baseline}"
+        strata, resamples=resamples, seed=seed, confidence=confidence, key=f"{row}|{baseline}", weights=weights
     )
-    used = [s for s in strata if s[0]]
+    used = [(s, w) for s, w in zip(strata, weights, strict=True) if s[0] and w]
+    total = sum(w for _, w in used)
     return {
         "row": row,
         "baseline": baseline,
         "n": n,
-        "reference_accuracy": sum(sum(a) / len(a) for a, _ in used) / len(used),
-        "baseline_accuracy": sum(sum(bb) / len(bb) for _, bb in used) / len(used),
+        "reference_accuracy": sum(w * sum(a) / len(a) for (a, _), w in used) / total,
+        "baseline_accuracy": sum(w * sum(bb) / len(bb) for (_, bb), w in used) / total,
         "diff": diff,
         "ci_low": low,
         "ci_high": high,
@@ -243,6 +267,7 @@ def build_report(
     opts: dict[str, Any] = {"seed": seed, "resamples": resamples, "confidence": confidence}
     bbh_cells: dict[str, list[dict[str, Any]]] = {}
     bbh_strata: dict[str, list[tuple[list[bool], list[bool]]]] = {}
+    bench_strata: dict[str, dict[str, list[tuple[list[bool], list[bool]]]]] = {}  # baseline → bench → pairs
     for row, bench, task, by_method in _groups(results):
         cells = {m: _cell(by_method[m], confidence) for m in methods if m in by_method}
         rows.append({"row": row, "bench": bench, "task": task, "kind": "task" if task else "bench", "methods": cells})
@@ -255,6 +280,7 @@ def build_report(
             if baseline == reference or baseline not in by_method:
                 continue
             pair = _paired(by_method[reference], by_method[baseline])
+            bench_strata.setdefault(baseline, {}).setdefault(bench, []).append(pair)
             if task:
                 bbh_strata.setdefault(baseline, []).append(pair)
             found = _comparison(row, baseline, [pair], **opts)
@@ -266,6 +292,10 @@ def build_report(
         rows.append(macro_row)
         paired += macro_pairs
     all_records = {m: [r for by_method in results.values() for r in by_method.get(m, [])] for m in methods}
+    if len(results) >= 2:
+        mean_row, mean_pairs = _benchmark_mean(rows, all_records, reference, bench_strata, opts)
+        rows.append(mean_row)
+        paired += mean_pairs
     run = read_run_info(out_dir)
     report = {
         "out_dir": str(out_dir),
@@ -309,6 +339,41 @@ def _bbh_macro(
             found["time_ratio"] = _time_ratio(bbh_records.get(reference, []), bbh_records.get(baseline, []))
             # Resampling within a task of one or two items barely varies, so such an interval is too narrow.
             found["smallest_task"] = min(len(first) for first, _ in pairs if first)
+            paired.append(found)
+    return row, paired
+
+
+def _benchmark_mean(
+    rows: Sequence[Mapping[str, Any]],
+    all_records: Mapping[str, Sequence[Mapping[str, Any]]],
+    reference: str,
+    bench_strata: Mapping[str, Mapping[str, Sequence[tuple[list[bool], list[bool]]]]],
+    opts: Mapping[str, Any],
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The mean over benchmarks (BBH by its macro row) for the methods, and the paired comparisons, that cover
+    every benchmark."""
+    bench_rows = [r for r in rows if r["kind"] == "bench" or r["kind"] == "macro"]
+    cells = {}
+    for method, records in all_records.items():
+        per_bench = [r["methods"].get(method) for r in bench_rows]
+        if all(c is not None and c["accuracy"] is not None for c in per_bench):
+            cells[method] = _mean_cell([c for c in per_bench if c is not None], records)
+    row = {"row": MEAN_ROW, "bench": None, "task": None, "kind": "mean", "methods": cells}
+    benches = {r["bench"] for r in bench_rows}
+    paired = []
+    for baseline, by_bench in bench_strata.items():
+        if set(by_bench) != benches or not all(any(first for first, _ in p) for p in by_bench.values()):
+            continue  # a mean over some of the benchmarks is not the mean over benchmarks
+        strata: list[tuple[list[bool], list[bool]]] = []
+        weights: list[float] = []
+        for pairs in by_bench.values():
+            tasks = sum(1 for first, _ in pairs if first)  # BBH: its tasks share one benchmark's weight
+            strata += pairs
+            weights += [1.0 / tasks] * len(pairs)
+        found = _comparison(MEAN_ROW, baseline, strata, weights=weights, **opts)
+        if found:
+            found["time_ratio"] = _time_ratio(all_records.get(reference, []), all_records.get(baseline, []))
+            found["benchmarks"] = len(by_bench)
             paired.append(found)
     return row, paired
 
@@ -379,6 +444,8 @@ def _accuracy_markdown(report: Mapping[str, Any]) -> list[str]:
             cell = row["methods"].get(m)
             if cell is None or cell["accuracy"] is None:
                 cells.append("–")
+            elif cell["ci_low"] is None and "benchmarks" in cell:
+                cells.append(f"{_pct(cell['accuracy'])} (n={cell['n']}, {cell['benchmarks']} benchmarks)")
             elif cell["ci_low"] is None:
                 cells.append(f"{_pct(cell['accuracy'])} (n={cell['n']}, {_tasks(cell.get('tasks', 0))})")
             else:
@@ -399,9 +466,11 @@ def _paired_markdown(report: Mapping[str, Any]) -> list[str]:
         f"Δ in percentage points; {level}% paired bootstrap interval ({settings['resamples']} resamples, seed "
         f"{settings['seed']}); b = only {reference} right, c = only the baseline right; exact McNemar p "
         f"(two-sided). The {MACRO_ROW} row averages per-task differences (resampled within tasks); its p pools "
-        "the tasks' pairs. time × = the reference's seconds over the baseline's on those items: side by side "
-        "only where one `selfanchor eval` command ran both (it runs them on the same batches, one after the "
-        "other), not for items resumed from runs made at other times.",
+        f"the tasks' pairs. The {MEAN_ROW} row gives each benchmark the same weight (BBH as its macro row) and "
+        "is shown only for baselines paired on every benchmark; its p pools all pairs. time × = the reference's "
+        "seconds over the baseline's on those items: side by side only where one `selfanchor eval` command ran "
+        "both (it runs them on the same batches, one after the other), not for items resumed from runs made at "
+        "other times.",
         "",
     ]
     body = [
@@ -458,7 +527,7 @@ def _efficiency_markdown(report: Mapping[str, Any]) -> list[str]:
 
 
 def _chart_rows(report: Mapping[str, Any]) -> list[Mapping[str, Any]]:
-    """Benchmarks and the BBH macro row (per-task bars would drown the chart)."""
+    """Benchmarks, the BBH macro row and the mean over benchmarks (per-task bars would drown the chart)."""
     return [row for row in report["rows"] if row["kind"] != "task"]
 
 

@@ -115,6 +115,7 @@ def stratified_paired_bootstrap(
     seed: int = 0,
     confidence: float = 0.95,
     key: str = "",
+    weights: Sequence[float] | None = None,
 ) -> tuple[float, float, float]:
     """Bootstrap interval of the macro-averaged paired difference: items resampled within each stratum.
 
@@ -124,31 +125,44 @@ def stratified_paired_bootstrap(
         seed: Random seed.
         confidence: Interval coverage.
         key: Name of the comparison (mixed into the seed).
+        weights: Per stratum, its weight in the average (normalised over the non-empty strata); equal when None.
+            The mean over benchmarks weights each BBH task by one over the number of tasks.
 
     Returns:
-        ``(difference, low, high)``: the mean over strata of the per-stratum difference, and its interval.
+        ``(difference, low, high)``: the (weighted) mean over strata of the per-stratum difference, and its
+        interval.
+
+    Raises:
+        ValueError: A stratum's lists differ in length, ``weights`` does not match ``strata`` or has a negative
+            entry, or no stratum with items has a positive weight.
     """
     import numpy as np
 
+    if weights is None:
+        weights = [1.0] * len(strata)
+    if len(weights) != len(strata):
+        raise ValueError(f"{len(weights)} weights for {len(strata)} strata")
+    if any(not w >= 0 for w in weights):  # `not >=` also rejects NaN
+        raise ValueError(f"stratum weights must be >= 0, got {list(weights)}")
     rng = _rng(seed, key)
-    point = []
+    point = 0.0
     draws = np.zeros(resamples)
-    used = 0
-    for first, second in strata:
+    total = 0.0
+    for (first, second), weight in zip(strata, weights, strict=True):
         if len(first) != len(second):
             raise ValueError(f"paired samples differ in length: {len(first)} != {len(second)}")
         n = len(first)
-        if n == 0:
+        if n == 0 or weight == 0:
             continue
         b = sum(1 for x, y in zip(first, second, strict=True) if x and not y)
         c = sum(1 for x, y in zip(first, second, strict=True) if y and not x)
-        point.append((b - c) / n)
+        point += weight * (b - c) / n
         counts = rng.multinomial(n, [b / n, c / n, (n - b - c) / n], size=resamples)
-        draws += (counts[:, 0] - counts[:, 1]) / n
-        used += 1
-    if not used:
+        draws += weight * (counts[:, 0] - counts[:, 1]) / n
+        total += weight
+    if not total:
         raise ValueError("no paired items")
-    draws /= used
+    draws /= total
     alpha = (1 - confidence) / 2
     low, high = np.quantile(draws, [alpha, 1 - alpha])
-    return sum(point) / used, float(low), float(high)
+    return point / total, float(low), float(high)

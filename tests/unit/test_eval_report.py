@@ -20,7 +20,7 @@ from selfanchor_chains.eval import (
     wilson_interval,
     write_report,
 )
-from selfanchor_chains.eval.report import MACRO_ROW
+from selfanchor_chains.eval.report import MACRO_ROW, MEAN_ROW
 
 
 def _record(bench: str, i: int, correct: bool, *, task: str | None = None, **extra: Any) -> dict[str, Any]:
@@ -147,7 +147,7 @@ def test_bootstrap_is_seeded_and_covers_the_difference() -> None:
 def test_report_accuracy_rows(results: Path) -> None:
     report = build_report(results)
     assert report["methods"] == ["self-anchor", "cot"]
-    assert [r["row"] for r in report["rows"]] == ["gsm8k", "aqua", "bbh:a", "bbh:b", MACRO_ROW]
+    assert [r["row"] for r in report["rows"]] == ["gsm8k", "aqua", "bbh:a", "bbh:b", MACRO_ROW, MEAN_ROW]
     gsm = _row(report, "gsm8k")["methods"]
     assert gsm["self-anchor"]["n"] == 10 and gsm["self-anchor"]["accuracy"] == 0.8  # the cut line is ignored
     assert (gsm["self-anchor"]["ci_low"], gsm["self-anchor"]["ci_high"]) == pytest.approx((0.4901625, 0.9433178))
@@ -175,6 +175,49 @@ def test_report_paired_differences(results: Path) -> None:
     assert macro["ci_low"] <= macro["diff"] <= macro["ci_high"]
     again = build_report(results, seed=0)
     assert again["paired"] == report["paired"]
+
+
+def test_mean_over_benchmarks_weighs_each_benchmark_once(results: Path) -> None:
+    report = build_report(results, seed=0)
+    # gsm8k 8/10 vs 5/10, aqua 22/30 vs 14/30, bbh macro 0.375 vs 0.625 (BBH counts once, not per task or item).
+    cells = _row(report, MEAN_ROW)["methods"]
+    assert cells["self-anchor"]["accuracy"] == pytest.approx((0.8 + 22 / 30 + 0.375) / 3)
+    assert cells["cot"]["accuracy"] == pytest.approx((0.5 + 14 / 30 + 0.625) / 3)
+    assert (cells["cot"]["n"], cells["cot"]["benchmarks"]) == (46, 3)
+    mean = _pair(report, MEAN_ROW)
+    assert mean["diff"] == pytest.approx((0.3 + 8 / 30 - 0.25) / 3)
+    assert mean["reference_accuracy"] - mean["baseline_accuracy"] == pytest.approx(mean["diff"])
+    assert (mean["n"], mean["b"], mean["c"], mean["benchmarks"]) == (46, 15, 4, 3)  # McNemar pools every pair
+    assert mean["p_value"] == pytest.approx(mcnemar_exact(15, 4))
+    assert mean["ci_low"] < mean["diff"] < mean["ci_high"]
+    # All items side by side: self-anchor 46 × 2 s; cot 10 × 1 s + 36 × 2 s.
+    assert mean["time_ratio"] == pytest.approx(92 / 82)
+
+
+def test_mean_over_benchmarks_only_for_methods_on_every_benchmark(results: Path) -> None:
+    _write(results, "gsm8k", "ps", [_record("gsm8k", i, True) for i in range(10)])  # ps ran on gsm8k only
+    report = build_report(results)
+    assert "ps" in _row(report, "gsm8k")["methods"] and "ps" not in _row(report, MEAN_ROW)["methods"]
+    assert [p["baseline"] for p in report["paired"] if p["row"] == MEAN_ROW] == ["cot"]
+    single = results.parent / "single"
+    _write(single, "gsm8k", "self-anchor", [_record("gsm8k", i, True) for i in range(4)])
+    _write(single, "gsm8k", "cot", [_record("gsm8k", i, False) for i in range(4)])
+    assert MEAN_ROW not in [r["row"] for r in build_report(single)["rows"]]  # one benchmark: no mean row
+
+
+def test_weighted_stratified_bootstrap() -> None:
+    strata = [([True] * 8 + [False] * 2, [False] * 10), ([False] * 4, [True] * 4)]
+    equal = stratified_paired_bootstrap(strata, seed=3, resamples=2000)
+    assert stratified_paired_bootstrap(strata, seed=3, resamples=2000, weights=[2.0, 2.0]) == equal
+    diff, low, high = stratified_paired_bootstrap(strata, seed=3, resamples=2000, weights=[3.0, 1.0])
+    assert diff == pytest.approx((3 * 0.8 + 1 * -1.0) / 4) and low <= diff <= high
+    assert stratified_paired_bootstrap(strata, seed=3, resamples=2000, weights=[1.0, 0.0])[0] == pytest.approx(0.8)
+    with pytest.raises(ValueError, match="2 strata"):
+        stratified_paired_bootstrap(strata, weights=[1.0])
+    with pytest.raises(ValueError, match=">= 0"):
+        stratified_paired_bootstrap(strata, weights=[1.0, float("nan")])
+    with pytest.raises(ValueError, match="no paired items"):
+        stratified_paired_bootstrap(strata, weights=[0.0, 0.0])
 
 
 def test_paired_uses_only_items_both_completed(tmp_path: Path) -> None:
@@ -210,13 +253,15 @@ def test_write_report_files(results: Path) -> None:
         assert written[key].is_file() and written[key].stat().st_size > 0
     assert written["accuracy"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     data = json.loads(written["json"].read_text())
-    assert data["run"]["model"] == "m@bfloat16" and len(data["paired"]) == 5
+    assert data["run"]["model"] == "m@bfloat16" and len(data["paired"]) == 6
     markdown = written["markdown"].read_text()
     assert "| gsm8k | 80.0 [49.0, 94.3] (n=10) | 50.0 [23.7, 76.3] (n=10) |" in markdown
     assert "| aqua | cot | 30 | 73.3 vs 46.7 | +26.7 |" in markdown and "| 10 | 2 | 0.0386 | 1.00 |" in markdown
     assert MACRO_ROW in markdown and markdown == format_markdown(build_report(results))
     # bbh task b has two paired items: the macro interval is flagged.
-    assert data["paired"][-1]["smallest_task"] == 2 and "fewer than 5 paired items (smallest: 2)" in markdown
+    macro = next(p for p in data["paired"] if p["row"] == MACRO_ROW)
+    assert macro["smallest_task"] == 2 and "fewer than 5 paired items (smallest: 2)" in markdown
+    assert f"| {MEAN_ROW} | 63.6 (n=46, 3 benchmarks) | 53.1 (n=46, 3 benchmarks) |" in markdown
 
 
 def _report_args(*argv: str) -> argparse.Namespace:
