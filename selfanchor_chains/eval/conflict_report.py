@@ -79,7 +79,8 @@ def build_conflict_report(
         entry per (score, baseline) has ``n``, both rates, ``diff``, its interval, ``b``, ``c`` and ``p_value``;
         ``time_ratio`` is the method's seconds over ``rag-plain``'s on the items both completed.
     """
-    from .report import _comparison, _ordered, _time_ratio, paired_records
+    from .paired import compare, paired_records, time_ratio
+    from .report import _ordered
 
     methods = _ordered(results, _ORDER)
     known = _known_ids(results)
@@ -98,7 +99,7 @@ def build_conflict_report(
                     continue
                 pairs = paired_records(reference_records, _subset(results[baseline], items, known))
                 strata = [([bool(a.get(key)) for a, _ in pairs], [bool(b.get(key)) for _, b in pairs])]
-                found = _comparison(f"conflictqa {name}", baseline, strata, **opts)
+                found = compare(f"conflictqa {name}", baseline, strata, **opts)
                 if found:
                     paired.append({**found, "score": name})
     cost = {}
@@ -112,7 +113,7 @@ def build_conflict_report(
             else None,
             "seconds_per_token": _seconds_per_token(records),
             "mean_tokens": sum(tokens) / len(tokens) if tokens else None,
-            "time_ratio": _time_ratio(records, results["rag-plain"]) if "rag-plain" in results else None,
+            "time_ratio": time_ratio(records, results["rag-plain"]) if "rag-plain" in results else None,
         }
     return {
         "methods": methods,

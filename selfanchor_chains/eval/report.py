@@ -22,7 +22,8 @@ from typing import Any
 
 from ..reasoning.methods import METHODS
 from .disagreements import format_disagreements_markdown, write_disagreement_pages
-from .stats import mcnemar_exact, proportion_fields, stratified_paired_bootstrap
+from .paired import compare, paired_correctness, paired_records, time_ratio
+from .stats import proportion_fields
 from .steering_report import build_steering_summary, format_steering_markdown
 from .store import iter_result_files, read_records, read_run_info
 
@@ -146,73 +147,6 @@ def _groups(
     return groups
 
 
-def paired_records(
-    reference: Sequence[Mapping[str, Any]], baseline: Sequence[Mapping[str, Any]]
-) -> list[tuple[Mapping[str, Any], Mapping[str, Any]]]:
-    """``(reference record, baseline record)`` for the items both completed, in the reference's order."""
-    base = {str(r["id"]): r for r in baseline}
-    return [(r, base[str(r["id"])]) for r in reference if str(r["id"]) in base]
-
-
-def _paired(
-    reference: Sequence[Mapping[str, Any]], baseline: Sequence[Mapping[str, Any]]
-) -> tuple[list[bool], list[bool]]:
-    """Correctness of both methods on the items both completed, in the reference's order."""
-    pairs = paired_records(reference, baseline)
-    return [bool(a.get("correct")) for a, _ in pairs], [bool(b.get("correct")) for _, b in pairs]
-
-
-def _time_ratio(reference: Sequence[Mapping[str, Any]], baseline: Sequence[Mapping[str, Any]]) -> float | None:
-    """Reference seconds over baseline seconds on the items both completed.
-
-    When one ``selfanchor eval`` command ran both methods they ran on the same batches one after the other, so this
-    is a side-by-side measure even when the machine's speed drifts over a long run (overall problems/min are not);
-    items the two methods completed in separate runs compare those runs' conditions as well.
-    """
-    pairs = paired_records(reference, baseline)
-    ref_seconds = sum(float(a.get("seconds") or 0.0) for a, _ in pairs)
-    base_seconds = sum(float(b.get("seconds") or 0.0) for _, b in pairs)
-    return ref_seconds / base_seconds if ref_seconds > 0 and base_seconds > 0 else None
-
-
-def _comparison(
-    row: str,
-    baseline: str,
-    strata: Sequence[tuple[list[bool], list[bool]]],
-    *,
-    seed: int,
-    resamples: int,
-    confidence: float,
-    weights: Sequence[float] | None = None,
-) -> dict[str, Any] | None:
-    first = [x for a, _ in strata for x in a]
-    second = [x for _, b in strata for x in b]
-    n = len(first)
-    if not n:
-        return None
-    weights = list(weights) if weights is not None else [1.0] * len(strata)
-    b = sum(1 for x, y in zip(first, second, strict=True) if x and not y)
-    c = sum(1 for x, y in zip(first, second, strict=True) if y and not x)
-    diff, low, high = stratified_paired_bootstrap(
-        strata, resamples=resamples, seed=seed, confidence=confidence, key=f"{row}|{baseline}", weights=weights
-    )
-    used = [(s, w) for s, w in zip(strata, weights, strict=True) if s[0] and w]
-    total = sum(w for _, w in used)
-    return {
-        "row": row,
-        "baseline": baseline,
-        "n": n,
-        "reference_accuracy": sum(w * sum(a) / len(a) for (a, _), w in used) / total,
-        "baseline_accuracy": sum(w * sum(bb) / len(bb) for (_, bb), w in used) / total,
-        "diff": diff,
-        "ci_low": low,
-        "ci_high": high,
-        "b": b,
-        "c": c,
-        "p_value": mcnemar_exact(b, c),
-    }
-
-
 def _failure_modes(records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     reasons = Counter(str(r.get("finish_reason")) for r in records)
     truncated = sum(1 for r in records if r.get("finish_reason") in TRUNCATED)
@@ -279,13 +213,13 @@ def build_report(
         for baseline in methods:
             if baseline == reference or baseline not in by_method:
                 continue
-            pair = _paired(by_method[reference], by_method[baseline])
+            pair = paired_correctness(by_method[reference], by_method[baseline])
             bench_strata.setdefault(baseline, {}).setdefault(bench, []).append(pair)
             if task:
                 bbh_strata.setdefault(baseline, []).append(pair)
-            found = _comparison(row, baseline, [pair], **opts)
+            found = compare(row, baseline, [pair], **opts)
             if found:
-                found["time_ratio"] = _time_ratio(by_method[reference], by_method[baseline])
+                found["time_ratio"] = time_ratio(by_method[reference], by_method[baseline])
                 paired.append(found)
     if bbh_cells:
         macro_row, macro_pairs = _bbh_macro(results.get("bbh", {}), methods, reference, bbh_cells, bbh_strata, opts)
@@ -334,9 +268,9 @@ def _bbh_macro(
     }
     paired = []
     for baseline, pairs in strata.items():
-        found = _comparison(MACRO_ROW, baseline, pairs, **opts)
+        found = compare(MACRO_ROW, baseline, pairs, **opts)
         if found:
-            found["time_ratio"] = _time_ratio(bbh_records.get(reference, []), bbh_records.get(baseline, []))
+            found["time_ratio"] = time_ratio(bbh_records.get(reference, []), bbh_records.get(baseline, []))
             # Resampling within a task of one or two items barely varies, so such an interval is too narrow.
             found["smallest_task"] = min(len(first) for first, _ in pairs if first)
             paired.append(found)
@@ -370,9 +304,9 @@ def _benchmark_mean(
             tasks = sum(1 for first, _ in pairs if first)  # BBH: its tasks share one benchmark's weight
             strata += pairs
             weights += [1.0 / tasks] * len(pairs)
-        found = _comparison(MEAN_ROW, baseline, strata, weights=weights, **opts)
+        found = compare(MEAN_ROW, baseline, strata, weights=weights, **opts)
         if found:
-            found["time_ratio"] = _time_ratio(all_records.get(reference, []), all_records.get(baseline, []))
+            found["time_ratio"] = time_ratio(all_records.get(reference, []), all_records.get(baseline, []))
             found["benchmarks"] = len(by_bench)
             paired.append(found)
     return row, paired
