@@ -90,8 +90,15 @@ def _cell(records: Sequence[Mapping[str, Any]], confidence: float) -> dict[str, 
     }
 
 
-def _macro_cell(task_cells: Sequence[Mapping[str, Any]], records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-    scored = [c for c in task_cells if c["n"]]
+def _averaged_cell(
+    parts: Sequence[Mapping[str, Any]], records: Sequence[Mapping[str, Any]], count_key: str
+) -> dict[str, Any]:
+    """One method over several parts (BBH's tasks, or the benchmarks of the mean row), each part weighted alike.
+
+    Parts without a scored item are left out; ``count_key`` names how many parts the average spans. Tokens and
+    throughput come from the pooled ``records``, since time is spent per item, not per part.
+    """
+    scored = [c for c in parts if c["n"]]
     tokens = _tokens(records)
     return {
         "n": sum(c["n"] for c in scored),
@@ -99,22 +106,7 @@ def _macro_cell(task_cells: Sequence[Mapping[str, Any]], records: Sequence[Mappi
         "accuracy": sum(c["accuracy"] for c in scored) / len(scored) if scored else None,
         "ci_low": None,
         "ci_high": None,
-        "tasks": len(scored),
-        "mean_tokens": sum(tokens) / len(tokens) if tokens else None,
-        "problems_per_minute": _per_minute(records),
-    }
-
-
-def _mean_cell(bench_cells: Sequence[Mapping[str, Any]], records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-    """One method over several benchmarks: each benchmark's accuracy (BBH's macro) with the same weight."""
-    tokens = _tokens(records)
-    return {
-        "n": sum(c["n"] for c in bench_cells),
-        "correct": sum(c["correct"] for c in bench_cells),
-        "accuracy": sum(c["accuracy"] for c in bench_cells) / len(bench_cells),
-        "ci_low": None,
-        "ci_high": None,
-        "benchmarks": len(bench_cells),
+        count_key: len(scored),
         "mean_tokens": sum(tokens) / len(tokens) if tokens else None,
         "problems_per_minute": _per_minute(records),
     }
@@ -264,7 +256,7 @@ def _bbh_macro(
         "bench": "bbh",
         "task": None,
         "kind": "macro",
-        "methods": {m: _macro_cell(cells[m], bbh_records.get(m, [])) for m in methods if m in cells},
+        "methods": {m: _averaged_cell(cells[m], bbh_records.get(m, []), "tasks") for m in methods if m in cells},
     }
     paired = []
     for baseline, pairs in strata.items():
@@ -291,7 +283,7 @@ def _benchmark_mean(
     for method, records in all_records.items():
         per_bench = [r["methods"].get(method) for r in bench_rows]
         if all(c is not None and c["accuracy"] is not None for c in per_bench):
-            cells[method] = _mean_cell([c for c in per_bench if c is not None], records)
+            cells[method] = _averaged_cell([c for c in per_bench if c is not None], records, "benchmarks")
     row = {"row": MEAN_ROW, "bench": None, "task": None, "kind": "mean", "methods": cells}
     benches = {r["bench"] for r in bench_rows}
     paired = []
