@@ -18,6 +18,7 @@ from ..engine.decoder import SteeredDecoder
 from ..engine.requests import RowRequest, RowResult, SamplingConfig, TokenEvent
 from ..engine.session import DecodeSession
 from .shared_session import SharedSession, Subscriber, listen
+from .workers import start_worker
 
 __all__ = ["DecodeSettings", "SteeredRuntime"]
 
@@ -163,14 +164,18 @@ class SteeredRuntime:
             session = settings.start(self.decoder, rows)
             shared = self._shared = SharedSession(session, settings, self._lock, slots, self._shared_guard)
             subscriber = shared.start(rows)
-        threading.Thread(target=self._drive, args=(shared,), name="selfanchor-shared-decode", daemon=True).start()
+        stop = threading.Event()
+        start_worker(lambda: self._drive(shared, stop), name="selfanchor-shared-decode", stop=stop)
         return shared, subscriber
 
-    def _drive(self, shared: SharedSession) -> None:
-        """The shared session's loop, in its own thread: step, hand out the events, end with the last row."""
+    def _drive(self, shared: SharedSession, stop: threading.Event) -> None:
+        """The shared session's loop, in its own thread: step, hand out the events, end with the last row; ``stop``
+        (set at interpreter exit) ends it after the current step, and the calls still listening get an error."""
         steps = iter(shared.session)
         try:
             while True:
+                if stop.is_set():
+                    raise RuntimeError("the interpreter is exiting: the shared decode session was stopped")
                 # The forward holds only the model lock: a call that wants to join queues meanwhile and adds its
                 # rows between two steps (it holds the guard, then takes the model lock).
                 events = shared.forward(steps)
@@ -235,8 +240,8 @@ async def iterate_in_thread(
                 close()  # a generator stopped early releases what it holds now, in this thread
             post(_DONE)
 
-    thread = threading.Thread(target=worker, name="selfanchor-decode", daemon=True)
-    thread.start()
+    # The exit hook sets ``cancel`` too: the worker stops after its current step and is joined before finalisation.
+    start_worker(worker, name="selfanchor-decode", stop=cancel)
     try:
         while True:
             item = await queue.get()
