@@ -17,8 +17,9 @@ evaluator that never calls ``eval``), not string equality.
 """
 
 from .equivalence import math_equal
+from .errors import GRADER_ERRORS
 from .formats import ANSWER_HINTS, BBH_TASK_FORMATS, answer_hint
-from .grading import GRADER_ERRORS, MAX_ANSWER_CHARS, MAX_OUTPUT_CHARS, Grade, extract_answer, grade, is_correct, score
+from .grading import MAX_ANSWER_CHARS, MAX_OUTPUT_CHARS, Grade, extract_answer, grade, is_correct, score
 from .latex import normalize_math
 from .locate import short_answer
 from .readers import parse_options

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 
+from .errors import GRADER_ERRORS
 from .latex import _key, normalize_math
 from .locate import _clean
 from .safe_eval import _evaluate, _values_equal
@@ -165,7 +166,21 @@ def _struct_equal(pred: str, gold: str) -> bool:
 
 
 def math_equal(prediction: str, gold: str) -> bool:
-    """LaTeX-aware equivalence for MATH answers.
+    """LaTeX-aware equivalence for MATH answers; never raises on any strings (see :func:`_math_equal`).
+
+    Returns:
+        Whether the two denote the same answer; False when they cannot be compared (a value past Python's
+        int-to-str limit, nesting past the recursion limit).
+    """
+    try:
+        return _math_equal(prediction, gold)
+    except GRADER_ERRORS:
+        return False
+
+
+def _math_equal(prediction: str, gold: str) -> bool:
+    """LaTeX-aware equivalence for MATH answers; may raise one of :data:`GRADER_ERRORS` on odd input (the grader
+    records which).
 
     Both strings are normalised (:func:`normalize_math`), then compared as unions, matrices, intervals (the
     brackets must agree), tuples (ordered), bare lists (unordered), equations (up to a non-zero factor),

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .equivalence import _parse_math, math_equal
+from .equivalence import _math_equal, _parse_math
+from .errors import GRADER_ERRORS
 from .formats import Options, _bbh_format, _split_spec
 from .latex import _key
 from .locate import _candidates, _strip_code_blocks, short_answer
@@ -16,10 +17,6 @@ MAX_OUTPUT_CHARS = 20_000
 
 MAX_ANSWER_CHARS = 1_000
 """A prediction longer than this is graded wrong without being parsed (no answer is that long)."""
-
-GRADER_ERRORS: tuple[type[BaseException], ...] = (ArithmeticError, ValueError, RecursionError, TypeError)
-"""What reading or comparing odd model output can raise (e.g. ``OverflowError`` on ``(10^{39})^{256}``,
-``ValueError`` past Python's int-to-str limit); the grader turns them into a wrong answer."""
 
 
 @dataclass(frozen=True)
@@ -127,7 +124,7 @@ def _is_correct(bench: str, prediction: str | None, gold: str, *, task: str | No
     if prediction is None or not prediction.strip():
         return False
     if name == "math500":
-        return math_equal(_parse_math(prediction) or prediction, gold)
+        return _math_equal(_parse_math(prediction) or prediction, gold)  # raises: grade() records why
     if name == "conflictqa":
         return mentions(prediction, [gold])
     fmt = (_bbh_format(task) or _infer_bbh_format(gold)) if name == "bbh" else None

@@ -246,5 +246,8 @@ def _math_value(text: str) -> Value | None:
 def _values_equal(a: Value, b: Value) -> bool:
     if isinstance(a, Fraction) and isinstance(b, Fraction):
         return a == b
-    za, zb = complex(a), complex(b)
+    try:
+        za, zb = complex(a), complex(b)
+    except OverflowError:  # an exact value past the float range ((10^{39})^{256}): no finite float is close to it
+        return False
     return abs(za - zb) <= 1e-9 * max(1.0, abs(za), abs(zb))

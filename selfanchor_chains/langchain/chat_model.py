@@ -35,6 +35,7 @@ from langchain_core.runnables import Runnable
 from pydantic import AliasChoices, ConfigDict, Field, PrivateAttr, field_validator
 
 from ..prompting.inputs import PreparedPrompt
+from ..prompting.text_checks import check_encodable
 from .chat_answer import ChatAnswer
 from .chat_batching import (
     AsyncDecodeGroup,
@@ -241,7 +242,7 @@ class ChatSteeredHF(SteeredModelMixin, BaseChatModel):
 
     def get_token_ids(self, text: str) -> list[int]:
         """Token ids of ``text`` under the model's own tokenizer (no special tokens)."""
-        return list(self.tokenizer.encode(text, add_special_tokens=False))
+        return list(self.tokenizer.encode(check_encodable(text, "text"), add_special_tokens=False))
 
     def get_num_tokens_from_messages(self, messages: list[BaseMessage], tools: Sequence[Any] | None = None) -> int:
         """Prompt tokens of the conversation as rendered by the chat template (generation prompt included)."""

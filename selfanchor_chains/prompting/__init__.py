@@ -27,6 +27,7 @@ from .spans import (
     resolve_anchor_strings,
     tokenize_with_anchors,
 )
+from .text_checks import UnencodableTextError, check_encodable
 
 __all__ = [
     "DEFAULT_MARKUP",
@@ -40,8 +41,10 @@ __all__ = [
     "AnchorTemplateError",
     "AnchorTokenizerError",
     "Span",
+    "UnencodableTextError",
     "anchor",
     "char_spans_to_token_spans",
+    "check_encodable",
     "check_whole_prompt",
     "escape_anchor_markup",
     "format_docs_anchored",

@@ -10,6 +10,7 @@ from .chat import render_chat_with_anchors
 from .control_tokens import neutralize_in_spans, special_token_strings
 from .markup import DEFAULT_MARKUP, AnchorMarkup, Span, escape_anchor_markup, parse_anchor_markup
 from .spans import check_whole_prompt, merge_spans, resolve_anchor_strings, tokenize_with_anchors
+from .text_checks import check_encodable
 
 __all__ = ["PreparedPrompt", "markup_from_spans", "prepare_chat", "prepare_prompt"]
 
@@ -70,7 +71,16 @@ def prepare_prompt(
 
     Raises:
         AnchorError: Bad markup, an anchor not found, or anchors that cover the whole prompt.
+        UnencodableTextError: The prompt, an anchor or the system message holds a lone surrogate (the message
+            names which text and the index in it).
     """
+    # Positions are reported in the caller's own strings, before markup parsing or templating moves them.
+    check_encodable(text, "prompt")
+    for k, anchor in enumerate(anchors):
+        if isinstance(anchor, str):
+            check_encodable(anchor, f"anchor {k}")
+    if system is not None:
+        check_encodable(system, "system prompt")
     text = _with_call_anchors(text, anchors, markup)
     if chat:
         messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": text}]
@@ -91,10 +101,26 @@ def prepare_chat(
     add_generation_prompt: bool = True,
     markup: AnchorMarkup = DEFAULT_MARKUP,
 ) -> PreparedPrompt:
-    """Apply the chat template to messages whose contents may hold anchor markup; spans found after templating."""
+    """Apply the chat template to messages whose contents may hold anchor markup; spans found after templating.
+
+    Raises:
+        UnencodableTextError: A message's content holds a lone surrogate (named by message and index).
+    """
+    _check_messages(messages)
     clean, char_spans = render_chat_with_anchors(
         tokenizer, list(messages), add_generation_prompt=add_generation_prompt, markup=markup
     )
     ids, token_spans = tokenize_with_anchors(tokenizer, clean, char_spans, add_special_tokens=False)
     check_whole_prompt(token_spans, len(ids))
     return PreparedPrompt(clean, ids, token_spans, char_spans)
+
+
+def _check_messages(messages: Sequence[dict[str, Any]]) -> None:
+    for k, message in enumerate(messages):
+        content = message.get("content")
+        if isinstance(content, str):
+            check_encodable(content, f"message {k} content")
+        elif isinstance(content, list):
+            for j, part in enumerate(content):
+                if isinstance(part, dict) and isinstance(part.get("text"), str):
+                    check_encodable(part["text"], f"message {k} content part {j}")

@@ -18,6 +18,7 @@ from .markup import (
     _clip,
     parse_anchor_markup,
 )
+from .text_checks import check_encodable
 
 # --------------------------------------------------------------------------------------------- spans
 
@@ -198,6 +199,7 @@ def tokenize_with_anchors(
         AnchorTokenizerError: The tokenizer is not fast.
         AnchorMarkupError: Malformed markup (only when parsing).
         AnchorSpanError: A span is out of range or covers no token.
+        UnencodableTextError: ``text`` holds a lone surrogate.
     """
     if not getattr(tokenizer, "is_fast", False):
         raise AnchorTokenizerError(
@@ -208,6 +210,7 @@ def tokenize_with_anchors(
         text, spans = parse_anchor_markup(text, markup)
     else:
         spans = [_validate_span(span, len(text), "anchor span") for span in char_spans]
+    check_encodable(text, "text")  # the callers above check their own strings first, with better names
     encoding = tokenizer(text, add_special_tokens=add_special_tokens, return_offsets_mapping=True)
     input_ids = list(encoding["input_ids"])
     offsets = [(int(start), int(end)) for start, end in encoding["offset_mapping"]]

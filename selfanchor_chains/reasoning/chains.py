@@ -42,7 +42,7 @@ from ..prompting.templates import (
 from .llm_runs import ChildLLMRuns, settle
 from .passes import BatchPass, ContinuousPass, Solve
 from .schedules import ConfidenceOmega, ConstantOmega, OmegaSchedule
-from .schema import ReasoningInput, ReasoningOutput
+from .schema import ReasoningInput, ReasoningOutput, check_encodable_input
 from .steps import StepLimits, StepTracker
 
 FORMAT_REMINDER = (
@@ -161,8 +161,10 @@ class ReasoningChain(RunnableSerializable[Any, dict]):
         if isinstance(value, ReasoningInput):
             return value
         if isinstance(value, str):
+            check_encodable_input({"question": value})
             return ReasoningInput(question=value)
         if isinstance(value, Mapping):
+            check_encodable_input(value)
             return ReasoningInput.model_validate(dict(value))
         raise TypeError(f"expected a question string or a mapping with 'question', got {type(value).__name__}")
 

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, Literal
 
 from langchain_core.documents import Document
 from pydantic import BaseModel, Field
+
+from ..prompting.text_checks import check_encodable
 
 
 class ReasoningInput(BaseModel):
@@ -20,6 +23,30 @@ class ReasoningInput(BaseModel):
     """Benchmark sub-task (BBH), for answer extraction."""
     options: dict[str, str] | list[str] | None = None
     """Answer options (AQuA, T4D), for mapping an answer given as an option's value to its letter."""
+
+
+def check_encodable_input(fields: Mapping[str, Any]) -> None:
+    """Check the texts of a chain input (a mapping with ``question``, ``context``, ``anchors``) before it is
+    validated (pydantic refuses a lone surrogate without saying where) and before any forward, so that the error
+    names the question, passage or anchor and the index in it, not a position in the rendered prompt.
+
+    Raises:
+        UnencodableTextError: A text holds a lone surrogate.
+    """
+    _check_text(fields.get("question"), "question")
+    context = fields.get("context")
+    if isinstance(context, str):
+        _check_text(context, "context")
+    elif isinstance(context, list):
+        for k, doc in enumerate(context):
+            _check_text(getattr(doc, "page_content", doc), f"context document {k}")
+    for k, anchor in enumerate(fields.get("anchors") or ()):
+        _check_text(anchor, f"anchor {k}")
+
+
+def _check_text(value: Any, what: str) -> None:
+    if isinstance(value, str):  # other types are left to the model's own validation
+        check_encodable(value, what)
 
 
 StepKind = Literal["plan", "reasoning", "final", "text"]

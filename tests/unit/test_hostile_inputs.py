@@ -283,3 +283,64 @@ def test_a_cancelled_async_stream_releases_the_model(tiny_model, byte_tokenizer)
         return await asyncio.wait_for(llm.ainvoke("What is 2+2?"), timeout=60)
 
     assert asyncio.run(run())
+
+
+# -- text the tokenizer cannot encode (issue #36) --------------------------------------------------------------
+
+
+def _no_forward(model: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(model, "forward", lambda *a, **k: (_ for _ in ()).throw(AssertionError("a forward ran")))
+
+
+@pytest.mark.parametrize(
+    "call, where",
+    [
+        (lambda llm: llm.invoke("a \ud800 b"), r"prompt holds a lone surrogate U\+D800 at index 2"),
+        (lambda llm: llm.batch(["fine", "x\udfffy"]), r"prompt holds a lone surrogate U\+DFFF at index 1"),
+        (lambda llm: list(llm.stream("ok \ud83d")), "at index 3"),
+        (lambda llm: llm.prepare("a b", anchors=["\ud800"]), "anchor 0 holds"),
+    ],
+)
+def test_a_lone_surrogate_is_a_typed_error_naming_the_position(tiny_model, byte_tokenizer, monkeypatch, call, where):
+    from selfanchor_chains.langchain.llm import SteeredHFLLM
+    from selfanchor_chains.prompting import UnencodableTextError
+
+    llm = SteeredHFLLM(model=tiny_model, tokenizer=byte_tokenizer, model_id="tiny", omega=1.5, max_new_tokens=4)
+    with monkeypatch.context() as patched:
+        _no_forward(tiny_model, patched)
+        with pytest.raises(UnencodableTextError, match=where) as caught:
+            call(llm)
+    assert isinstance(caught.value, ValueError) and caught.value.position >= 0
+    assert llm.invoke("a b")  # nothing was left half done
+
+
+def test_chat_chain_and_embedding_inputs_name_the_text_holding_a_lone_surrogate(
+    tiny_model, byte_tokenizer, monkeypatch
+):
+    from selfanchor_chains.langchain.chat_model import ChatSteeredHF
+    from selfanchor_chains.prompting import UnencodableTextError
+    from selfanchor_chains.reasoning.chains import SelfAnchorChain
+
+    chat = ChatSteeredHF(model=tiny_model, tokenizer=byte_tokenizer, model_id="tiny", omega=1.5, max_tokens=4)
+    chain = SelfAnchorChain(llm=chat_llm(tiny_model, byte_tokenizer), max_new_tokens=4)
+    _no_forward(tiny_model, monkeypatch)
+    with pytest.raises(UnencodableTextError, match=r"message 1 content holds a lone surrogate U\+D800 at index 4"):
+        chat.invoke([("system", "be brief"), ("user", "hi, \ud800")])
+    with pytest.raises(UnencodableTextError, match=r"question holds .* at index 0"):
+        chain.invoke("\udc00 what is 2+2?")
+    with pytest.raises(UnencodableTextError, match="context document 1"):
+        chain.invoke({"question": "q", "context": [_doc("fine"), _doc("bad \ud800")]})
+    with pytest.raises(UnencodableTextError, match="text holds"):
+        chat.get_num_tokens("x\ud800")
+
+
+def chat_llm(model: Any, tokenizer: Any) -> Any:
+    from selfanchor_chains.langchain.llm import SteeredHFLLM
+
+    return SteeredHFLLM(model=model, tokenizer=tokenizer, model_id="tiny", omega=1.5, max_new_tokens=4)
+
+
+def _doc(text: str) -> Any:
+    from langchain_core.documents import Document
+
+    return Document(page_content=text)
