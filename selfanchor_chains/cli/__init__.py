@@ -7,6 +7,7 @@ import os
 import sys
 from collections.abc import Sequence
 
+from ..models.noise import DEBUG_ENV
 from ..models.registry import DEFAULT_MODEL
 from ..reasoning.methods import METHODS
 from . import bench_commands, commands
@@ -27,7 +28,11 @@ from .eval_commands import add_eval_commands
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="selfanchor", description="Self-Anchor steered reasoning on local models.")
-    parser.add_argument("--debug", action="store_true", help="show the traceback of an error")
+    parser.add_argument(
+        "--debug",
+        action="store_true",
+        help="show the traceback of an error, and third-party messages while loading a model (torchao, torch)",
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     _add_generate(sub)
     _add_solve(sub)
@@ -151,6 +156,8 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     args = build_parser().parse_args(argv)
+    if args.debug:
+        os.environ[DEBUG_ENV] = "1"  # read where models load (models.noise), in this process and its workers
     try:
         return int(args.func(args))
     except KeyboardInterrupt:

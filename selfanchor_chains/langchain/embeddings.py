@@ -25,6 +25,7 @@ from typing import Any
 
 from langchain_core.embeddings import Embeddings
 
+from ..models.noise import quiet_loading
 from ..prompting.text_checks import check_encodable
 
 __all__ = ["MINILM_PACKAGE", "MINILM_REQUIREMENT", "MiniLMEmbeddings", "MiniLMNotInstalledError", "minilm_model_dir"]
@@ -130,8 +131,9 @@ class MiniLMEmbeddings(Embeddings):
 
             folder = self.model_dir or minilm_model_dir()
             # local_files_only: a missing file must fail here, not silently fall back to a hub download.
-            tokenizer = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
-            model = AutoModel.from_pretrained(str(folder), local_files_only=True).to(self.device).eval()
+            with quiet_loading():  # transformers' quantizers import torchao, which is noisy (see models.noise)
+                tokenizer = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
+                model = AutoModel.from_pretrained(str(folder), local_files_only=True).to(self.device).eval()
             self._tokenizer, self._model = tokenizer, model
         return self._model, self._tokenizer
 

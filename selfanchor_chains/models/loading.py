@@ -16,6 +16,7 @@ if TYPE_CHECKING:
 from .cache import _MARKER, _atomic_dir, converted_model_dir, resolve_gguf
 from .cpu_linear import use_row_friendly_linears
 from .dtypes import DEFAULT_DTYPE
+from .noise import quiet_loading
 from .quantization import (
     AUTO_QUANTIZATION,
     DEFAULT_QUANTIZATION,
@@ -183,11 +184,13 @@ def load_model_and_tokenizer(
     placement = _placement(device, quantization, device_map, max_memory, offload_folder)
     check_quantization(quantization, dtype=choice.dtype, device=device)
     _check_device(device)
-    model, tokenizer = _load_any(name_or_path, choice.dtype, trust_remote_code, placement=placement)
+    with quiet_loading():  # torchao's and torch's import-time warnings (see .noise); SELFANCHOR_DEBUG shows them
+        model, tokenizer = _load_any(name_or_path, choice.dtype, trust_remote_code, placement=placement)
     if device is not None:
         model = model.to(device)  # type: ignore[arg-type]  # transformers types .to oddly
     if quantization is not None:
-        quantize_model(model, quantization, log=logger.info)
+        with quiet_loading():
+            quantize_model(model, quantization, log=logger.info)
     elif choice.dtype == "float32" and (device is None or str(device).startswith("cpu")) and not placement:
         use_row_friendly_linears(model)  # a float32 product with 2+ rows is several times faster this way round
     return model, tokenizer
