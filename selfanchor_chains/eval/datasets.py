@@ -21,6 +21,7 @@ __all__ = [
     "ALL_BENCHMARKS",
     "BBH_TASKS",
     "BENCHMARKS",
+    "CODE_BENCHMARKS",
     "DATA_DIR_ENV",
     "GENERATED_BENCHMARKS",
     "DataDirNotFoundError",
@@ -39,7 +40,10 @@ BENCHMARKS = ("gsm8k", "aqua", "math500", "strategyqa", "bbh", "t4d")
 GENERATED_BENCHMARKS = ("conflictqa",)
 """Benchmarks whose data a script of this project builds (``scripts/build_conflict_set.py``), read from the same
 ``<data dir>/<bench>/<split>.jsonl`` layout (e.g. ``--data-dir evals/data``)."""
-ALL_BENCHMARKS = BENCHMARKS + GENERATED_BENCHMARKS
+CODE_BENCHMARKS = ("humaneval", "mbpp")
+"""Code benchmarks, graded by running their tests in a sandbox; converted from their public sources by
+``scripts/build_code_data.py`` into the same layout (``humaneval/test``; ``mbpp/{test,validation,train,prompt}``)."""
+ALL_BENCHMARKS = BENCHMARKS + GENERATED_BENCHMARKS + CODE_BENCHMARKS
 BBH_TASKS: tuple[str, ...] = tuple(BBH_TASK_FORMATS)
 DATA_DIR_ENV = "SELFANCHOR_DATA_DIR"
 
@@ -225,7 +229,8 @@ def load_problems(
     Args:
         bench_spec: A benchmark name from :data:`ALL_BENCHMARKS`, or ``"bbh:<task>"`` for one BBH task.
         data_dir: The data folder; :func:`default_data_dir` when None.
-        split: File stem under ``<data_dir>/<bench>/`` (``dev``; also ``train`` / ``official_dev`` pools).
+        split: File stem under ``<data_dir>/<bench>/`` (``dev``; also ``train`` / ``official_dev`` pools; the
+            code benchmarks have ``test``, and MBPP also ``validation``, ``train`` and ``prompt``).
         limit: At most this many problems. Without a task, BBH is taken round-robin over its tasks (each task
             in file order) so that a small limit still spans the tasks; the other benchmarks take the first
             ``limit`` records in file order (the files are already shuffled).
@@ -254,6 +259,8 @@ def load_problems(
         hint = f"; available splits: {', '.join(available)}" if available else ""
         if bench in GENERATED_BENCHMARKS:
             hint += "; build it with `python scripts/build_conflict_set.py --out DIR`, then pass --data-dir DIR"
+        if bench in CODE_BENCHMARKS:
+            hint += "; convert it with `python scripts/build_code_data.py` (see its docstring for the sources)"
         raise DataFileNotFoundError(f"no {split!r} split for {bench}: {path} does not exist{hint}")
     problems = [_to_problem(bench, record) for record in _read_jsonl(path)]
     if task is not None:

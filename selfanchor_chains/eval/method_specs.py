@@ -8,7 +8,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..reasoning.methods import METHODS
+from .code_methods import CODE_METHODS
 from .conflict_set import CONFLICT_METHODS
+from .datasets import CODE_BENCHMARKS
 
 METHOD_NAMES = METHODS
 
@@ -22,6 +24,8 @@ STUDY_OPTION_DEFAULTS: dict[str, Any] = {
 }
 
 CONFLICT_METHOD_NAMES = CONFLICT_METHODS
+CODE_METHOD_NAMES = CODE_METHODS
+_WITH_OMEGA = ("rag-anchored", "rag-anchored-oracle", "rag-anchored-top1", "code-anchored")
 
 ChainFactory = Callable[[str, str], Any]
 
@@ -44,9 +48,11 @@ class MethodSpec:
 
 
 def parse_methods(
-    spec: str | Sequence[str | MethodSpec], known: Sequence[str] | None = METHOD_NAMES + CONFLICT_METHOD_NAMES
+    spec: str | Sequence[str | MethodSpec],
+    known: Sequence[str] | None = METHOD_NAMES + CONFLICT_METHOD_NAMES + CODE_METHOD_NAMES,
 ) -> list[MethodSpec]:
-    """Parse ``"self-anchor,cot,spa:100"`` (``method:N`` caps the method at N items per benchmark).
+    """Parse ``"self-anchor,cot,spa:100"`` (``method:N`` caps the method at N items per benchmark;
+    ``code-anchored@2`` / ``rag-anchored@2.5`` set ω of a steered code or conflictqa method).
 
     Args:
         spec: Comma-separated methods, or a sequence of names / ``name:N`` strings / specs.
@@ -77,7 +83,8 @@ def parse_methods(
                 if limit < 0:
                     raise ValueError(f"item cap must be >= 0 in {item.strip()!r}")
             parsed = MethodSpec(name, limit)
-        if known is not None and parsed.name not in known:
+        base, at, _ = parsed.name.partition("@")
+        if known is not None and not (parsed.name in known or (at and base in known and base in _WITH_OMEGA)):
             raise ValueError(f"unknown method {parsed.name!r}; choose from {', '.join(known)}")
         if any(m.name == parsed.name for m in out):
             raise ValueError(f"method {parsed.name!r} given twice")
@@ -183,6 +190,10 @@ def default_worked_example() -> bool:
 
 
 def _built_chain(source: Any, method: str, bench: str, max_new_tokens: int) -> Any:
+    if _is_steered(source) and bench in CODE_BENCHMARKS:
+        from .code_methods import make_code_chain
+
+        return make_code_chain(method, source, max_new_tokens=max_new_tokens)
     if _is_steered(source) and bench == "conflictqa":
         from .conflict_methods import make_conflict_chain
 
@@ -242,16 +253,17 @@ def method_fingerprint(chain: Any, source: Any, method: str, bench: str) -> str 
 
 
 def _check_bench_methods(benches: Sequence[str], methods: Sequence[MethodSpec], *, factory: bool) -> None:
-    """conflictqa runs only its own methods (they read the passages), and they run only on it (names a chain factory
-    defines are its own business)."""
+    """conflictqa and the code benchmarks run only their own methods (they read the passages / write code), and
+    those run only on them (names a chain factory defines are its own business)."""
     if factory:
         return
+    families = {"conflictqa": CONFLICT_METHOD_NAMES, **dict.fromkeys(CODE_BENCHMARKS, CODE_METHOD_NAMES)}
+    every = set(METHOD_NAMES) | set(CONFLICT_METHOD_NAMES) | set(CODE_METHOD_NAMES)
     for bench in benches:
-        conflict = bench.partition(":")[0] == "conflictqa"
-        other = METHOD_NAMES if conflict else CONFLICT_METHOD_NAMES
-        wrong = [m.name for m in methods if m.name in other]
+        allowed = families.get(bench.partition(":")[0], METHOD_NAMES)
+        # Only another family's names are refused; a name no family knows is a chain factory's own.
+        wrong = [m.name for m in methods if m.name.partition("@")[0] in every - set(allowed)]
         if wrong:
-            allowed = CONFLICT_METHOD_NAMES if conflict else METHOD_NAMES
             raise ValueError(f"{', '.join(wrong)} cannot run on {bench}; its methods are {', '.join(allowed)}")
 
 

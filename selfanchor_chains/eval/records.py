@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from ..answers.code import CODE_BENCHMARKS
+
 STEP_LOG_KEYS = ("kind", "omega", "confidence", "tokens", "changed", "kl")
 
 
@@ -32,6 +34,8 @@ def make_record(
 
     bench = bench or problem.bench
     text = str(output.get("text") or "")
+    if bench in CODE_BENCHMARKS:
+        return _code_record(problem, method, output, seconds, bench)
     if "answer" in output:
         prediction = output["answer"]
     else:
@@ -72,7 +76,39 @@ def make_record(
     return record
 
 
+def _code_record(problem: Any, method: str, output: Mapping[str, Any], seconds: float, bench: str) -> dict[str, Any]:
+    """A code problem's line: the reply run against the benchmark's tests in the sandbox (``correct`` = Pass@1)."""
+    from ..answers.code import grade_code
+
+    text = str(output.get("text") or "")
+    graded = grade_code(bench, problem.question, text, problem.extra)
+    usage = output.get("usage") or {}
+    return {
+        "id": problem.id,
+        "bench": bench,
+        "task": problem.task,
+        "method": method,
+        "prediction": None,
+        "gold": None,  # the reference solution is not logged: the tests are the gold
+        "correct": graded["correct"],
+        "error_kind": graded["error_kind"],
+        "stderr": graded["stderr"],
+        "tokens": usage.get("completion_tokens"),
+        "prompt_tokens": usage.get("prompt_tokens"),
+        "seconds": round(seconds, 4),
+        "steps": [],
+        "finish_reason": output.get("finish_reason"),
+        "retried": False,
+        "omega": output.get("omega"),
+        "text": text,
+    }
+
+
 def _chain_input(problem: Any) -> dict[str, Any]:
+    if problem.bench in CODE_BENCHMARKS:
+        from .code_methods import chain_input
+
+        return chain_input(problem)
     if problem.bench == "conflictqa":
         from .conflict_set import chain_input
 

@@ -15,7 +15,9 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from .code_methods import CodeChain, code_fingerprint
 from .method_specs import (
+    CODE_METHOD_NAMES,
     CONFLICT_METHOD_NAMES,
     METHOD_NAMES,
     MethodSpec,
@@ -238,7 +240,7 @@ def _checked_specs(
 ) -> tuple[list[str], list[MethodSpec]]:
     """The benchmark and method specs, checked against each other and the LLM before any work."""
     bench_specs = parse_benches(benches)
-    known = METHOD_NAMES + CONFLICT_METHOD_NAMES if _is_language_model(source) else None
+    known = METHOD_NAMES + CONFLICT_METHOD_NAMES + CODE_METHOD_NAMES if _is_language_model(source) else None
     method_specs = parse_methods(methods, known=known)
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -312,6 +314,8 @@ def _bind_chains(
             from .conflict_methods import conflict_fingerprint
 
             fingerprints[key] = conflict_fingerprint(chain)
+        elif isinstance(chain, CodeChain):
+            fingerprints[key] = code_fingerprint(chain)
         else:
             fingerprints[key] = method_fingerprint(chain, source, method, bench)
         if done[(bench, method)]:
