@@ -7,7 +7,7 @@ STAMP   := $(VENV)/.installed-$(shell cat pyproject.toml Makefile | cksum | cut 
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: setup demo test unit lint typecheck bench-speed models clean
+.PHONY: setup demo test unit lint typecheck bench-speed models clean chromium
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -29,8 +29,13 @@ setup: $(STAMP)
 demo: setup
 	$(BIN)/selfanchor solve "A baker bakes 7 trays of 12 muffins and gives away 15 of them. He sells the rest at \$$2 each. How much money does he make?" --compare cot --html demo-steering.html
 
-test: setup
+test: setup chromium
 	$(BIN)/python -m pytest -q tests integrations
+
+# Headless Chromium for the steering-map browser test: apt-get installs it when missing and we are root (else the
+# test skips and says why); instant once installed.
+chromium:
+	@bash scripts/ensure_chromium.sh
 
 unit: setup
 	$(BIN)/python -m pytest -q tests/unit

@@ -3,6 +3,7 @@ marked, self-contained; opened in headless Chromium where it is installed."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 from html.parser import HTMLParser
@@ -63,7 +64,16 @@ def test_page_shows_every_token_marks_flips_and_is_self_contained(traced: dict[s
         render_steering_html(QUESTION, {**traced, "tokens": None})
 
 
-@pytest.mark.skipif(shutil.which("chromium") is None, reason="headless Chromium is not installed")
+def _why_no_chromium() -> str:
+    """Why Chromium is missing: `make test` installs it (scripts/ensure_chromium.sh) as root where apt-get is."""
+    if os.getuid() != 0:
+        return f"headless Chromium is not installed and `make test` runs as uid {os.getuid()}, not root"
+    if shutil.which("apt-get") is None:
+        return "headless Chromium is not installed and there is no apt-get to install it"
+    return "headless Chromium is not installed: run `make test` (or scripts/ensure_chromium.sh) to install it"
+
+
+@pytest.mark.skipif(shutil.which("chromium") is None, reason=_why_no_chromium())
 def test_page_opens_in_headless_chromium_without_console_errors(traced: dict[str, Any], tmp_path: Path) -> None:
     from selfanchor_chains.eval.steering_view import render_steering_html
 
