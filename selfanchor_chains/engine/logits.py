@@ -11,13 +11,21 @@ from .requests import SamplingConfig
 LOGIT_BOUND = 1e4  # real logits are far inside this; it keeps ω-scaled infinities from becoming NaN
 
 
-def combine_logits(original: torch.Tensor, masked: torch.Tensor, omega: torch.Tensor) -> torch.Tensor:
+def combine_logits(
+    original: torch.Tensor,
+    masked: torch.Tensor,
+    omega: torch.Tensor,
+    by_probability: torch.Tensor | None = None,
+) -> torch.Tensor:
     """SPA's combination ``ω·l_o + (1−ω)·l_m`` in float32, guarded against NaN and infinities.
 
     Args:
         original: ``(B, V)`` logits of the original branch.
         masked: ``(B, V)`` logits of the anchor-masked branch.
         omega: ``(B,)`` steering strengths.
+        by_probability: ``(B,)`` booleans: rows whose move is SPA's probability-modulated one,
+            ``l_o + (ω−1)·(p_o / max p_o)·(l_o − l_m)`` with ``p_o = softmax(l_o)`` (the ``anchoring`` package's
+            ``modulated_by_prob``, which applies it only for ω > 1); None: no such row.
 
     Returns:
         ``(B, V)`` float32 logits; rows with ``ω == 1`` are exactly the original logits.
@@ -26,6 +34,11 @@ def combine_logits(original: torch.Tensor, masked: torch.Tensor, omega: torch.Te
     mask = torch.nan_to_num(masked.float(), nan=-LOGIT_BOUND).clamp(-LOGIT_BOUND, LOGIT_BOUND)
     w = omega.float().unsqueeze(-1)
     combined = w * orig + (1.0 - w) * mask
+    if by_probability is not None and bool(by_probability.any()):
+        relative = torch.exp(orig - orig.max(dim=-1, keepdim=True).values)  # p / p_max, 1 at the top token
+        modulated = orig + (w - 1.0) * relative * (orig - mask)
+        rows = by_probability.to(orig.device).unsqueeze(-1) & (w > 1.0)
+        combined = torch.where(rows, modulated, combined)
     return torch.where(w == 1.0, orig, combined)
 
 

@@ -6,6 +6,9 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+OMEGA_SCALINGS = ("constant", "probability")
+"""How ω reaches each token's logit (:attr:`RowRequest.omega_scaling`)."""
+
 
 class DecodingInputError(ValueError):
     """A request to the engine is malformed; raised before any forward pass."""
@@ -51,6 +54,10 @@ class RowRequest:
             instead (SPA's paper setting, without its position shift).
         steer_below: Steer a token only when the original branch's top probability is below this; None steers
             every token.
+        omega_scaling: ``"constant"``: every token's logit moves by ``(ω−1)·(l_orig − l_masked)``;
+            ``"probability"``: SPA's ``modulated_by_prob`` (Tian & Zhang's ``anchoring`` package), each token's
+            move scaled by its original probability over the top one, ``(ω−1)·p/p_max``, so only tokens the
+            original branch finds plausible are re-ranked.
     """
 
     prompt_ids: Sequence[int]
@@ -58,6 +65,7 @@ class RowRequest:
     omega: float = 1.0
     anchor_masking: str = "attention"
     steer_below: float | None = None
+    omega_scaling: str = "constant"
 
 
 @dataclass(frozen=True)

@@ -67,6 +67,7 @@ class RowState:
     original_tokens: list[int] = field(default_factory=list)
     replace_anchors: bool = False  # the masked branch sees a neutral token at anchor columns (not hidden)
     steer_below: float | None = None
+    scale_by_probability: bool = False  # SPA's modulated_by_prob: a token's move scaled by p / p_max
     finish_reason: str | None = None
     pending_anchors: list[tuple[int, int]] | None = None
     anchor_history: list[list[tuple[int, int]]] = field(default_factory=list)  # every anchor set, in order

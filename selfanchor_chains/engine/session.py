@@ -21,7 +21,15 @@ from .kv import cache_from_tensors, layer_tensors
 from .logits import LOGIT_BOUND, combine_logits, sampling_processors, steering_effect
 from .masked_branch import MaskedBranchSync
 from .prefix_cache import common_prefix
-from .requests import DecodingInputError, DecodingStats, RowRequest, RowResult, SamplingConfig, TokenEvent
+from .requests import (
+    OMEGA_SCALINGS,
+    DecodingInputError,
+    DecodingStats,
+    RowRequest,
+    RowResult,
+    SamplingConfig,
+    TokenEvent,
+)
 from .rows import RowState, RowText
 
 
@@ -58,6 +66,7 @@ class DecodeSession(MaskedBranchSync, ContinuousAdmission):
                 text=RowText(decoder.tokenizer, stop),
                 replace_anchors=r.anchor_masking == "replace",
                 steer_below=r.steer_below,
+                scale_by_probability=r.omega_scaling == "probability",
             )
             for i, r in enumerate(rows)
         ]
@@ -101,6 +110,10 @@ class DecodeSession(MaskedBranchSync, ContinuousAdmission):
             if row.anchor_masking not in ("attention", "replace"):
                 raise DecodingInputError(
                     f"row {i}: anchor_masking must be 'attention' or 'replace', got {row.anchor_masking!r}"
+                )
+            if row.omega_scaling not in OMEGA_SCALINGS:
+                raise DecodingInputError(
+                    f"row {i}: omega_scaling must be one of {', '.join(OMEGA_SCALINGS)}, got {row.omega_scaling!r}"
                 )
             gate = row.steer_below
             if gate is not None and not (isinstance(gate, (int, float)) and 0 < gate <= 1):
@@ -324,7 +337,9 @@ class DecodeSession(MaskedBranchSync, ContinuousAdmission):
             flips, kls = [False] * len(omegas), [0.0] * len(omegas)
         else:
             omega = torch.tensor(omegas, dtype=torch.float32, device=logits_o.device)
-            combined = combine_logits(logits_o, logits_m, omega)
+            scaled = [self._rows[i].scale_by_probability for i in self._active]
+            by_probability = torch.tensor(scaled, device=logits_o.device) if any(scaled) else None
+            combined = combine_logits(logits_o, logits_m, omega, by_probability)
             flips, kls = steering_effect(combined, log_o, originals)
         self.last_logits, self.last_rows = combined, list(self._active)
         if self.sampling.do_sample:

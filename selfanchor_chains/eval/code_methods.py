@@ -9,7 +9,9 @@ and nothing after it. The methods differ only in ω and in what is anchored:
   benchmark's whole prompt; MBPP: the problem statement, not its test lines), ω = :data:`CODE_ANCHORED_OMEGA`.
   This is Selective Prompt Anchoring's set-up for code (Tian & Zhang, ICML 2025), with our arithmetic
   ``ω·l_orig + (1−ω)·l_masked``, the masked branch not seeing the anchor;
-- ``code-anchored@ω`` sets ω explicitly (for choosing ω on MBPP's train / validation splits).
+- ``code-spa``: the same anchor with SPA's probability-modulated strength (the ``anchoring`` package's
+  ``modulated_by_prob``: each token's move scaled by its original probability over the top one's), same ω;
+- ``code-anchored@ω`` / ``code-spa@ω`` set ω explicitly (for choosing ω on MBPP's train / validation splits).
 
 Problem text is untrusted: control-token strings are neutralised and it is escaped, never read as markup.
 """
@@ -33,7 +35,7 @@ __all__ = [
     "parse_code_method",
 ]
 
-CODE_METHODS = ("code-plain", "code-anchored")
+CODE_METHODS = ("code-plain", "code-anchored", "code-spa")
 CODE_ANCHORED_OMEGA = 1.5
 """ω of ``code-anchored`` (provisional: to be replaced by the value the rule in ``results/code/README.md`` picks on
 MBPP's train / validation splits)."""
@@ -46,6 +48,8 @@ _HUMANEVAL = (
     "Complete the following Python function. Write the whole function, with the imports it needs, in one Python "
     "code block.\n\n{task}"
 )
+_TASK = "{task}\n\nWrite the solution in one Python code block."
+_TASK_TESTS = "{task}\n\nYour code should pass these tests:\n\n{tests}\n\nWrite the solution in one Python code block."
 _MBPP = (
     "You are an expert Python programmer, and here is your task: {task} Your code should pass these tests:\n\n"
     "{tests}\n\nWrite the function in one Python code block."
@@ -63,8 +67,8 @@ def parse_code_method(name: str) -> tuple[str, float | None]:
         raise ValueError(f"unknown code method {name!r}; choose from {', '.join(CODE_METHODS)}")
     if not sep:
         return base, None
-    if base != "code-anchored":
-        raise ValueError(f"{base} takes no ω (only code-anchored does), got {name!r}")
+    if base == "code-plain":
+        raise ValueError(f"{base} takes no ω (only code-anchored and code-spa do), got {name!r}")
     try:
         omega = float(value)
     except ValueError:
@@ -77,14 +81,15 @@ def parse_code_method(name: str) -> tuple[str, float | None]:
 class CodeChain(RunnableSerializable[dict[str, Any], dict[str, Any]]):
     """One code-writing prompt per problem, decoded in one batched call (continuous batching in the LLM).
 
-    Input: ``{"bench": "humaneval" | "mbpp", "question": ..., "test_list": [...]}`` (MBPP shows its tests).
+    Input: ``{"bench": "humaneval" | "mbpp", "question": ..., "test_list": [...]}`` (MBPP shows its tests); without
+    ``bench``, any task statement (``question``) with optional tests (``test_list``), in a neutral prompt.
     Output: ``{"text", "finish_reason", "usage", "steps": [], "omega", "prompt"}``; ``text`` is the code the model
     wrote (the opening fence was the prompt's, the closing one stopped it).
 
     Attributes:
         llm: A :class:`~selfanchor_chains.langchain.llm.SteeredHFLLM` whose tokenizer has a chat template.
-        method: ``code-plain`` or ``code-anchored``.
-        omega: Steering strength of ``code-anchored``.
+        method: ``code-plain``, ``code-anchored`` or ``code-spa``.
+        omega: Steering strength of the anchored methods.
         max_new_tokens: Decoding budget.
     """
 
@@ -106,7 +111,7 @@ class CodeChain(RunnableSerializable[dict[str, Any], dict[str, Any]]):
         bench, question = inputs.get("bench"), str(inputs.get("question") or "")
         if not question.strip():
             raise ValueError("a code problem needs a non-empty question")
-        task = anchor(question) if self.method == "code-anchored" else escape_anchor_markup(question)
+        task = anchor(question) if self.method != "code-plain" else escape_anchor_markup(question)
         if bench == "humaneval":
             return _HUMANEVAL.format(task=f"```python\n{task}```")
         if bench == "mbpp":
@@ -114,7 +119,12 @@ class CodeChain(RunnableSerializable[dict[str, Any], dict[str, Any]]):
             if not tests:
                 raise ValueError("an mbpp problem needs its test_list (the prompt shows the tests)")
             return _MBPP.format(task=task, tests=escape_anchor_markup("\n".join(tests)))
-        raise ValueError(f"unknown code benchmark {bench!r}; expected humaneval or mbpp")
+        if bench is None:
+            tests = [str(t) for t in inputs.get("test_list") or []]
+            if not tests:
+                return _TASK.format(task=task)
+            return _TASK_TESTS.format(task=task, tests=escape_anchor_markup("\n".join(tests)))
+        raise ValueError(f"unknown code benchmark {bench!r}; expected humaneval, mbpp or none (a task statement)")
 
     def prompt(self, inputs: dict[str, Any]) -> str:
         """The whole prompt: the chat template around the user turn, then the assistant's opening fence; in anchor
@@ -143,9 +153,12 @@ class CodeChain(RunnableSerializable[dict[str, Any], dict[str, Any]]):
         if not inputs:
             return []
         prompts = [self.prompt(item) for item in inputs]  # every input is checked before any decoding
-        omega = self.omega if self.method == "code-anchored" else 1.0
+        omega = self.omega if self.method != "code-plain" else 1.0
+        scaling = "probability" if self.method == "code-spa" else "constant"
         raw = self.llm.model_copy(update={"chat": False})  # the prompt already holds the chat template
-        result = raw.generate(prompts, stop=_STOP, omega=omega, max_new_tokens=self.max_new_tokens)
+        result = raw.generate(
+            prompts, stop=_STOP, omega=omega, omega_scaling=scaling, max_new_tokens=self.max_new_tokens
+        )
         return [_output(prompt, gens[0], omega) for prompt, gens in zip(prompts, result.generations, strict=True)]
 
 
@@ -185,8 +198,8 @@ def code_fingerprint(chain: CodeChain) -> str:
     """A short hash of what decides a code method's answers besides the model: prompts, anchoring, ω, budget."""
     payload = {
         "method": chain.method,
-        "templates": [_HUMANEVAL, _MBPP, _PREFILL, _STOP],
-        "omega": chain.omega if chain.method == "code-anchored" else 1.0,
+        "templates": [_HUMANEVAL, _MBPP, _PREFILL, _STOP],  # the benchmark templates only (the hash is the eval's)
+        "omega": chain.omega if chain.method != "code-plain" else 1.0,
         "max_new_tokens": chain.max_new_tokens,
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import AsyncIterator, Iterator, Sequence
 from contextvars import ContextVar
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 from langchain_core.language_models.llms import BaseLLM
 from langchain_core.outputs import Generation, GenerationChunk, LLMResult
@@ -24,7 +24,7 @@ from .streaming import areported, reported
 __all__ = ["SteeredHFLLM"]
 
 # Call-time options that change the output: they are folded into a model copy so the LLM cache key sees them.
-_OVERRIDABLE = ("omega", "max_new_tokens", "temperature", "top_p", "top_k", "seed")
+_OVERRIDABLE = ("omega", "omega_scaling", "max_new_tokens", "temperature", "top_p", "top_k", "seed")
 
 # langchain-core hands ``_generate`` only the first prompt's run manager; the helpers below stash all of them
 # here so that every prompt of a batch reports its own tokens to its own run.
@@ -56,6 +56,10 @@ class SteeredHFLLM(SteeredModelMixin, BaseLLM):
     """Identity of the weights (registry name, path or hub id); part of the cache key."""
     omega: Omega = 1.5
     """Steering strength: 1 = plain decoding, > 1 amplifies the anchors."""
+    omega_scaling: Literal["constant", "probability"] = "constant"
+    """``"probability"``: SPA's probability-modulated strength (each token's move scaled by its original
+    probability over the top one's), as the ``anchoring`` package's ``modulated_by_prob``; ``"constant"``: the same
+    ω for every token."""
     max_new_tokens: PositiveInt = 256
     temperature: Temperature = 0.0
     """0 = greedy."""
@@ -75,7 +79,7 @@ class SteeredHFLLM(SteeredModelMixin, BaseLLM):
 
     _runtime: SteeredRuntime | None = PrivateAttr(default=None)
     llm_type_name: ClassVar[str] = "selfanchor-steered-hf"
-    own_identifying_fields: ClassVar[tuple[str, ...]] = ("max_new_tokens", "chat", "system_prompt")
+    own_identifying_fields: ClassVar[tuple[str, ...]] = ("max_new_tokens", "chat", "system_prompt", "omega_scaling")
 
     def model_post_init(self, context: Any, /) -> None:
         self.model_id, self._runtime = attach_runtime(
@@ -109,7 +113,7 @@ class SteeredHFLLM(SteeredModelMixin, BaseLLM):
     def _rows(self, prompts: Sequence[str], anchors: Sequence[str | Span]) -> list[RowRequest]:
         # Every prompt is validated before any forward pass, so bad input never leaves half a batch decoded.
         prepared = [self.prepare(p, anchors) for p in prompts]
-        return [RowRequest(p.ids, p.token_spans, self.omega) for p in prepared]
+        return [RowRequest(p.ids, p.token_spans, self.omega, omega_scaling=self.omega_scaling) for p in prepared]
 
     def _split_overrides(self, kwargs: dict[str, Any]) -> tuple[SteeredHFLLM, dict[str, Any]]:
         overrides = {k: kwargs.pop(k) for k in _OVERRIDABLE if k in kwargs}

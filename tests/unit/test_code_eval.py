@@ -166,6 +166,10 @@ def test_the_chain_decodes_with_its_omega_and_stops_at_the_closing_fence(llm: St
     assert (out_plain["omega"], out_anchored["omega"]) == (1.0, 3.0)
     assert "```" not in out_plain["text"] and out_plain["usage"]["completion_tokens"] <= 8
     assert code_fingerprint(plain) != code_fingerprint(anchored)
+    spa = make_code_chain("code-spa@3", llm, max_new_tokens=8)
+    out_spa = spa.invoke(item)
+    assert out_spa["omega"] == 3.0
+    assert code_fingerprint(spa) not in (code_fingerprint(anchored), code_fingerprint(plain))
 
 
 def test_method_specs_keep_code_methods_on_code_benchmarks() -> None:

@@ -677,3 +677,40 @@ def test_replace_masking_when_the_newest_token_becomes_an_anchor(tiny_model, byt
     n = len(ids)
     rows = [RowRequest(ids, [(10, 40)], 1.6, anchor_masking="replace")]
     drive(decoder, rows, {2: [("anchors", 0, [(10, 40), (n + 1, n + 3)])]}, max_new_tokens=6, model=tiny_model)
+
+
+def test_probability_scaling_closed_form():
+    # SPA's modulated_by_prob: l_o + (ω−1)·(p/p_max)·(l_o − l_m); p/p_max = exp(l_o − max l_o).
+    l_o = torch.tensor([[2.0, 1.0, 0.0], [2.0, 1.0, 0.0], [2.0, 1.0, 0.0]])
+    l_m = torch.tensor([[0.0, 1.0, 2.0], [0.0, 1.0, 2.0], [0.0, 1.0, 2.0]])
+    omega = torch.tensor([2.0, 2.0, 0.5])
+    out = combine_logits(l_o, l_m, omega, by_probability=torch.tensor([True, False, True]))
+    assert torch.allclose(out[0], torch.tensor([4.0, 1.0, -2.0 * math.exp(-2.0)]))
+    assert torch.allclose(out[1], 2.0 * l_o[1] - l_m[1])  # a constant row in the same batch
+    assert torch.allclose(out[2], 0.5 * l_o[2] + 0.5 * l_m[2])  # as in SPA, modulation only for ω > 1
+    top = combine_logits(l_o[:1], l_m[:1], omega[:1], by_probability=torch.tensor([True]))
+    assert top[0, 0] == combine_logits(l_o[:1], l_m[:1], omega[:1])[0, 0]  # the top token gets the full move
+
+
+def test_probability_scaled_rows_match_reference_forwards(decoder, tiny_model, byte_tokenizer):
+    ids = [encode(byte_tokenizer, p) for p in PROMPTS[:2]]
+    rows = [RowRequest(ids[0], [(10, 40)], 3.0, omega_scaling="probability"), RowRequest(ids[1], [(3, 8)], 2.0)]
+    session = decoder.start(rows, max_new_tokens=8)
+    for _ in session:
+        for k, i in enumerate(session.last_rows):
+            seq = list(rows[i].prompt_ids) + session.generated_ids(i)[:-1]
+            constant = reference_logits(tiny_model, seq, rows[i].anchor_spans, rows[i].omega)
+            if rows[i].omega_scaling == "constant":
+                expected = constant
+            else:
+                l_o = reference_logits(tiny_model, seq, rows[i].anchor_spans, 1.0)
+                l_m = reference_logits(tiny_model, seq, rows[i].anchor_spans, 0.0)
+                relative = torch.exp(l_o - l_o.max())
+                expected = l_o + (rows[i].omega - 1.0) * relative * (l_o - l_m)
+            assert torch.allclose(session.last_logits[k], expected, atol=1e-4), f"row {i}"
+
+
+def test_unknown_omega_scaling_is_rejected_before_any_forward(decoder, byte_tokenizer):
+    row = RowRequest(encode(byte_tokenizer, PROMPTS[1]), [(3, 8)], 2.0, omega_scaling="loud")
+    with pytest.raises(DecodingInputError, match="omega_scaling must be one of constant, probability"):
+        decoder.start([row], max_new_tokens=2)
