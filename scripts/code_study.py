@@ -3,6 +3,10 @@ results/code/README.md, run the final comparison on HumanEval + MBPP test for bo
 
     nohup python scripts/code_study.py >> evals/code/study.log 2>&1 &     # run or resume everything
     python scripts/code_study.py --summary-only                             # tables from what is there
+    python scripts/code_study.py --snapshot                                 # logs so far -> results/code/logs
+
+The evals/ folder is not committed: a fresh checkout first restores the per-item logs committed under
+results/code/logs/ (gzipped) into evals/code/, so the study resumes from them.
 
 Each stage is a `selfanchor eval` command that skips the items already in its folder, so re-running the same
 command after an interruption resumes where it stopped. One model job at a time: nothing else should decode on
@@ -61,6 +65,38 @@ def _records(path: Path) -> dict[str, dict[str, Any]]:
         return {}
     lines = (json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip())
     return {str(r["id"]): r for r in lines}
+
+
+def _folders() -> dict[str, Path]:
+    """Where each committed log folder lives in evals/code."""
+    folders = {"tuning": EVALS / f"{TUNE_MODEL}-validation" / "mbpp"}
+    for model in FINAL_MODELS:
+        for bench in FINAL_BENCHES:
+            folders[f"{model}/{bench}"] = EVALS / f"{model}-test" / bench
+    return folders
+
+
+def restore() -> None:
+    """Committed logs back into evals/code where a log is missing or shorter (a fresh checkout resumes)."""
+    for key, folder in _folders().items():
+        for packed in sorted((RESULTS / "logs" / key).glob("*.jsonl.gz")):
+            target = folder / packed.name.removesuffix(".gz")
+            with gzip.open(packed, "rt", encoding="utf-8") as fh:
+                text = fh.read()
+            if not target.is_file() or len(target.read_text(encoding="utf-8")) < len(text):
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_text(text, encoding="utf-8")
+                print(f"restored {target} ({text.count(chr(10))} items)", flush=True)
+
+
+def snapshot() -> None:
+    """The per-item logs so far, gzipped under results/code/logs/ (to commit as the study goes)."""
+    for key, folder in _folders().items():
+        for path in sorted(folder.glob("*.jsonl")):
+            target = RESULTS / "logs" / key / (path.name + ".gz")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with path.open("rb") as src, gzip.open(target, "wb", mtime=0) as dst:
+                shutil.copyfileobj(src, dst)
 
 
 def choose(tune_dir: Path) -> dict[str, Any]:
@@ -144,18 +180,7 @@ def summarise(winner: str) -> None:
                 f" | {r['b']} / {r['c']} | {r['p_value']:.3f} | {ratio} |"
             )
         lines.append("")
-        for bench in FINAL_BENCHES:
-            for path in sorted((out / bench).glob("*.jsonl")):
-                target = RESULTS / "logs" / model / bench / (path.name + ".gz")
-                target.parent.mkdir(parents=True, exist_ok=True)
-                with path.open("rb") as src, gzip.open(target, "wb", mtime=0) as dst:
-                    shutil.copyfileobj(src, dst)
-    tune = EVALS / f"{TUNE_MODEL}-validation"
-    for path in sorted((tune / "mbpp").glob("*.jsonl")):
-        target = RESULTS / "logs" / "tuning" / (path.name + ".gz")
-        target.parent.mkdir(parents=True, exist_ok=True)
-        with path.open("rb") as src, gzip.open(target, "wb", mtime=0) as dst:
-            shutil.copyfileobj(src, dst)
+    snapshot()
     (RESULTS / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     (RESULTS / "summary.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
@@ -164,7 +189,12 @@ def summarise(winner: str) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--summary-only", action="store_true", help="no decoding: tables from the folders as they are")
+    parser.add_argument("--snapshot", action="store_true", help="only copy the logs so far into results/code/logs")
     args = parser.parse_args()
+    if args.snapshot:
+        snapshot()
+        return 0
+    restore()
     tune = EVALS / f"{TUNE_MODEL}-validation"
     if not args.summary_only:
         for methods in TUNE_COMMANDS:
