@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
@@ -40,6 +41,21 @@ def combine_logits(
         rows = by_probability.to(orig.device).unsqueeze(-1) & (w > 1.0)
         combined = torch.where(rows, modulated, combined)
     return torch.where(w == 1.0, orig, combined)
+
+
+def jensen_shannon(log_p: torch.Tensor, log_q: torch.Tensor) -> torch.Tensor:
+    """``(B,)`` Jensen–Shannon divergences (nats, in ``[0, ln 2]``) between rows of two log-distributions."""
+    p, q = log_p.exp(), log_q.exp()
+    log_m = torch.log((p + q) / 2).clamp(min=-LOGIT_BOUND)
+    kl_pm = (p * (log_p - log_m)).sum(dim=-1)
+    kl_qm = (q * (log_q - log_m)).sum(dim=-1)
+    return (0.5 * (kl_pm + kl_qm)).clamp(min=0.0, max=math.log(2.0))
+
+
+def divergence_omegas(omegas: torch.Tensor, log_original: torch.Tensor, masked: torch.Tensor) -> torch.Tensor:
+    """AdaCAD's per-token strength ``1 + (ω−1)·JSD(p_orig ‖ p_masked)/ln 2`` for each row's ω (its cap)."""
+    log_m = torch.log_softmax(torch.nan_to_num(masked.float(), nan=-LOGIT_BOUND).clamp(-LOGIT_BOUND, LOGIT_BOUND), -1)
+    return 1.0 + (omegas - 1.0) * jensen_shannon(log_original, log_m) / math.log(2.0)
 
 
 def steering_effect(

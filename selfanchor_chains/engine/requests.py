@@ -6,7 +6,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-OMEGA_SCALINGS = ("constant", "probability")
+OMEGA_SCALINGS = ("constant", "probability", "divergence")
 """How ω reaches each token's logit (:attr:`RowRequest.omega_scaling`)."""
 
 
@@ -57,7 +57,9 @@ class RowRequest:
         omega_scaling: ``"constant"``: every token's logit moves by ``(ω−1)·(l_orig − l_masked)``;
             ``"probability"``: SPA's ``modulated_by_prob`` (Tian & Zhang's ``anchoring`` package), each token's
             move scaled by its original probability over the top one, ``(ω−1)·p/p_max``, so only tokens the
-            original branch finds plausible are re-ranked.
+            original branch finds plausible are re-ranked; ``"divergence"``: AdaCAD's adaptive strength (Wang et al.
+            2024), ``ω_t = 1 + (ω−1)·JSD(p_orig ‖ p_masked)/ln 2``: a token steers only as far as the two branches
+            disagree, up to ω where they disagree completely (``ω = 1 + ln 2`` is AdaCAD's own weight).
     """
 
     prompt_ids: Sequence[int]

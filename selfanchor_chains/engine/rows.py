@@ -68,6 +68,7 @@ class RowState:
     replace_anchors: bool = False  # the masked branch sees a neutral token at anchor columns (not hidden)
     steer_below: float | None = None
     scale_by_probability: bool = False  # SPA's modulated_by_prob: a token's move scaled by p / p_max
+    scale_by_divergence: bool = False  # AdaCAD: ω_t = 1 + (ω−1)·JSD(orig ‖ masked)/ln 2
     finish_reason: str | None = None
     pending_anchors: list[tuple[int, int]] | None = None
     anchor_history: list[list[tuple[int, int]]] = field(default_factory=list)  # every anchor set, in order

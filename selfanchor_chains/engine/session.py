@@ -18,7 +18,7 @@ import torch
 from .admission import ContinuousAdmission
 from .decoder import SteeredDecoder
 from .kv import cache_from_tensors, layer_tensors
-from .logits import LOGIT_BOUND, combine_logits, sampling_processors, steering_effect
+from .logits import LOGIT_BOUND, combine_logits, divergence_omegas, sampling_processors, steering_effect
 from .masked_branch import MaskedBranchSync
 from .prefix_cache import common_prefix
 from .requests import (
@@ -67,6 +67,7 @@ class DecodeSession(MaskedBranchSync, ContinuousAdmission):
                 replace_anchors=r.anchor_masking == "replace",
                 steer_below=r.steer_below,
                 scale_by_probability=r.omega_scaling == "probability",
+                scale_by_divergence=r.omega_scaling == "divergence",
             )
             for i, r in enumerate(rows)
         ]
@@ -337,6 +338,11 @@ class DecodeSession(MaskedBranchSync, ContinuousAdmission):
             flips, kls = [False] * len(omegas), [0.0] * len(omegas)
         else:
             omega = torch.tensor(omegas, dtype=torch.float32, device=logits_o.device)
+            adaptive = [self._rows[i].scale_by_divergence and omegas[k] != 1.0 for k, i in enumerate(self._active)]
+            if any(adaptive):  # AdaCAD: each token's ω from how much the two branches disagree
+                rows = torch.tensor(adaptive, device=logits_o.device)
+                omega = torch.where(rows, divergence_omegas(omega, log_o, logits_m), omega)
+                omegas = omega.tolist()
             scaled = [self._rows[i].scale_by_probability for i in self._active]
             by_probability = torch.tensor(scaled, device=logits_o.device) if any(scaled) else None
             combined = combine_logits(logits_o, logits_m, omega, by_probability)

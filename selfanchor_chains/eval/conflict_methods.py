@@ -18,7 +18,17 @@ passages (the model sees the same text) and in ω:
   the cosine similarity of their MiniLM embedding to the question's (what a vector store's top-1 is), so it needs
   nothing a RAG pipeline lacks;
 - ``rag-self-anchor``: :class:`~selfanchor_chains.SelfAnchorChain` with the passages as (anchored) context,
-  plan/reason steps, at most ``min(max_new_tokens, 256)`` tokens.
+  plan/reason steps, at most ``min(max_new_tokens, 256)`` tokens;
+- ``rag-top1-only``: plain RAG given only the passage the retriever ranks first (the baseline anchoring top-1 must
+  beat where the ranker is right);
+- ``rag-top1-last``: plain RAG on all passages with the one ranked first placed last, nearest the question (keeps
+  the recall of all passages and the emphasis of position);
+- ``rag-adaptive``: every passage anchored with AdaCAD's adaptive strength (Wang et al. 2024):
+  ``ω_t = 1 + (ω−1)·JSD(p_orig ‖ p_masked)/ln 2`` per token, so a token steers only as far as the passages change
+  the model's mind; ω = :data:`ADAPTIVE_OMEGA` = 1 + ln 2, AdaCAD's own weight, unless ``@ω`` sets the cap.
+
+Every ranked method (``rag-anchored-top1``, ``rag-top1-only``, ``rag-top1-last``) reports which passage the
+ranker put first (``ranked_first``), so a report can show the ranker's accuracy@1 beside the methods.
 
 ``rag-anchored@2.5`` / ``rag-anchored-oracle@2.5`` / ``rag-anchored-top1@2.5`` set ω explicitly (for choosing ω
 on the train split).
@@ -28,6 +38,7 @@ markup.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -37,6 +48,7 @@ from pydantic import ConfigDict
 from .conflict_set import CONFLICT_METHODS
 
 __all__ = [
+    "ADAPTIVE_OMEGA",
     "ANCHORED_OMEGA",
     "CONFLICT_METHODS",
     "SELF_ANCHOR_TOKENS",
@@ -46,6 +58,9 @@ __all__ = [
     "make_conflict_chain",
     "parse_conflict_method",
 ]
+
+ADAPTIVE_OMEGA = 1.0 + math.log(2.0)
+"""Cap of ``rag-adaptive``'s per-token ω: with it, ω_t − 1 is AdaCAD's α = JSD (nats)."""
 
 ANCHORED_OMEGA = 1.5
 """ω of ``rag-anchored`` and ``rag-anchored-oracle``, chosen on the train split by ``scripts/choose_conflict_omega.py``
@@ -73,8 +88,12 @@ _STYLE = {
     "rag-anchored": (_PLAIN, "all"),
     "rag-anchored-oracle": (_PLAIN, "evidence"),
     "rag-anchored-top1": (_PLAIN, "top"),
+    "rag-top1-only": (_PLAIN, "none"),
+    "rag-top1-last": (_PLAIN, "none"),
+    "rag-adaptive": (_PLAIN, "all"),
 }
-_WITH_OMEGA = ("rag-anchored", "rag-anchored-oracle", "rag-anchored-top1")
+_WITH_OMEGA = ("rag-anchored", "rag-anchored-oracle", "rag-anchored-top1", "rag-adaptive")
+_RANKED = ("rag-anchored-top1", "rag-top1-only", "rag-top1-last")  # methods that need the ranker's first passage
 
 
 def parse_conflict_method(name: str) -> tuple[str, float | None]:
@@ -171,6 +190,12 @@ class ShortAnswerChain(RunnableSerializable[dict[str, Any], dict[str, Any]]):
             raise ValueError(f"{self.method} needs a valid evidence_index, got {evidence!r}")
         if anchored == "top" and not (isinstance(top, int) and 0 <= top < len(passages)):
             raise ValueError(f"{self.method} needs the index of the top-ranked passage, got {top!r}")
+        if self.method in _RANKED and not (isinstance(top, int) and 0 <= top < len(passages)):
+            raise ValueError(f"{self.method} needs the index of the top-ranked passage, got {top!r}")
+        if self.method == "rag-top1-only":
+            passages, top = [passages[top]], 0  # type: ignore[index]
+        elif self.method == "rag-top1-last":
+            passages = [p for i, p in enumerate(passages) if i != top] + [passages[top]]  # type: ignore[index]
         chosen = {"evidence": evidence, "top": top}.get(anchored)
         flags = [anchored == "all" or i == chosen for i in range(len(passages))]
         if self.method == "rag-instructed":
@@ -180,12 +205,12 @@ class ShortAnswerChain(RunnableSerializable[dict[str, Any], dict[str, Any]]):
         )
 
     def top_passages(self, inputs: Sequence[dict[str, Any]]) -> list[int | None]:
-        """For ``rag-anchored-top1``, the index of each input's passage most similar to its question (else None).
+        """For the ranked methods, the index of each input's passage most similar to its question (else None).
 
         Embeddings are L2-normalised (MiniLM's are), so the dot product is the cosine similarity a vector store
         ranks by; ties go to the earlier passage.
         """
-        if _STYLE[self.method][1] != "top":
+        if self.method not in _RANKED:
             return [None] * len(inputs)
         if self.ranker is None:
             from ..langchain.embeddings import MiniLMEmbeddings
@@ -219,14 +244,15 @@ class ShortAnswerChain(RunnableSerializable[dict[str, Any], dict[str, Any]]):
         if not inputs:
             return []
         specials = special_token_strings(self.llm.tokenizer)
-        if _STYLE[self.method][1] == "top":  # every input is checked before the ranker runs
+        if self.method in _RANKED:  # every input is checked before the ranker runs
             for item in inputs:
                 self.prompt(item, specials, top=0)
         tops = self.top_passages(inputs)  # building the prompts checks every input before any decoding
         prompts = [self.prompt(item, specials, top) for item, top in zip(inputs, tops, strict=True)]
         steered = _STYLE[self.method][1] != "none"
         omega = self.omega if steered else 1.0
-        result = self.llm.generate(prompts, omega=omega, max_new_tokens=self.max_new_tokens)
+        scaling = "divergence" if self.method == "rag-adaptive" else "constant"
+        result = self.llm.generate(prompts, omega=omega, omega_scaling=scaling, max_new_tokens=self.max_new_tokens)
         outputs = []
         for prompt, top, generations in zip(prompts, tops, result.generations, strict=True):
             generation = generations[0]
@@ -243,7 +269,8 @@ class ShortAnswerChain(RunnableSerializable[dict[str, Any], dict[str, Any]]):
                     "steps": [],
                     "omega": omega,
                     "prompt": prompt,
-                    **({"anchored_passage": top} if top is not None else {}),
+                    **({"ranked_first": top} if top is not None else {}),
+                    **({"anchored_passage": top} if top is not None and self.method == "rag-anchored-top1" else {}),
                 }
             )
         return outputs
@@ -289,10 +316,11 @@ def make_conflict_chain(method: str, llm: Any, *, max_new_tokens: int = SHORT_AN
         raise TypeError(f"conflictqa methods need a SteeredHFLLM, got {type(llm).__name__}")
     if base == "rag-self-anchor":
         return _self_anchor(llm, max_new_tokens)
+    default = ADAPTIVE_OMEGA if base == "rag-adaptive" else ANCHORED_OMEGA
     return ShortAnswerChain(
         llm=llm,
         method=base,
-        omega=ANCHORED_OMEGA if omega is None else omega,
+        omega=default if omega is None else omega,
         max_new_tokens=min(max_new_tokens, SHORT_ANSWER_TOKENS),
     )
 
@@ -316,8 +344,10 @@ def conflict_fingerprint(chain: Any) -> str:
             "omega": chain.omega,
             "max_new_tokens": chain.max_new_tokens,
         }
-        if anchored == "top":
+        if chain.method in _RANKED:
             payload["ranker"] = type(chain.ranker).__name__ if chain.ranker is not None else "MiniLMEmbeddings"
+        if chain.method in ("rag-top1-only", "rag-top1-last", "rag-adaptive"):  # new methods: their own hashes
+            payload["variant"] = chain.method
     else:
         from .runner import method_fingerprint
 

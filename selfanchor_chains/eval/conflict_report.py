@@ -21,8 +21,11 @@ CONFLICT_REFERENCE = "rag-anchored"
 _ORDER = (
     "rag-anchored",
     "rag-anchored-top1",
+    "rag-adaptive",
     "rag-anchored-oracle",
     "rag-plain",
+    "rag-top1-only",
+    "rag-top1-last",
     "rag-instructed",
     "rag-self-anchor",
     "closed-book",
@@ -34,6 +37,28 @@ _SCORES = (
     ("faithful (known)", "known", "context_match"),
     ("control accuracy", "control", "context_match"),
 )
+# The fair grader's scores, shown when every record has them (logs written before it existed do not).
+_FAIR_SCORES = (
+    ("faithful (fair)", "conflict", "context_fair"),
+    ("memory (fair)", "conflict", "memory_fair"),
+    ("control accuracy (fair)", "control", "context_fair"),
+)
+
+
+def _scores_for(results: Mapping[str, Sequence[Mapping[str, Any]]]) -> tuple[tuple[str, str, str], ...]:
+    every = [r for records in results.values() for r in records]
+    fair = bool(every) and all("context_fair" in r for r in every)
+    return _SCORES + _FAIR_SCORES if fair else _SCORES
+
+
+def _ranker_accuracy(results: Mapping[str, Sequence[Mapping[str, Any]]], confidence: float) -> dict[str, Any] | None:
+    """How often the ranker's first passage was the evidence, from the first ranked method's records."""
+    for key in ("ranked_first_is_evidence", "anchored_evidence"):
+        for records in results.values():
+            ranked = [r for r in records if key in r]
+            if ranked:
+                return _rate(ranked, key, confidence)
+    return None
 
 
 def _rate(records: Sequence[Mapping[str, Any]], key: str, confidence: float) -> dict[str, Any]:
@@ -84,15 +109,16 @@ def build_conflict_report(
 
     methods = _ordered(results, _ORDER)
     known = _known_ids(results)
+    score_rows = _scores_for(results)
     scores: dict[str, dict[str, Any]] = {}
     for method in methods:
         scores[method] = {
-            name: _rate(_subset(results[method], items, known), key, confidence) for name, items, key in _SCORES
+            name: _rate(_subset(results[method], items, known), key, confidence) for name, items, key in score_rows
         }
     paired: list[dict[str, Any]] = []
     if reference in results:
         opts: dict[str, Any] = {"seed": seed, "resamples": resamples, "confidence": confidence}
-        for name, items, key in _SCORES:
+        for name, items, key in score_rows:
             reference_records = _subset(results[reference], items, known)
             for baseline in methods:
                 if baseline == reference:
@@ -119,7 +145,9 @@ def build_conflict_report(
         "methods": methods,
         "reference": reference,
         "known_items": None if known is None else len(known),
+        "score_names": [name for name, _, _ in score_rows],
         "scores": scores,
+        "ranker_accuracy": _ranker_accuracy(results, confidence),
         "paired": paired,
         "cost": cost,
     }
@@ -152,9 +180,21 @@ def format_conflict_markdown(section: Mapping[str, Any], confidence: float = 0.9
             f"faithful (known) = faithful on the {known} conflict items whose closed-book answer was the fact "
             "(the model knows it, so context and memory really conflict)."
         )
-    lines += ["", "| method | " + " | ".join(name for name, _, _ in _SCORES) + " |", "|---" * (len(_SCORES) + 1) + "|"]
+    names = section.get("score_names") or [name for name, _, _ in _SCORES]
+    ranker = section.get("ranker_accuracy")
+    if ranker:
+        lines.append(
+            f"Ranker accuracy@1 (its first passage is the evidence): {_cell(ranker)}; the ranked methods "
+            "(rag-anchored-top1, rag-top1-only, rag-top1-last) can gain no more than the ranker allows."
+        )
+    if "faithful (fair)" in names:
+        lines.append(
+            "(fair) = the fair grader: at least half of the answer's content words stated (not exact mention); "
+            "memory (fair) only when it states more of the memorised answer than of the passage's."
+        )
+    lines += ["", "| method | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
     for method in methods:
-        cells = [_cell(section["scores"][method][name]) for name, _, _ in _SCORES]
+        cells = [_cell(section["scores"][method][name]) for name in names]
         lines.append(f"| {method} | " + " | ".join(cells) + " |")
     lines.append("")
     if section["paired"]:

@@ -41,7 +41,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..answers.mentions import fold, mentions
+from ..answers.mentions import best_containment, fold, mentions
 
 __all__ = [
     "CONFLICT_BENCH",
@@ -70,6 +70,9 @@ CONFLICT_METHODS = (
     "rag-anchored-oracle",
     "rag-anchored-top1",
     "rag-self-anchor",
+    "rag-top1-only",
+    "rag-top1-last",
+    "rag-adaptive",
 )
 """Method names of ``selfanchor eval conflictqa`` (built by :mod:`selfanchor_chains.eval.conflict_methods`)."""
 
@@ -183,25 +186,39 @@ def _aliases(record: Mapping[str, Any], side: str) -> list[str]:
     return [str(record[f"{side}_answer"]), *(record.get(f"{side}_aliases") or [])]
 
 
+FAIR_THRESHOLD = 0.5
+"""The fair grader's containment threshold (provisional: to be confirmed on a train split, see issue #34)."""
+
+
 def grade_conflict(prediction: str | None, record: Mapping[str, Any]) -> dict[str, Any]:
-    """The conflict scores of one prediction.
+    """The conflict scores of one prediction, by two graders.
+
+    *Exact mention* (``context_match`` / ``memory_match``): an alias occurs in the prediction as whole words.
+    *Fair* (``context_fair`` / ``memory_fair``): at least :data:`FAIR_THRESHOLD` of an alias's content tokens occur
+    in the prediction (``"Lake James"`` for ``"Lake James, Nevada"``); it counts as memory only when it states more
+    of the memorised answer than of the passage's, and as the passage's only when not less.
 
     Args:
         prediction: The extracted short answer.
         record: The item's fields (a data record, or a :class:`~selfanchor_chains.eval.datasets.Problem`'s ``extra``).
 
     Returns:
-        ``{"kind", "context_match", "memory_match"}``: whether the prediction mentions the passage's answer and the
-        memorised one (both true on control items when it is right).
+        ``{"kind", "context_match", "memory_match", "context_fair", "memory_fair"}`` (both sides true on control
+        items when it is right).
 
     Raises:
         ConflictRecordError: The record is not a valid conflict record.
     """
     check_record(record)
+    context = best_containment(prediction, _aliases(record, "context"))
+    memory = best_containment(prediction, _aliases(record, "memory"))
+    same = record["kind"] == "control" or fold(record["context_answer"]) == fold(record["memory_answer"])
     return {
         "kind": record["kind"],
         "context_match": mentions(prediction, _aliases(record, "context")),
         "memory_match": mentions(prediction, _aliases(record, "memory")),
+        "context_fair": context >= FAIR_THRESHOLD and (same or context >= memory),
+        "memory_fair": memory >= FAIR_THRESHOLD and (same or memory > context),
     }
 
 

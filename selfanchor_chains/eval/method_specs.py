@@ -25,7 +25,7 @@ STUDY_OPTION_DEFAULTS: dict[str, Any] = {
 
 CONFLICT_METHOD_NAMES = CONFLICT_METHODS
 CODE_METHOD_NAMES = CODE_METHODS
-_WITH_OMEGA = ("rag-anchored", "rag-anchored-oracle", "rag-anchored-top1", "code-anchored", "code-spa")
+_WITH_OMEGA = ("rag-anchored", "rag-anchored-oracle", "rag-anchored-top1", "rag-adaptive", "code-anchored", "code-spa")
 
 ChainFactory = Callable[[str, str], Any]
 

@@ -73,6 +73,9 @@ def make_record(
         if output.get("anchored_passage") is not None:  # rag-anchored-top1: which passage the ranker anchored
             record["anchored_passage"] = output["anchored_passage"]
             record["anchored_evidence"] = output["anchored_passage"] == problem.extra.get("evidence_index")
+        if output.get("ranked_first") is not None:  # the ranked methods: was the ranker right (accuracy@1)?
+            record["ranked_first"] = output["ranked_first"]
+            record["ranked_first_is_evidence"] = output["ranked_first"] == problem.extra.get("evidence_index")
     return record
 
 

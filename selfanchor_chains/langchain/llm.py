@@ -56,10 +56,11 @@ class SteeredHFLLM(SteeredModelMixin, BaseLLM):
     """Identity of the weights (registry name, path or hub id); part of the cache key."""
     omega: Omega = 1.5
     """Steering strength: 1 = plain decoding, > 1 amplifies the anchors."""
-    omega_scaling: Literal["constant", "probability"] = "constant"
-    """``"probability"``: SPA's probability-modulated strength (each token's move scaled by its original
-    probability over the top one's), as the ``anchoring`` package's ``modulated_by_prob``; ``"constant"``: the same
-    ω for every token."""
+    omega_scaling: Literal["constant", "probability", "divergence"] = "constant"
+    """``"constant"``: the same ω for every token; ``"probability"``: SPA's probability-modulated strength (each
+    token's move scaled by its original probability over the top one's, the ``anchoring`` package's
+    ``modulated_by_prob``); ``"divergence"``: AdaCAD's adaptive strength, ``ω_t = 1 + (ω−1)·JSD/ln 2`` from how much
+    the two branches' next-token distributions disagree (ω is the cap; ``1 + ln 2`` is AdaCAD's own weight)."""
     max_new_tokens: PositiveInt = 256
     temperature: Temperature = 0.0
     """0 = greedy."""

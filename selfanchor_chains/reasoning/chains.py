@@ -240,6 +240,7 @@ class ReasoningChain(RunnableSerializable[Any, dict]):
                 s.tracker.initial_omega(),
                 anchor_masking=self.anchor_masking,
                 steer_below=self.steer_below,
+                omega_scaling=getattr(self.llm, "omega_scaling", "constant"),  # the LLM's option carries over
             )
             for s in solves
         ]

@@ -118,6 +118,8 @@ def test_grade_conflict_and_record_checks() -> None:
         "kind": "conflict",
         "context_match": True,
         "memory_match": False,
+        "context_fair": True,
+        "memory_fair": False,
     }
     assert grade_conflict(f"{record['memory_answer']}.", record)["memory_match"]
     with pytest.raises(ConflictRecordError, match="evidence_index"):
@@ -303,3 +305,65 @@ def test_top1_anchors_only_the_passage_the_ranker_puts_first() -> None:
         chain.prompt(INPUT)
     assert ShortAnswerChain(llm=_FakeLLM(), method="rag-anchored").top_passages([INPUT]) == [None]
     assert parse_conflict_method("rag-anchored-top1@2") == ("rag-anchored-top1", 2.0)
+
+
+# -- the deciding baselines, the adaptive method, the fair grader (issue #34) -------------------------------------
+
+
+def test_top1_only_and_top1_last_place_the_ranked_passage() -> None:
+    only = ShortAnswerChain(llm=_FakeLLM(), method="rag-top1-only", ranker=_KeywordRanker())
+    last = ShortAnswerChain(llm=_FakeLLM(), method="rag-top1-last", ranker=_KeywordRanker())
+    assert only.top_passages([INPUT]) == last.top_passages([INPUT]) == [1]
+    clean_only, spans_only = parse_anchor_markup(only.prompt(INPUT, top=1))
+    assert "[1] The capital of France is Lima." in clean_only and "Madrid" not in clean_only and spans_only == []
+    clean_last, spans_last = parse_anchor_markup(last.prompt(INPUT, top=0))
+    order = [clean_last.index(p) for p in ("France is Lima", "Egypt", "Spain is Madrid")]
+    assert order == sorted(order) and spans_last == []  # the ranked-first (Spain) last, the others in their order
+    with pytest.raises(ValueError, match="top-ranked"):
+        only.prompt(INPUT)
+
+
+def test_adaptive_method_anchors_every_passage_with_adacad_strength() -> None:
+    import math
+
+    from selfanchor_chains.eval.conflict_methods import ADAPTIVE_OMEGA
+
+    clean, spans = parse_anchor_markup(_prompt("rag-adaptive"))
+    assert [clean[a:b] for a, b in spans] == INPUT["passages"]
+    assert pytest.approx(1 + math.log(2)) == ADAPTIVE_OMEGA
+    assert parse_conflict_method("rag-adaptive@3") == ("rag-adaptive", 3.0)
+    with pytest.raises(ValueError, match="takes no"):
+        parse_conflict_method("rag-top1-only@2")
+
+
+def test_fair_grader_counts_partial_and_paraphrased_answers() -> None:
+    record = {**small_set()["dev"][0], "context_answer": "Lake James, Nevada", "context_aliases": []}
+    graded = grade_conflict("Lake James", record)
+    assert not graded["context_match"] and graded["context_fair"]  # 2 of 3 content words
+    assert not grade_conflict("Nevada", record)["context_fair"]  # 1 of 3
+    upper = {**record, "context_answer": "The upper hindquarters."}
+    assert grade_conflict("upper hindquarters", upper)["context_fair"]
+    both = grade_conflict(f"{record['memory_answer']}, not Lake James Nevada", record)
+    assert both["context_fair"] and not both["memory_fair"]  # memory only when it states more of the memorised one
+    assert grade_conflict(record["memory_answer"], record)["memory_fair"]
+    assert grade_conflict(None, record) == {**grade_conflict("", record), "kind": record["kind"]}
+
+
+def test_report_shows_ranker_accuracy_and_both_graders() -> None:
+    from selfanchor_chains.eval.conflict_report import build_conflict_report, format_conflict_markdown
+
+    def rec(i: int, hit: bool, ranked: bool | None = None) -> dict[str, Any]:
+        r = {"id": str(i), "kind": "conflict", "context_match": hit, "memory_match": False, "context_fair": hit}
+        r["memory_fair"] = False
+        return r if ranked is None else {**r, "ranked_first": 0, "ranked_first_is_evidence": ranked}
+
+    results = {
+        "rag-anchored": [rec(i, i % 2 == 0) for i in range(4)],
+        "rag-top1-only": [rec(i, True, ranked=i < 3) for i in range(4)],
+    }
+    section = build_conflict_report(results, resamples=200)
+    assert section["ranker_accuracy"]["hits"] == 3 and section["ranker_accuracy"]["n"] == 4
+    text = "\n".join(format_conflict_markdown(section))
+    assert "Ranker accuracy@1" in text and "faithful (fair)" in text
+    old = build_conflict_report({"rag-plain": [{"id": "1", "kind": "conflict", "context_match": True}]}, resamples=50)
+    assert "faithful (fair)" not in old["score_names"] and old["ranker_accuracy"] is None

@@ -714,3 +714,39 @@ def test_unknown_omega_scaling_is_rejected_before_any_forward(decoder, byte_toke
     row = RowRequest(encode(byte_tokenizer, PROMPTS[1]), [(3, 8)], 2.0, omega_scaling="loud")
     with pytest.raises(DecodingInputError, match="omega_scaling must be one of constant, probability"):
         decoder.start([row], max_new_tokens=2)
+
+
+def test_jensen_shannon_and_divergence_omegas_closed_form():
+    from selfanchor_chains.engine.logits import divergence_omegas, jensen_shannon
+
+    p = torch.tensor([[0.5, 0.5, 0.0], [1.0, 0.0, 0.0], [0.2, 0.3, 0.5]])
+    q = torch.tensor([[0.5, 0.5, 0.0], [0.0, 1.0, 0.0], [0.5, 0.3, 0.2]])
+    log_p, log_q = p.clamp(min=1e-30).log(), q.clamp(min=1e-30).log()
+    m = (p + q) / 2
+    by_hand = 0.5 * (p * (log_p - m.log())).nansum(-1) + 0.5 * (q * (log_q - m.log())).nansum(-1)
+    jsd = jensen_shannon(log_p, log_q)
+    assert torch.allclose(jsd, by_hand.clamp(min=0.0), atol=1e-5)
+    assert jsd[0] == 0.0 and abs(float(jsd[1]) - math.log(2.0)) < 1e-5  # same: 0; disjoint: ln 2
+    omegas = divergence_omegas(torch.tensor([3.0, 3.0, 1.0 + math.log(2.0)]), log_p, log_q)  # log_q as logits
+    assert torch.allclose(omegas[:2], torch.tensor([1.0, 3.0]), atol=1e-5)  # no disagreement: plain; total: the cap
+    assert torch.allclose(omegas[2], 1.0 + by_hand[2], atol=1e-5)  # ω = 1 + ln 2 is AdaCAD's α = JSD
+
+
+def test_divergence_scaled_rows_match_reference_forwards(decoder, tiny_model, byte_tokenizer):
+    ids = encode(byte_tokenizer, PROMPTS[2])
+    rows = [RowRequest(ids, [(9, 36)], 4.0, omega_scaling="divergence")]
+    session = decoder.start(rows, max_new_tokens=8)
+    applied = []
+    for _ in session:
+        seq = ids + session.generated_ids(0)[:-1]
+        l_o = reference_logits(tiny_model, seq, rows[0].anchor_spans, 1.0)
+        l_m = reference_logits(tiny_model, seq, rows[0].anchor_spans, 0.0)
+        p_o, p_m = torch.softmax(l_o, -1), torch.softmax(l_m, -1)
+        mix = (p_o + p_m) / 2
+        jsd = 0.5 * float((p_o * (p_o / mix).log()).sum() + (p_m * (p_m / mix).log()).sum())
+        omega_t = 1.0 + 3.0 * jsd / math.log(2.0)
+        applied.append(omega_t)
+        assert torch.allclose(session.last_logits[0], omega_t * l_o + (1 - omega_t) * l_m, atol=1e-4)
+    result = session.results()[0]
+    assert result.omegas == pytest.approx(applied, abs=1e-4)  # the per-token ω is reported
+    assert all(1.0 <= w < 4.0 for w in result.omegas)
