@@ -152,15 +152,17 @@ def run_clients(
     deadline_s: float,
 ) -> tuple[list[Outcome], int]:
     """``clients`` threads take requests from a queue until it is empty; returns the outcomes and how many clients
-    were still running at the deadline (0 unless something hangs)."""
+    were still running (0 unless something hangs). At the deadline the clients take no new request and get a
+    minute more for the one in hand: a client left decoding when the interpreter exits would abort it."""
     todo: queue.Queue[tuple[int, Request]] = queue.Queue()
     for item in enumerate(requests):
         todo.put(item)
     outcomes: list[Outcome] = []
     lock = threading.Lock()
+    stop = threading.Event()
 
     def client() -> None:
-        while True:
+        while not stop.is_set():
             try:
                 index, request = todo.get_nowait()
             except queue.Empty:
@@ -181,6 +183,9 @@ def run_clients(
     end = time.monotonic() + deadline_s
     for thread in threads:
         thread.join(max(0.0, end - time.monotonic()))
+    stop.set()
+    for thread in threads:
+        thread.join(max(0.0, end + 60 - time.monotonic()))
     return sorted(outcomes, key=lambda o: o.index), sum(t.is_alive() for t in threads)
 
 
@@ -370,12 +375,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-new-tokens", type=int, default=12)
     parser.add_argument("--chain-tokens", type=int, default=32)
     parser.add_argument("--out", type=Path, default=Path("results/soak"))
+    parser.add_argument("--deadline", type=float, default=3600.0, help="seconds the requests may take in all")
     args = parser.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     llm, chain = load(args.max_new_tokens, args.chain_tokens)
-    report = run_soak(llm, chain, requests=args.requests, clients=args.clients)
+    report = run_soak(llm, chain, requests=args.requests, clients=args.clients, deadline_s=args.deadline)
     write_results(report, args.out)
-    print(summary(report))
+    print(summary(report), flush=True)
+    if report["hung_clients"]:
+        # A client still in a decode step: finalising the interpreter under it would abort (see
+        # selfanchor_chains.langchain.workers); the results are written, so leave at once.
+        os._exit(3)
     failed = report["errors"] or report["mismatches"] or report["hung_clients"] or report["rss_growth"] >= 0.10
     failed = failed or report["threads_after"] > report["threads_before"] or report["fds_after"] > report["fds_before"]
     return 1 if failed else 0

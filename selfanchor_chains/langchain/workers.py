@@ -11,6 +11,10 @@ the driver thread frees the finished session's KV cache a moment later, while th
 
 ``atexit`` callbacks run after the non-daemon threads are joined and before finalisation, while daemon threads
 still run normally: the hook there tells every live worker to stop after its current step and waits for it.
+
+The caller's own threads are the caller's: a daemon thread of the application still inside a decode call when the
+interpreter exits can abort it the same way (as any PyTorch code in a daemon thread can); join such threads, or
+let their calls finish, before exiting.
 """
 
 from __future__ import annotations
