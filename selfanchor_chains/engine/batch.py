@@ -12,7 +12,7 @@ from typing import Any
 
 import torch
 
-from .decoder import SteeredDecoder
+from .causal_lm import DecoderModel
 from .requests import DecodingStats, RowRequest, SamplingConfig
 from .rows import RowState
 
@@ -20,7 +20,7 @@ from .rows import RowState
 class BatchState:
     """State shared by the session and its parts (:mod:`.masked_branch`, :mod:`.admission`)."""
 
-    _decoder: SteeredDecoder
+    _decoder: DecoderModel
     max_new_tokens: int
     sampling: SamplingConfig
     _stop: tuple[str, ...]

@@ -16,7 +16,7 @@ from typing import Any
 import torch
 
 from .admission import ContinuousAdmission
-from .decoder import SteeredDecoder
+from .causal_lm import DecoderModel
 from .kv import cache_from_tensors, layer_tensors
 from .logits import LOGIT_BOUND, combine_logits, divergence_omegas, sampling_processors, steering_effect
 from .masked_branch import MaskedBranchSync
@@ -43,7 +43,7 @@ class DecodeSession(MaskedBranchSync, ContinuousAdmission):
 
     def __init__(
         self,
-        decoder: SteeredDecoder,
+        decoder: DecoderModel,
         rows: Sequence[RowRequest],
         *,
         max_new_tokens: int,

@@ -46,6 +46,7 @@ from langchain_core.runnables import RunnableConfig, RunnableSerializable
 from pydantic import ConfigDict
 
 from .conflict_set import CONFLICT_METHODS
+from .fingerprints import method_fingerprint
 
 __all__ = [
     "ADAPTIVE_OMEGA",
@@ -349,8 +350,6 @@ def conflict_fingerprint(chain: Any) -> str:
         if chain.method in ("rag-top1-only", "rag-top1-last", "rag-adaptive"):  # new methods: their own hashes
             payload["variant"] = chain.method
     else:
-        from .runner import method_fingerprint
-
         reasoner = chain.last  # RunnableLambda(to_context) | SelfAnchorChain
         payload = {
             "method": "rag-self-anchor",

@@ -13,6 +13,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from .ordering import ordered
+from .paired import compare, paired_records, time_ratio
 from .stats import proportion_fields
 
 __all__ = ["CONFLICT_REFERENCE", "build_conflict_report", "format_conflict_markdown"]
@@ -104,10 +106,7 @@ def build_conflict_report(
         entry per (score, baseline) has ``n``, both rates, ``diff``, its interval, ``b``, ``c`` and ``p_value``;
         ``time_ratio`` is the method's seconds over ``rag-plain``'s on the items both completed.
     """
-    from .paired import compare, paired_records, time_ratio
-    from .report import _ordered
-
-    methods = _ordered(results, _ORDER)
+    methods = ordered(results, _ORDER)
     known = _known_ids(results)
     score_rows = _scores_for(results)
     scores: dict[str, dict[str, Any]] = {}

@@ -8,20 +8,27 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..reasoning.methods import METHODS
-from .code_methods import CODE_METHODS
+from .code_methods import CODE_METHODS, make_code_chain
+from .conflict_methods import make_conflict_chain
 from .conflict_set import CONFLICT_METHODS
-from .datasets import CODE_BENCHMARKS
+from .datasets import ALL_BENCHMARKS, BBH_TASKS, CODE_BENCHMARKS
+from .fingerprints import STUDY_OPTION_DEFAULTS, is_language_model, method_fingerprint
+
+__all__ = [
+    "CODE_METHOD_NAMES",
+    "CONFLICT_METHOD_NAMES",
+    "METHOD_NAMES",
+    "STUDY_OPTION_DEFAULTS",
+    "MethodSpec",
+    "WorkedExampleError",
+    "default_worked_example",
+    "method_fingerprint",
+    "parse_benches",
+    "parse_methods",
+]
 
 METHOD_NAMES = METHODS
 
-STUDY_OPTION_DEFAULTS: dict[str, Any] = {
-    "step_strength": {},
-    "reasoning_scope": "question+plan",
-    "midline_labels": False,
-    "anchor_masking": "attention",
-    "steer_below": None,
-    "worked_example": False,
-}
 
 CONFLICT_METHOD_NAMES = CONFLICT_METHODS
 CODE_METHOD_NAMES = CODE_METHODS
@@ -100,9 +107,6 @@ def parse_benches(spec: str | Sequence[str]) -> list[str]:
     Raises:
         ValueError: Unknown benchmark or BBH task, a task on a benchmark without tasks, or no benchmark at all.
     """
-    from .datasets import ALL_BENCHMARKS as BENCHMARKS
-    from .datasets import BBH_TASKS
-
     items = spec.split(",") if isinstance(spec, str) else list(spec)
     out: list[str] = []
     for item in items:
@@ -110,8 +114,10 @@ def parse_benches(spec: str | Sequence[str]) -> list[str]:
         bench, task = bench.strip().lower(), task.strip()
         if not bench:
             continue
-        if bench not in BENCHMARKS:
-            raise ValueError(f"unknown benchmark {item.strip()!r}; choose from {', '.join(BENCHMARKS)} (or bbh:<task>)")
+        if bench not in ALL_BENCHMARKS:
+            raise ValueError(
+                f"unknown benchmark {item.strip()!r}; choose from {', '.join(ALL_BENCHMARKS)} (or bbh:<task>)"
+            )
         if sep and bench != "bbh":
             raise ValueError(f"benchmark {bench!r} has no tasks (got {item.strip()!r}); only bbh:<task> is valid")
         if sep and task not in BBH_TASKS:
@@ -133,18 +139,12 @@ def _is_steered(source: Any) -> bool:
     return isinstance(source, SteeredHFLLM)
 
 
-def _is_language_model(source: Any) -> bool:
-    from langchain_core.language_models import BaseLanguageModel
-
-    return isinstance(source, BaseLanguageModel)
-
-
 def _check_source(source: Any, methods: Sequence[MethodSpec]) -> None:
     """Fail before any work when a method cannot run on the given LLM."""
     from .prompted import PROMPTED_METHODS, SteeringRequiredError
 
-    if _is_steered(source) or not _is_language_model(source):
-        if not _is_language_model(source) and not callable(source):
+    if _is_steered(source) or not is_language_model(source):
+        if not is_language_model(source) and not callable(source):
             raise TypeError(
                 "llm_or_chain_factory must be a LangChain LLM or a callable factory(method, bench) -> runnable, "
                 f"got {type(source).__name__}"
@@ -191,18 +191,14 @@ def default_worked_example() -> bool:
 
 def _built_chain(source: Any, method: str, bench: str, max_new_tokens: int) -> Any:
     if _is_steered(source) and bench in CODE_BENCHMARKS:
-        from .code_methods import make_code_chain
-
         return make_code_chain(method, source, max_new_tokens=max_new_tokens)
     if _is_steered(source) and bench == "conflictqa":
-        from .conflict_methods import make_conflict_chain
-
         return make_conflict_chain(method, source, max_new_tokens=max_new_tokens)
     if _is_steered(source):
         from ..reasoning.methods import make_chain
 
         return make_chain(method, source, bench=bench, max_new_tokens=max_new_tokens)
-    if _is_language_model(source):
+    if is_language_model(source):
         from .prompted import make_prompted_chain
 
         return make_prompted_chain(source, method, bench)
@@ -211,45 +207,6 @@ def _built_chain(source: Any, method: str, bench: str, max_new_tokens: int) -> A
 
 class WorkedExampleError(ValueError):
     """``worked_example`` was asked of a method whose chain cannot show one."""
-
-
-def method_fingerprint(chain: Any, source: Any, method: str, bench: str) -> str | None:
-    """A short hash of what decides a method's answers besides the model: prompt template and steering set-up.
-
-    Known for the package's reasoning chains and for the prompted baselines on other LLMs; None for chains from a
-    user's factory (their configuration is theirs to track).
-    """
-    import dataclasses
-    import hashlib
-    import json
-
-    from ..reasoning.chains import ReasoningChain
-
-    payload: dict[str, Any]
-    if isinstance(chain, ReasoningChain):
-        payload = {
-            "chain": type(chain).__name__,
-            "template": dataclasses.asdict(chain._template_for()),
-            "schedule": repr(chain.schedule),
-            "omega": chain.omega,
-            "anchors": [chain.anchor_question, chain.anchor_context, chain.anchor_plan_in_final],
-            "limits": dataclasses.asdict(chain.limits),
-            "format_retries": chain.format_retries,
-        }
-        # Options added by the steering study enter the hash only when set, so that the fingerprints of
-        # configurations that existed before them stay the same.
-        for name, default in STUDY_OPTION_DEFAULTS.items():
-            value = getattr(chain, name)
-            if value != default:
-                payload[name] = value
-    elif _is_language_model(source):
-        from .prompted import _template
-
-        payload = {"prompted": method, "template": dataclasses.asdict(_template(method, bench))}
-    else:
-        return None
-    blob = json.dumps(payload, sort_keys=True, default=repr).encode()
-    return hashlib.sha256(blob).hexdigest()[:16]
 
 
 def _check_bench_methods(benches: Sequence[str], methods: Sequence[MethodSpec], *, factory: bool) -> None:

@@ -21,7 +21,9 @@ from pathlib import Path
 from typing import Any
 
 from ..reasoning.methods import METHODS
+from .conflict_report import CONFLICT_REFERENCE, build_conflict_report, format_conflict_markdown
 from .disagreements import format_disagreements_markdown, write_disagreement_pages
+from .ordering import ordered
 from .paired import compare, paired_correctness, paired_records, time_ratio
 from .stats import proportion_fields
 from .steering_report import build_steering_summary, format_steering_markdown
@@ -58,11 +60,6 @@ def load_results(out_dir: str | os.PathLike[str]) -> dict[str, dict[str, list[di
         if records:
             results.setdefault(bench, {})[method] = records
     return results
-
-
-def _ordered(names: Iterable[str], order: Sequence[str]) -> list[str]:
-    unique = set(names)
-    return [n for n in order if n in unique] + sorted(unique - set(order))
 
 
 def _tokens(records: Iterable[Mapping[str, Any]]) -> list[int]:
@@ -127,12 +124,12 @@ def _groups(
     from .datasets import BBH_TASKS, BENCHMARKS
 
     groups: list[tuple[str, str, str | None, dict[str, list[dict[str, Any]]]]] = []
-    for bench in _ordered(results, BENCHMARKS):
+    for bench in ordered(results, BENCHMARKS):
         by_method = results[bench]
         if bench != "bbh":
             groups.append((bench, bench, None, {m: list(r) for m, r in by_method.items()}))
             continue
-        tasks = _ordered((_bbh_task(r) for recs in by_method.values() for r in recs), BBH_TASKS)
+        tasks = ordered((_bbh_task(r) for recs in by_method.values() for r in recs), BBH_TASKS)
         for task in tasks:
             split = {m: [r for r in recs if _bbh_task(r) == task] for m, recs in by_method.items()}
             groups.append((f"bbh:{task}", bench, task, {m: r for m, r in split.items() if r}))
@@ -187,7 +184,7 @@ def build_report(
         method: problems per minute, mean tokens, finish reasons, truncated / code / format-break counts).
     """
     results = load_results(out_dir)
-    methods = _ordered((m for by_method in results.values() for m in by_method), _METHOD_ORDER)
+    methods = ordered((m for by_method in results.values() for m in by_method), _METHOD_ORDER)
     rows: list[dict[str, Any]] = []
     paired: list[dict[str, Any]] = []
     opts: dict[str, Any] = {"seed": seed, "resamples": resamples, "confidence": confidence}
@@ -234,8 +231,6 @@ def build_report(
         "steering": build_steering_summary(results),
     }
     if "conflictqa" in results:
-        from .conflict_report import CONFLICT_REFERENCE, build_conflict_report
-
         conflict_methods = results["conflictqa"]
         conflict_reference = reference if reference in conflict_methods else CONFLICT_REFERENCE
         report["conflict"] = build_conflict_report(conflict_methods, reference=conflict_reference, **opts)
@@ -338,8 +333,6 @@ def format_markdown(report: Mapping[str, Any]) -> str:
     if report["paired"]:
         lines += _paired_markdown(report)
     if report.get("conflict"):
-        from .conflict_report import format_conflict_markdown
-
         lines += format_conflict_markdown(report["conflict"], report["settings"]["confidence"])
     lines += format_steering_markdown(report.get("steering") or {})
     lines += _efficiency_markdown(report)

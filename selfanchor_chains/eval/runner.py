@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from .code_methods import CodeChain, code_fingerprint
+from .fingerprints import is_language_model
 from .method_specs import (
     CODE_METHOD_NAMES,
     CONFLICT_METHOD_NAMES,
@@ -23,7 +24,6 @@ from .method_specs import (
     MethodSpec,
     _check_bench_methods,
     _check_source,
-    _is_language_model,
     _is_steered,
     _make_chain,
     _model_name,
@@ -240,14 +240,14 @@ def _checked_specs(
 ) -> tuple[list[str], list[MethodSpec]]:
     """The benchmark and method specs, checked against each other and the LLM before any work."""
     bench_specs = parse_benches(benches)
-    known = METHOD_NAMES + CONFLICT_METHOD_NAMES + CODE_METHOD_NAMES if _is_language_model(source) else None
+    known = METHOD_NAMES + CONFLICT_METHOD_NAMES + CODE_METHOD_NAMES if is_language_model(source) else None
     method_specs = parse_methods(methods, known=known)
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     if limit is not None and limit < 0:
         raise ValueError(f"limit must be >= 0, got {limit}")
     _check_source(source, method_specs)
-    _check_bench_methods(bench_specs, method_specs, factory=not _is_language_model(source))
+    _check_bench_methods(bench_specs, method_specs, factory=not is_language_model(source))
     return bench_specs, method_specs
 
 
