@@ -7,7 +7,7 @@ STAMP   := $(VENV)/.installed-$(shell cat pyproject.toml Makefile | cksum | cut 
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: setup demo test unit lint typecheck bench-speed models clean chromium
+.PHONY: setup demo test unit lint typecheck bench-speed models clean chromium docs
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -41,12 +41,18 @@ unit: setup
 	$(BIN)/python -m pytest -q tests/unit
 
 lint: setup
-	$(BIN)/ruff check selfanchor_chains tests integrations cookbook
-	$(BIN)/ruff format --check selfanchor_chains tests integrations cookbook
+	$(BIN)/ruff check selfanchor_chains tests integrations cookbook doctests docs/hooks
+	$(BIN)/ruff format --check selfanchor_chains tests integrations cookbook doctests docs/hooks
 
 typecheck: setup
 	$(BIN)/mypy
 	cd integrations/llamaindex && $(abspath $(BIN))/mypy llama_index/llms/selfanchor
+
+# The documentation site, strict (a broken link, a missing reference or a docstring griffe cannot read fails it),
+# then every Python example of the docs and the README, run on the test model.
+docs: setup
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir site
+	$(BIN)/python -m pytest -q doctests
 
 models: setup
 	$(BIN)/selfanchor models

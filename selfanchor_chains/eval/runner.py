@@ -129,7 +129,8 @@ def run_eval(
         batch_size: Items per batch (one batched decoding session per method and batch).
         max_new_tokens: Decoding budget of the steered chains (a factory or hosted LLM sets its own).
         seed: Recorded in ``run.json`` (set it on the LLM for sampling; decoding is greedy by default).
-        model_name, dtype: Model name (default: the LLM's ``model_id`` / ``model_name``) and dtype for ``run.json``.
+        model_name: Model name for ``run.json`` (default: the LLM's ``model_id`` / ``model_name``).
+        dtype: The model's dtype, for ``run.json``.
         progress: Show a progress bar on stderr.
         command: The command line to record (default: ``run_eval(...)``).
         continuous: Continuous batching for the package's reasoning chains: each method streams a chunk of

@@ -1,0 +1,84 @@
+"""MkDocs hook: the Results page's tables are generated at build time from the committed reports (results/**.json),
+never copied by hand. A marker line ``<!-- results:NAME -->`` in a page is replaced by the table NAME."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _pct(value: float | None) -> str:
+    return "–" if value is None else f"{100 * value:.1f}"
+
+
+def _load(relative: str) -> dict[str, Any] | None:
+    path = ROOT / relative
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+
+
+def reasoning_table() -> str:
+    """Accuracy per benchmark and method of the shipped default's dev run (results/final/report.json)."""
+    report = _load("results/final/report.json")
+    if report is None:
+        return "*results/final/report.json is missing.*"
+    methods = report["methods"]
+    lines = [f"| benchmark | {' | '.join(methods)} |", "|---" * (len(methods) + 1) + "|"]
+    for row in report["rows"]:
+        if row.get("kind") not in ("bench", "mean", "macro"):
+            continue
+        cells = []
+        for method in methods:
+            cell = row["methods"].get(method) or {}
+            n = f" (n={cell['n']})" if cell.get("n") else ""
+            cells.append(f"{_pct(cell.get('accuracy'))}{n}")
+        lines.append(f"| {row['row']} | " + " | ".join(cells) + " |")
+    model = report["run"]["model"]
+    return f"Model `{model}`, accuracy in %, dev splits.\n\n" + "\n".join(lines)
+
+
+def conflict_table() -> str:
+    """Context-faithful rate, memory rate and control accuracy per method (results/conflictqa/<model>/report.json)."""
+    parts = []
+    for model in ("qwen2.5-coder-0.5b", "qwen2.5-coder-1.5b"):
+        report = _load(f"results/conflictqa/{model}/report.json")
+        if report is None or not report.get("conflict"):
+            continue
+        section = report["conflict"]
+        names = list(next(iter(section["scores"].values())).keys())
+        lines = [f"**{model}**", "", f"| method | {' | '.join(names)} |", "|---" * (len(names) + 1) + "|"]
+        for method in section["methods"]:
+            scores = section["scores"][method]
+            cells = [f"{_pct(scores[n]['rate'])} (n={scores[n]['n']})" for n in names]
+            lines.append(f"| {method} | " + " | ".join(cells) + " |")
+        parts.append("\n".join(lines))
+    return "\n\n".join(parts) or "*No conflictqa report is committed.*"
+
+
+def code_table() -> str:
+    """Pass@1 of the anchored code method vs plain (results/code/summary.json), once the final run has results."""
+    summary = _load("results/code/summary.json")
+    if not summary or not summary.get("models"):
+        return "*The final code run has no results yet (it is under way; see results/code/README.md).*"
+    lines = ["| model | bench | n | anchored | plain | Δ | b / c | p |", "|---|---|---|---|---|---|---|---|"]
+    for model, rows in summary["models"].items():
+        for r in rows:
+            lines.append(
+                f"| {model} | {r['bench']} | {r['n']} | {r['anchored']:.1f} | {r['plain']:.1f} | {r['delta']:+.1f}"
+                f" | {r['b']} / {r['c']} | {r['p_value']:.3f} |"
+            )
+    return f"Anchored method: `{summary['reference']}`.\n\n" + "\n".join(lines)
+
+
+TABLES: dict[str, Callable[[], str]] = {"reasoning": reasoning_table, "conflict": conflict_table, "code": code_table}
+
+
+def on_page_markdown(markdown: str, **kwargs: Any) -> str:
+    for name, build in TABLES.items():
+        marker = f"<!-- results:{name} -->"
+        if marker in markdown:
+            markdown = markdown.replace(marker, build())
+    return markdown
