@@ -22,8 +22,7 @@ import hashlib
 import json
 from typing import Any
 
-from langchain_core.runnables import RunnableConfig, RunnableSerializable
-from pydantic import ConfigDict
+from .prompt_chains import OnePromptChain, generation_output
 
 __all__ = [
     "CODE_ANCHORED_OMEGA",
@@ -78,7 +77,7 @@ def parse_code_method(name: str) -> tuple[str, float | None]:
     return base, omega
 
 
-class CodeChain(RunnableSerializable[dict[str, Any], dict[str, Any]]):
+class CodeChain(OnePromptChain):
     """One code-writing prompt per problem, decoded in one batched call (continuous batching in the LLM).
 
     Input: ``{"bench": "humaneval" | "mbpp", "question": ..., "test_list": [...]}`` (MBPP shows its tests); without
@@ -97,8 +96,6 @@ class CodeChain(RunnableSerializable[dict[str, Any], dict[str, Any]]):
     method: str = "code-plain"
     omega: float = CODE_ANCHORED_OMEGA
     max_new_tokens: int = CODE_MAX_NEW_TOKENS
-
-    model_config = ConfigDict(arbitrary_types_allowed=True)
 
     def user_message(self, inputs: dict[str, Any]) -> str:
         """The user turn with anchor markup (the task escaped, and anchored for ``code-anchored``).
@@ -139,19 +136,7 @@ class CodeChain(RunnableSerializable[dict[str, Any], dict[str, Any]]):
         clean, spans = render_chat_with_anchors(tokenizer, messages, markup=self.llm.markup)
         return markup_from_spans(clean + _PREFILL, spans, self.llm.markup)
 
-    def invoke(self, input: dict[str, Any], config: RunnableConfig | None = None, **kwargs: Any) -> dict[str, Any]:
-        return self.batch([input], config)[0]
-
-    def batch(
-        self,
-        inputs: list[dict[str, Any]],
-        config: RunnableConfig | list[RunnableConfig] | None = None,
-        *,
-        return_exceptions: bool = False,
-        **kwargs: Any,
-    ) -> list[dict[str, Any]]:
-        if not inputs:
-            return []
+    def decode_batch(self, inputs: list[dict[str, Any]]) -> list[dict[str, Any]]:
         prompts = [self.prompt(item) for item in inputs]  # every input is checked before any decoding
         omega = self.omega if self.method != "code-plain" else 1.0
         scaling = "probability" if self.method == "code-spa" else "constant"
@@ -159,19 +144,9 @@ class CodeChain(RunnableSerializable[dict[str, Any], dict[str, Any]]):
         result = raw.generate(
             prompts, stop=_STOP, omega=omega, omega_scaling=scaling, max_new_tokens=self.max_new_tokens
         )
-        return [_output(prompt, gens[0], omega) for prompt, gens in zip(prompts, result.generations, strict=True)]
-
-
-def _output(prompt: str, generation: Any, omega: float) -> dict[str, Any]:
-    info = generation.generation_info or {}
-    return {
-        "text": generation.text,
-        "finish_reason": info.get("finish_reason"),
-        "usage": {"prompt_tokens": info.get("prompt_tokens"), "completion_tokens": info.get("completion_tokens")},
-        "steps": [],
-        "omega": omega,
-        "prompt": prompt,
-    }
+        return [
+            generation_output(prompt, gens[0], omega) for prompt, gens in zip(prompts, result.generations, strict=True)
+        ]
 
 
 def make_code_chain(method: str, llm: Any, *, max_new_tokens: int = CODE_MAX_NEW_TOKENS) -> CodeChain:

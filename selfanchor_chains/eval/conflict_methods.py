@@ -42,11 +42,9 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-from langchain_core.runnables import RunnableConfig, RunnableSerializable
-from pydantic import ConfigDict
-
 from .conflict_set import CONFLICT_METHODS
 from .fingerprints import method_fingerprint
+from .prompt_chains import OnePromptChain, generation_output
 
 __all__ = [
     "ADAPTIVE_OMEGA",
@@ -143,7 +141,7 @@ def _escape(text: str) -> str:
     return escape_anchor_markup(text)
 
 
-class ShortAnswerChain(RunnableSerializable[dict[str, Any], dict[str, Any]]):
+class ShortAnswerChain(OnePromptChain):
     """A direct-answer RAG prompt over given passages, decoded in one batched call.
 
     Input: ``{"question", "passages", "evidence_index"}`` (see :func:`.conflict_set.chain_input`).
@@ -162,8 +160,6 @@ class ShortAnswerChain(RunnableSerializable[dict[str, Any], dict[str, Any]]):
     omega: float = 1.0
     max_new_tokens: int = SHORT_ANSWER_TOKENS
     ranker: Any = None
-
-    model_config = ConfigDict(arbitrary_types_allowed=True)
 
     def prompt(self, inputs: dict[str, Any], specials: Sequence[str] = (), top: int | None = None) -> str:
         """The prompt with anchor markup for one input.
@@ -228,22 +224,10 @@ class ShortAnswerChain(RunnableSerializable[dict[str, Any], dict[str, Any]]):
             tops.append(max(range(len(scores)), key=lambda i: (scores[i], -i)) if scores else None)
         return tops
 
-    def invoke(self, input: dict[str, Any], config: RunnableConfig | None = None, **kwargs: Any) -> dict[str, Any]:
-        return self.batch([input], config)[0]
-
-    def batch(
-        self,
-        inputs: list[dict[str, Any]],
-        config: RunnableConfig | list[RunnableConfig] | None = None,
-        *,
-        return_exceptions: bool = False,
-        **kwargs: Any,
-    ) -> list[dict[str, Any]]:
+    def decode_batch(self, inputs: list[dict[str, Any]]) -> list[dict[str, Any]]:
         from ..answers.locate import short_answer
         from ..prompting.control_tokens import special_token_strings
 
-        if not inputs:
-            return []
         specials = special_token_strings(self.llm.tokenizer)
         if self.method in _RANKED:  # every input is checked before the ranker runs
             for item in inputs:
@@ -256,24 +240,13 @@ class ShortAnswerChain(RunnableSerializable[dict[str, Any], dict[str, Any]]):
         result = self.llm.generate(prompts, omega=omega, omega_scaling=scaling, max_new_tokens=self.max_new_tokens)
         outputs = []
         for prompt, top, generations in zip(prompts, tops, result.generations, strict=True):
-            generation = generations[0]
-            info = generation.generation_info or {}
-            outputs.append(
-                {
-                    "answer": short_answer(generation.text),
-                    "text": generation.text,
-                    "finish_reason": info.get("finish_reason"),
-                    "usage": {
-                        "prompt_tokens": info.get("prompt_tokens"),
-                        "completion_tokens": info.get("completion_tokens"),
-                    },
-                    "steps": [],
-                    "omega": omega,
-                    "prompt": prompt,
-                    **({"ranked_first": top} if top is not None else {}),
-                    **({"anchored_passage": top} if top is not None and self.method == "rag-anchored-top1" else {}),
-                }
-            )
+            output = generation_output(prompt, generations[0], omega)
+            output["answer"] = short_answer(output["text"])
+            if top is not None:
+                output["ranked_first"] = top
+                if self.method == "rag-anchored-top1":
+                    output["anchored_passage"] = top
+            outputs.append(output)
         return outputs
 
 

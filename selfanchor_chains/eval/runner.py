@@ -137,8 +137,7 @@ def run_eval(
             ``4 × batch_size`` items through ``batch_size`` decoding slots (a finished item's place goes to the
             next one at once) and its results are written as items finish; the methods take turns chunk by chunk.
         trace_tokens: Keep each generated token's steering trace in the records (``trace``; for the report's pages).
-        worked_example: Show every method its worked example (each in its own format) or none; None: every method
-            alike as ``SelfAnchorChain`` by default. Part of the fingerprints.
+        worked_example: Every method shows its worked example (True) or none (False); None: as SelfAnchorChain.
 
     Returns:
         ``{bench: {method: {"n", "correct", "accuracy", "new"}}}`` over all results in the folder for the
