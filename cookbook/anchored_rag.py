@@ -17,7 +17,7 @@ import os
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from selfanchor_chains import SteeredHFLLM
-from selfanchor_chains.eval.rag_compare import recall_at_k, strategyqa_rag_set
+from selfanchor_chains.bench.rag_compare import recall_at_k, strategyqa_rag_set
 from selfanchor_chains.models import cache_dir
 from selfanchor_chains.reasoning.rag import anchored_rag_chain, build_retriever
 

@@ -26,8 +26,8 @@ from langchain_core.runnables import RunnableLambda, RunnablePassthrough
 
 from selfanchor_chains import SteeredHFLLM
 from selfanchor_chains.answers.mentions import mentions
+from selfanchor_chains.bench.conflict_builder import build_conflict_set
 from selfanchor_chains.eval.conflict_methods import ANCHORED_OMEGA
-from selfanchor_chains.eval.conflict_set import build_conflict_set
 from selfanchor_chains.models import cache_dir
 from selfanchor_chains.prompting.markup import format_docs_anchored
 from selfanchor_chains.reasoning.rag import build_retriever

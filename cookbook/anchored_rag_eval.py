@@ -24,7 +24,7 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from selfanchor_chains import SteeredHFLLM
-from selfanchor_chains.eval.rag_compare import compare_rag_methods, format_rag_table, strategyqa_rag_set
+from selfanchor_chains.bench.rag_compare import compare_rag_methods, format_rag_table, strategyqa_rag_set
 from selfanchor_chains.eval.stats import mcnemar_exact, wilson_interval
 from selfanchor_chains.reasoning.rag import build_retriever
 

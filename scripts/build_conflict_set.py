@@ -12,7 +12,8 @@ from __future__ import annotations
 import argparse
 from collections import Counter
 
-from selfanchor_chains.eval.conflict_set import RELATIONS, build_conflict_set, write_conflict_set
+from selfanchor_chains.bench.conflict_builder import build_conflict_set, write_conflict_set
+from selfanchor_chains.eval.conflict_set import RELATIONS
 
 
 def main(argv: list[str] | None = None) -> int:

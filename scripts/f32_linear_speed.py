@@ -12,7 +12,7 @@ import copy
 import json
 from pathlib import Path
 
-from selfanchor_chains.eval.speed import format_variants_table, run_speed_variants
+from selfanchor_chains.bench.speed import format_variants_table, run_speed_variants
 from selfanchor_chains.models import load_model_and_tokenizer
 from selfanchor_chains.models.cpu_linear import use_row_friendly_linears
 

@@ -57,7 +57,7 @@ def inputs_follow_the_model(model: Any) -> None:
 
 
 def speed_table(model: Any, tokenizer: Any, new_tokens: int, repeats: int) -> list[dict[str, Any]]:
-    from selfanchor_chains.eval.speed import run_speed_bench
+    from selfanchor_chains.bench.speed import run_speed_bench
 
     rows = []
     for batch in (1, 8):

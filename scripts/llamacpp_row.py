@@ -21,8 +21,8 @@ import statistics
 def main(argv: list[str] | None = None) -> int:
     import torch
 
-    from selfanchor_chains.eval.llamacpp import LlamaCppDecode
-    from selfanchor_chains.eval.speed import SpeedBench, build_prompts
+    from selfanchor_chains.bench.llamacpp import LlamaCppDecode
+    from selfanchor_chains.bench.speed import SpeedBench, build_prompts
     from selfanchor_chains.models.cache import resolve_gguf
     from selfanchor_chains.models.loading import load_model_and_tokenizer
 

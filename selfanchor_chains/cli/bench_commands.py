@@ -17,7 +17,7 @@ def _log(line: str) -> None:
 
 def _finish(result: dict[str, Any], args: argparse.Namespace, loaded: dict[str, Any] | None = None) -> int:
     """Record what ran where (model, weights, threads, CPU, command) and write the JSON if asked."""
-    from ..eval.speed import write_json
+    from ..bench.speed import write_json
 
     result.update(loaded or {}, model=args.model, threads=_threads(), cpu=_cpu_description())
     result["command"] = "selfanchor " + " ".join(sys.argv[1:])
@@ -43,7 +43,7 @@ def _run_on_model(args: argparse.Namespace, bench: Any, **settings: Any) -> tupl
 
 
 def _bench_speed_variants(args: argparse.Namespace, methods: list[str]) -> int:
-    from ..eval.speed import format_variants_table, run_speed_variants
+    from ..bench.speed import format_variants_table, run_speed_variants
 
     models: dict[str, Any] = {}
     loaded: dict[str, dict[str, Any]] = {}
@@ -84,7 +84,7 @@ def _cpu_description() -> dict[str, Any]:
 
 
 def cmd_bench_speed(args: argparse.Namespace) -> int:
-    from ..eval.speed import format_table, run_speed_bench
+    from ..bench.speed import format_table, run_speed_bench
 
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     if args.variants:
@@ -110,7 +110,7 @@ def _registry_gguf(model: str) -> Any:
 
 
 def cmd_bench_overhead(args: argparse.Namespace) -> int:
-    from ..eval.speed import run_overhead_bench
+    from ..bench.speed import run_overhead_bench
 
     result, loaded = _run_on_model(args, run_overhead_bench, new_tokens=args.new_tokens, repeats=args.repeats)
     print(f"invoke_over_engine = {result['invoke_over_engine']:.3f}  (medians: {result['median_s']})")
@@ -118,7 +118,7 @@ def cmd_bench_overhead(args: argparse.Namespace) -> int:
 
 
 def cmd_bench_solve_cost(args: argparse.Namespace) -> int:
-    from ..eval.speed import run_solve_cost_bench
+    from ..bench.speed import run_solve_cost_bench
 
     settings = {"problems": args.problems, "max_new_tokens": args.max_new_tokens, "data_dir": args.data_dir}
     result, loaded = _run_on_model(args, run_solve_cost_bench, **settings)
@@ -131,7 +131,7 @@ def cmd_bench_solve_cost(args: argparse.Namespace) -> int:
 
 
 def cmd_bench_throughput(args: argparse.Namespace) -> int:
-    from ..eval.speed import run_throughput_bench
+    from ..bench.speed import run_throughput_bench
     from ..langchain.llm import SteeredHFLLM
 
     model, tokenizer, loaded = load_model(args)

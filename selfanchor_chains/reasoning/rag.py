@@ -5,7 +5,7 @@ escaped) context, so while the model plans and reasons its attention is steered 
 question. :func:`anchored_rag_chain` builds it (or the same pipeline with any other reasoning method, e.g. plain CoT
 as the unsteered baseline). :func:`build_retriever` indexes passages in memory, or in a FAISS index on disk that is
 built once and reopened (:func:`faiss_vector_store`, the ``rag`` extra). The evaluation harness that measures it is
-:mod:`selfanchor_chains.eval.rag_compare`."""
+:mod:`selfanchor_chains.bench.rag_compare`."""
 
 from __future__ import annotations
 

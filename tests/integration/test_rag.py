@@ -8,14 +8,14 @@ import pytest
 from langchain_core.documents import Document
 from langchain_core.embeddings import Embeddings
 
-from selfanchor_chains.eval.datasets import DatasetError, default_data_dir
-from selfanchor_chains.eval.rag_compare import (
+from selfanchor_chains.bench.rag_compare import (
     RagItem,
     compare_rag_methods,
     format_rag_table,
     recall_at_k,
     strategyqa_rag_set,
 )
+from selfanchor_chains.eval.datasets import DatasetError, default_data_dir
 from selfanchor_chains.reasoning.rag import anchored_rag_chain, build_retriever, make_reasoner
 
 

@@ -1,5 +1,6 @@
 """The package's layers, checked on the source: engine, models and answers at the bottom, then prompting,
-langchain, reasoning, eval and the command line; a module imports only from its own layer or those below, and
+langchain, reasoning, eval, bench (research tools: speed benchmarks, set builders)
+and the command line; a module imports only from its own layer or those below, and
 the modules' top-level imports form no cycle."""
 
 from __future__ import annotations
@@ -13,7 +14,17 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[2] / "selfanchor_chains"
 
 # Lower rank = lower layer. The three bottom packages are independent of each other.
-RANKS = {"engine": 0, "models": 0, "answers": 0, "prompting": 1, "langchain": 2, "reasoning": 3, "eval": 4, "cli": 5}
+RANKS = {
+    "engine": 0,
+    "models": 0,
+    "answers": 0,
+    "prompting": 1,
+    "langchain": 2,
+    "reasoning": 3,
+    "eval": 4,
+    "bench": 5,
+    "cli": 6,
+}
 BOTTOM = {"engine", "models", "answers"}
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from selfanchor_chains.eval.speed import format_variants_table, run_speed_variants
+from selfanchor_chains.bench.speed import format_variants_table, run_speed_variants
 
 
 def test_variants_are_interleaved_round_by_round(tiny_model: Any, byte_tokenizer: Any) -> None:

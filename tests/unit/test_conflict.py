@@ -11,16 +11,9 @@ import pytest
 
 from selfanchor_chains.answers import extract_answer, is_correct, short_answer
 from selfanchor_chains.answers.mentions import mentions
+from selfanchor_chains.bench.conflict_builder import CountryFact, build_conflict_set, country_facts, write_conflict_set
 from selfanchor_chains.eval.conflict_methods import ShortAnswerChain, make_conflict_chain, parse_conflict_method
-from selfanchor_chains.eval.conflict_set import (
-    ConflictRecordError,
-    CountryFact,
-    build_conflict_set,
-    check_record,
-    country_facts,
-    grade_conflict,
-    write_conflict_set,
-)
+from selfanchor_chains.eval.conflict_set import ConflictRecordError, check_record, grade_conflict
 from selfanchor_chains.eval.datasets import load_problems
 from selfanchor_chains.prompting.markup import parse_anchor_markup
 

@@ -369,7 +369,7 @@ def test_fingerprint_tells_methods_and_settings_apart(long_context_tiny_model: A
 
 def _throughput(data_dir: Path, model: Any, tokenizer: Any, modes: Any = ("static",)) -> tuple[Any, Any, list[str]]:
     """The throughput bench on the tiny model: 3 problems in batches of 2, self-anchor and cot, 5 tokens."""
-    from selfanchor_chains.eval.speed import run_throughput_bench
+    from selfanchor_chains.bench.speed import run_throughput_bench
     from selfanchor_chains.langchain.llm import SteeredHFLLM
 
     llm = SteeredHFLLM(model=model, tokenizer=tokenizer, model_id="tiny")
@@ -398,8 +398,8 @@ def test_throughput_bench_times_methods_side_by_side(
 def test_throughput_bench_shows_the_example_as_eval_does(
     shown: bool, monkeypatch: pytest.MonkeyPatch, data_dir: Path, long_context_tiny_model: Any, byte_tokenizer: Any
 ) -> None:
+    from selfanchor_chains.bench.speed import run_throughput_bench
     from selfanchor_chains.eval import method_specs
-    from selfanchor_chains.eval.speed import run_throughput_bench
     from selfanchor_chains.langchain.llm import SteeredHFLLM
 
     built: list[Any] = []
@@ -424,7 +424,7 @@ def test_throughput_bench_shows_the_example_as_eval_does(
 def test_throughput_bench_compares_static_and_continuous_batching(
     data_dir: Path, long_context_tiny_model: Any, byte_tokenizer: Any
 ) -> None:
-    from selfanchor_chains.eval.speed import run_throughput_bench
+    from selfanchor_chains.bench.speed import run_throughput_bench
 
     llm, result, lines = _throughput(data_dir, long_context_tiny_model, byte_tokenizer, ["static", "continuous"])
     assert set(result["seconds"]) == {"self-anchor", "cot", "self-anchor@continuous", "cot@continuous"}

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from selfanchor_chains.eval import llamacpp, speed
+from selfanchor_chains.bench import llamacpp, speed
 
 
 def _skips(methods: list[str], **kwargs: object) -> tuple[list[str], list[str]]:

@@ -83,7 +83,7 @@ def strategyqa_rag_set(
         ValueError: ``n_items`` < 1, or ``pool_items`` smaller than ``n_items``.
         DatasetError: The data cannot be found or read.
     """
-    from .datasets import load_problems
+    from ..eval.datasets import load_problems
 
     if n_items < 1:
         raise ValueError(f"n_items must be >= 1, got {n_items}")

@@ -429,9 +429,9 @@ def run_solve_cost_bench(
     ``generate`` on the CoT prompt forced to exactly as many new tokens. The ratio isolates what Self-Anchor's
     machinery costs per token, whatever length each method would choose.
     """
+    from ..eval.datasets import load_problems
     from ..langchain.llm import SteeredHFLLM
     from ..reasoning.chains import CoTChain, SelfAnchorChain
-    from .datasets import load_problems
 
     llm = SteeredHFLLM(model=model, tokenizer=tokenizer)
     llm.runtime.decoder.prefix_cache.max_tokens = 0  # like plain ``generate``, which recomputes every prompt in full
@@ -515,8 +515,8 @@ def run_throughput_bench(
         ``continuous_speedup`` (continuous over static problems per minute, per method) and ``answers_differ``
         (problems whose answer differs between the modes: bfloat16 batch-composition noise under greedy decoding).
     """
-    from .datasets import load_problems
-    from .method_specs import _make_chain
+    from ..eval.datasets import load_problems
+    from ..eval.method_specs import _make_chain
 
     unknown = set(modes) - {"static", "continuous"}
     if unknown or not modes:
