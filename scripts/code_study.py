@@ -95,7 +95,7 @@ def snapshot() -> None:
         for path in sorted(folder.glob("*.jsonl")):
             target = RESULTS / "logs" / key / (path.name + ".gz")
             target.parent.mkdir(parents=True, exist_ok=True)
-            with path.open("rb") as src, gzip.open(target, "wb", mtime=0) as dst:
+            with path.open("rb") as src, gzip.GzipFile(target, "wb", mtime=0) as dst:  # same bytes, same gzip
                 shutil.copyfileobj(src, dst)
 
 
