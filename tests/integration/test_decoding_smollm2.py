@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from selfanchor_chains.engine import RowRequest, SteeredDecoder
+from tests.cfg_reference import cfg_greedy_tokens
 
 pytestmark = [
     pytest.mark.slow,
@@ -67,17 +68,4 @@ def test_greedy_equals_transformers_cfg(loaded):
     ours = SteeredDecoder(model, tokenizer, eos_token_ids=[]).generate(
         [RowRequest(ids, [(2, 16)], 1.8)], max_new_tokens=16
     )
-    input_ids = torch.tensor([ids])
-    negative_mask = torch.ones_like(input_ids)
-    negative_mask[0, 2:16] = 0
-    out = model.generate(
-        input_ids,
-        attention_mask=torch.ones_like(input_ids),
-        guidance_scale=1.8,
-        negative_prompt_ids=input_ids,
-        negative_prompt_attention_mask=negative_mask,
-        max_new_tokens=16,
-        min_new_tokens=16,
-        do_sample=False,
-    )
-    assert ours[0].token_ids == out[0, len(ids) :].tolist()
+    assert ours[0].token_ids == cfg_greedy_tokens(model, ids, (2, 16), 1.8, 16)

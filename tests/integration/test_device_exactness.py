@@ -15,6 +15,8 @@ from typing import Any
 import pytest
 import torch
 
+from tests.cfg_reference import cfg_greedy_tokens
+
 DEVICE = os.environ.get("SELFANCHOR_TEST_DEVICE")
 
 pytestmark = [
@@ -74,21 +76,7 @@ def test_greedy_steering_equals_transformers_cfg(model: Any, tokenizer: Any) -> 
     ours = SteeredDecoder(model, tokenizer, eos_token_ids=[]).generate(
         [RowRequest(ids, [(10, 40)], 1.8)], max_new_tokens=16
     )
-    input_ids = torch.tensor([ids], device=model.device)
-    negative_mask = torch.ones_like(input_ids)
-    negative_mask[0, 10:40] = 0
-    out = model.generate(
-        input_ids,
-        attention_mask=torch.ones_like(input_ids),
-        guidance_scale=1.8,
-        negative_prompt_ids=input_ids,
-        negative_prompt_attention_mask=negative_mask,
-        max_new_tokens=16,
-        min_new_tokens=16,
-        do_sample=False,
-        pad_token_id=tokenizer.pad_token_id,
-    )
-    assert ours[0].token_ids == out[0, len(ids) :].tolist()
+    assert ours[0].token_ids == cfg_greedy_tokens(model, ids, (10, 40), 1.8, 16, tokenizer.pad_token_id)
 
 
 def test_batched_and_concurrent_rows_equal_rows_decoded_alone(model: Any, tokenizer: Any) -> None:
