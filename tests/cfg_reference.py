@@ -27,3 +27,15 @@ def cfg_greedy_tokens(
         **({"pad_token_id": pad_token_id} if pad_token_id is not None else {}),
     )
     return out[0, len(ids) :].tolist()
+
+
+def reference_steered_logits(model: Any, seq: list[int], spans: Any, omega: float) -> torch.Tensor:
+    """``ω·l_o + (1−ω)·l_m`` from two full forwards without any cache, the anchors hidden by the attention mask."""
+    ids = torch.tensor([seq], device=model.device)
+    hidden = torch.ones_like(ids)
+    for start, end in spans:
+        hidden[0, start:end] = 0
+    with torch.no_grad():
+        l_o = model(input_ids=ids, attention_mask=torch.ones_like(ids)).logits[0, -1].float()
+        l_m = model(input_ids=ids, attention_mask=hidden).logits[0, -1].float()
+    return omega * l_o + (1 - omega) * l_m

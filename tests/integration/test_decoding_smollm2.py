@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from selfanchor_chains.engine import RowRequest, SteeredDecoder
-from tests.cfg_reference import cfg_greedy_tokens
+from tests.cfg_reference import cfg_greedy_tokens, reference_steered_logits
 
 pytestmark = [
     pytest.mark.slow,
@@ -49,14 +49,8 @@ def _check_every_step(model, tokenizer, atol):
     session = SteeredDecoder(model, tokenizer, eos_token_ids=[]).start(rows, max_new_tokens=8)
     for _ in session:
         for k, i in enumerate(session.last_rows):
-            seq = torch.tensor([list(rows[i].prompt_ids) + session.generated_ids(i)[:-1]])
-            hidden = torch.ones_like(seq)
-            for a, b in rows[i].anchor_spans:
-                hidden[0, a:b] = 0
-            with torch.no_grad():
-                l_o = model(input_ids=seq, attention_mask=torch.ones_like(seq)).logits[0, -1].float()
-                l_m = model(input_ids=seq, attention_mask=hidden).logits[0, -1].float()
-            expected = rows[i].omega * l_o + (1 - rows[i].omega) * l_m
+            seq = list(rows[i].prompt_ids) + session.generated_ids(i)[:-1]
+            expected = reference_steered_logits(model, seq, rows[i].anchor_spans, rows[i].omega)
             assert torch.allclose(session.last_logits[k], expected, atol=atol), (
                 (session.last_logits[k] - expected).abs().max()
             )

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import torch
 
-from tests.cfg_reference import cfg_greedy_tokens
+from tests.cfg_reference import cfg_greedy_tokens, reference_steered_logits
 
 DEVICE = os.environ.get("SELFANCHOR_TEST_DEVICE")
 
@@ -56,14 +56,8 @@ def test_every_step_matches_cache_free_forwards(model: Any, tokenizer: Any) -> N
     for _ in session:
         steps += 1
         for k, i in enumerate(session.last_rows):
-            seq = torch.tensor([list(rows[i].prompt_ids) + session.generated_ids(i)[:-1]], device=model.device)
-            hidden = torch.ones_like(seq)
-            for a, b in rows[i].anchor_spans:
-                hidden[0, a:b] = 0
-            with torch.no_grad():
-                l_o = model(input_ids=seq, attention_mask=torch.ones_like(seq)).logits[0, -1].float()
-                l_m = model(input_ids=seq, attention_mask=hidden).logits[0, -1].float()
-            expected = rows[i].omega * l_o + (1 - rows[i].omega) * l_m
+            seq = list(rows[i].prompt_ids) + session.generated_ids(i)[:-1]
+            expected = reference_steered_logits(model, seq, rows[i].anchor_spans, rows[i].omega)
             got = session.last_logits[k].to(expected.device)
             assert torch.allclose(got, expected, atol=ATOL), (got - expected).abs().max()
     assert steps == 8
