@@ -30,6 +30,10 @@ passages (the model sees the same text) and in ω:
 Every ranked method (``rag-anchored-top1``, ``rag-top1-only``, ``rag-top1-last``) reports which passage the
 ranker put first (``ranked_first``), so a report can show the ranker's accuracy@1 beside the methods.
 
+Each direct-answer RAG method has a ``-sentence`` twin (``rag-plain-sentence``, ``rag-anchored-top1-sentence@2``
+…): the same prompt asking for one short sentence instead of a few words, at most :data:`SENTENCE_ANSWER_TOKENS`
+tokens, the whole reply graded (what users' RAG answers look like; the fair grader reads the entities it states).
+
 ``rag-anchored@2.5`` / ``rag-anchored-oracle@2.5`` / ``rag-anchored-top1@2.5`` set ω explicitly (for choosing ω
 on the train split).
 Retrieved passages are untrusted: they are escaped (:func:`~selfanchor_chains.prompting.anchor`), never read as
@@ -42,7 +46,7 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-from .conflict_set import CONFLICT_METHODS
+from .conflict_set import CONFLICT_METHODS, SENTENCE_SUFFIX
 from .fingerprints import method_fingerprint
 from .prompt_chains import OnePromptChain, generation_output
 
@@ -68,10 +72,14 @@ ANCHORED_OMEGA = 1.5
 SHORT_ANSWER_TOKENS = 24
 """Token budget of the direct-answer methods (a name or a short phrase)."""
 
+SENTENCE_ANSWER_TOKENS = 64
+"""Token budget of the ``-sentence`` variants (one sentence, as users' RAG answers are)."""
+
 SELF_ANCHOR_TOKENS = 256
 """Token budget cap of ``rag-self-anchor`` (plan and reasoning steps, then the answer)."""
 
 _SHORT = "Reply with the answer only (a name or a few words), no explanation and no code."
+_SENTENCE = "Reply in one short sentence, no code."
 _PLAIN = "Answer the question using the passages below. {short}\n\nPassages:\n{passages}\n\nQuestion: {question}"
 _INSTRUCTED = (
     "Instruction: read the given information and answer the corresponding question. Answer only from the given "
@@ -91,7 +99,8 @@ _STYLE = {
     "rag-top1-last": (_PLAIN, "none"),
     "rag-adaptive": (_PLAIN, "all"),
 }
-_WITH_OMEGA = ("rag-anchored", "rag-anchored-oracle", "rag-anchored-top1", "rag-adaptive")
+_WITH_OMEGA: tuple[str, ...] = ("rag-anchored", "rag-anchored-oracle", "rag-anchored-top1", "rag-adaptive")
+_WITH_OMEGA += tuple(name + SENTENCE_SUFFIX for name in _WITH_OMEGA)
 _RANKED = ("rag-anchored-top1", "rag-top1-only", "rag-top1-last")  # methods that need the ranker's first passage
 
 
@@ -153,6 +162,8 @@ class ShortAnswerChain(OnePromptChain):
         omega: Steering strength (used only when some passage is anchored).
         max_new_tokens: Decoding budget.
         ranker: The embeddings ``rag-anchored-top1`` ranks passages with (default: MiniLM, loaded on first use).
+        answer_style: ``"short"`` (a name or a few words; the answer is extracted from the reply) or
+            ``"sentence"`` (one sentence; the whole reply is the answer, graded by what it states).
     """
 
     llm: Any
@@ -160,6 +171,7 @@ class ShortAnswerChain(OnePromptChain):
     omega: float = 1.0
     max_new_tokens: int = SHORT_ANSWER_TOKENS
     ranker: Any = None
+    answer_style: str = "short"
 
     def prompt(self, inputs: dict[str, Any], specials: Sequence[str] = (), top: int | None = None) -> str:
         """The prompt with anchor markup for one input.
@@ -174,12 +186,15 @@ class ShortAnswerChain(OnePromptChain):
                 ``rag-anchored-top1``.
         """
         template, anchored = _STYLE[self.method]
+        if self.answer_style not in ("short", "sentence"):
+            raise ValueError(f"answer_style must be 'short' or 'sentence', got {self.answer_style!r}")
+        short = _SHORT if self.answer_style == "short" else _SENTENCE
         question = _untrusted(str(inputs.get("question") or ""), specials)
         if not question:
             raise ValueError("conflictqa input lacks a question")
         passages = [str(p) for p in inputs.get("passages") or []]
         if self.method == "closed-book":
-            return template.format(short=_SHORT, question=_escape(question))
+            return template.format(short=short, question=_escape(question))
         if not passages:
             raise ValueError(f"{self.method} needs passages; the input has none")
         evidence = inputs.get("evidence_index")
@@ -198,7 +213,7 @@ class ShortAnswerChain(OnePromptChain):
         if self.method == "rag-instructed":
             question = question.rstrip(" ?") + " in Bob's opinion?"
         return template.format(
-            short=_SHORT, passages=_format_passages(passages, flags, specials), question=_escape(question)
+            short=short, passages=_format_passages(passages, flags, specials), question=_escape(question)
         )
 
     def top_passages(self, inputs: Sequence[dict[str, Any]]) -> list[int | None]:
@@ -241,7 +256,8 @@ class ShortAnswerChain(OnePromptChain):
         outputs = []
         for prompt, top, generations in zip(prompts, tops, result.generations, strict=True):
             output = generation_output(prompt, generations[0], omega)
-            output["answer"] = short_answer(output["text"])
+            text = output["text"]
+            output["answer"] = short_answer(text) if self.answer_style == "short" else " ".join(text.split())
             if top is not None:
                 output["ranked_first"] = top
                 if self.method == "rag-anchored-top1":
@@ -286,6 +302,8 @@ def make_conflict_chain(method: str, llm: Any, *, max_new_tokens: int = SHORT_AN
     from ..langchain.llm import SteeredHFLLM
 
     base, omega = parse_conflict_method(method)
+    style = "sentence" if base.endswith(SENTENCE_SUFFIX) else "short"
+    base = base.removesuffix(SENTENCE_SUFFIX)
     if not isinstance(llm, SteeredHFLLM):
         raise TypeError(f"conflictqa methods need a SteeredHFLLM, got {type(llm).__name__}")
     if base == "rag-self-anchor":
@@ -295,7 +313,8 @@ def make_conflict_chain(method: str, llm: Any, *, max_new_tokens: int = SHORT_AN
         llm=llm,
         method=base,
         omega=default if omega is None else omega,
-        max_new_tokens=min(max_new_tokens, SHORT_ANSWER_TOKENS),
+        max_new_tokens=min(max_new_tokens, SHORT_ANSWER_TOKENS if style == "short" else SENTENCE_ANSWER_TOKENS),
+        answer_style=style,
     )
 
 
@@ -322,6 +341,9 @@ def conflict_fingerprint(chain: Any) -> str:
             payload["ranker"] = type(chain.ranker).__name__ if chain.ranker is not None else "MiniLMEmbeddings"
         if chain.method in ("rag-top1-only", "rag-top1-last", "rag-adaptive"):  # new methods: their own hashes
             payload["variant"] = chain.method
+        if chain.answer_style != "short":  # (absent for short answers: earlier runs keep their hashes)
+            payload["answer_style"] = chain.answer_style
+            payload["short"] = _SENTENCE
     else:
         reasoner = chain.last  # RunnableLambda(to_context) | SelfAnchorChain
         payload = {

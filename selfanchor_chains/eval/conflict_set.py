@@ -44,6 +44,7 @@ __all__ = [
     "CONFLICT_METHODS",
     "KINDS",
     "RELATIONS",
+    "SENTENCE_SUFFIX",
     "ConflictRecordError",
     "chain_input",
     "check_record",
@@ -54,7 +55,7 @@ __all__ = [
 CONFLICT_BENCH = "conflictqa"
 """The benchmark name of ``selfanchor eval`` and of the data folder."""
 
-CONFLICT_METHODS = (
+CONFLICT_METHODS: tuple[str, ...] = (
     "closed-book",
     "rag-plain",
     "rag-instructed",
@@ -65,6 +66,11 @@ CONFLICT_METHODS = (
     "rag-top1-only",
     "rag-top1-last",
     "rag-adaptive",
+)
+SENTENCE_SUFFIX = "-sentence"
+"""A direct-answer RAG method's name with this suffix answers in one sentence instead of a few words (issue #34)."""
+CONFLICT_METHODS += tuple(
+    name + SENTENCE_SUFFIX for name in CONFLICT_METHODS if name.startswith("rag-") and name != "rag-self-anchor"
 )
 """Method names of ``selfanchor eval conflictqa`` (built by :mod:`selfanchor_chains.eval.conflict_methods`)."""
 

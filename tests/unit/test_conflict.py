@@ -13,7 +13,7 @@ from selfanchor_chains.answers import extract_answer, is_correct, short_answer
 from selfanchor_chains.answers.mentions import mentions
 from selfanchor_chains.bench.conflict_builder import CountryFact, build_conflict_set, country_facts, write_conflict_set
 from selfanchor_chains.eval.conflict_methods import ShortAnswerChain, make_conflict_chain, parse_conflict_method
-from selfanchor_chains.eval.conflict_set import ConflictRecordError, check_record, grade_conflict
+from selfanchor_chains.eval.conflict_set import CONFLICT_METHODS, ConflictRecordError, check_record, grade_conflict
 from selfanchor_chains.eval.datasets import load_problems
 from selfanchor_chains.prompting.markup import parse_anchor_markup
 
@@ -360,3 +360,27 @@ def test_report_shows_ranker_accuracy_and_both_graders() -> None:
     assert "Ranker accuracy@1" in text and "faithful (fair)" in text
     old = build_conflict_report({"rag-plain": [{"id": "1", "kind": "conflict", "context_match": True}]}, resamples=50)
     assert "faithful (fair)" not in old["score_names"] and old["ranker_accuracy"] is None
+
+
+# -- sentence answers (issue #34) --------------------------------------------------------------------------------
+
+
+def test_sentence_variants_ask_for_a_sentence_and_keep_the_anchoring(tiny_llm: Any) -> None:
+    from selfanchor_chains.eval.conflict_methods import SENTENCE_ANSWER_TOKENS, conflict_fingerprint
+
+    short = make_conflict_chain("rag-anchored@2", tiny_llm, max_new_tokens=512)
+    sentence = make_conflict_chain("rag-anchored-sentence@2", tiny_llm, max_new_tokens=512)
+    assert (sentence.method, sentence.omega, sentence.answer_style) == ("rag-anchored", 2.0, "sentence")
+    assert sentence.max_new_tokens == SENTENCE_ANSWER_TOKENS and short.max_new_tokens < SENTENCE_ANSWER_TOKENS
+    clean, spans = parse_anchor_markup(sentence.prompt(INPUT, ["<|im_end|>"]))
+    assert "one short sentence" in clean and "answer only" not in clean
+    assert [clean[a:b] for a, b in spans] == INPUT["passages"]  # the same passages anchored as the short twin
+    assert conflict_fingerprint(sentence) != conflict_fingerprint(short)
+    # the whole reply (whitespace folded) is the answer, not an extracted phrase
+    output = make_conflict_chain("rag-plain-sentence", tiny_llm).invoke(INPUT)
+    assert output["answer"] == " ".join(output["text"].split())
+    with pytest.raises(ValueError, match="takes no"):
+        parse_conflict_method("rag-plain-sentence@2")
+    assert "closed-book-sentence" not in CONFLICT_METHODS and "rag-top1-only-sentence" in CONFLICT_METHODS
+    with pytest.raises(ValueError, match="answer_style"):
+        ShortAnswerChain(llm=_FakeLLM(), answer_style="essay").prompt(INPUT)

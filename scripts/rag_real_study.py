@@ -1,0 +1,276 @@
+"""Issue #34's study on real questions, resumable end to end: choose the anchored method on NQ-Swap's train split by
+the rule in results/rag-real/README.md, run it and every baseline on the test split for both models (short answers,
+then sentence answers), and summarise.
+
+    nohup python scripts/rag_real_study.py >> evals/rag-real/study.log 2>&1 &     # run or resume everything
+    python scripts/rag_real_study.py --summary-only                                 # tables from what is there
+    python scripts/rag_real_study.py --snapshot                                     # logs so far -> results/rag-real
+
+The data is built by scripts/build_nqswap_set.py into ../shared/data/nqswap (--data-dir). Each stage is a
+`selfanchor eval conflictqa` command that skips the items already in its folder; a fresh checkout first restores the
+per-item logs committed under results/rag-real/logs/ (gzipped JSONL: ids, predictions, grades, the ranker's first
+passage; no passage text). One model job on the CPU at a time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from selfanchor_chains.eval.stats import mcnemar_exact, wilson_interval
+
+EVALS = Path("evals/rag-real")
+RESULTS = Path("results/rag-real")
+TUNE_MODEL = "qwen2.5-coder-0.5b"
+FINAL_MODELS = ("qwen2.5-coder-0.5b", "qwen2.5-coder-1.5b")
+CANDIDATES = (  # in the rule's tie order: top-1, then all passages, then adaptive; smaller ω first
+    "rag-anchored-top1@1.5",
+    "rag-anchored-top1@2",
+    "rag-anchored@1.5",
+    "rag-anchored@2",
+    "rag-adaptive",
+    "rag-adaptive@2",
+)
+BASELINES = ("rag-plain", "rag-instructed", "rag-top1-only", "rag-top1-last")
+SENTENCE = "-sentence"
+# Dropped from the keys of the committed logs: the prompt repeats the passages (NQ text stays out of the repository).
+_PRIVATE = ("prompt", "question", "passages")
+
+
+def _eval(model: str, split: str, methods: list[str], out: Path, data_dir: str) -> None:
+    command = [str(Path(sys.executable).with_name("selfanchor")), "eval", "conflictqa", "--split", split]
+    command += ["--data-dir", data_dir, "--model", model, "--batch", "8", "--continuous", "--no-progress"]
+    command += ["--methods", ",".join(methods), "--out", str(out)]
+    print("$", " ".join(command), flush=True)
+    subprocess.run(command, check=True, env={**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"})
+
+
+def _records(path: Path) -> dict[str, dict[str, Any]]:
+    if not path.is_file():
+        return {}
+    lines = (json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip())
+    return {str(r["id"]): r for r in lines}
+
+
+def _folders() -> dict[str, Path]:
+    folders = {"tuning": EVALS / f"{TUNE_MODEL}-train" / "conflictqa"}
+    for model in FINAL_MODELS:
+        folders[model] = EVALS / f"{model}-test" / "conflictqa"
+    return folders
+
+
+def restore() -> None:
+    """Committed logs back into evals/ where a log is missing or shorter (a fresh checkout resumes)."""
+    for key, folder in _folders().items():
+        for packed in sorted((RESULTS / "logs" / key).glob("*.jsonl.gz")):
+            target = folder / packed.name.removesuffix(".gz")
+            with gzip.open(packed, "rt", encoding="utf-8") as fh:
+                text = fh.read()
+            if not target.is_file() or target.read_text(encoding="utf-8").count("\n") < text.count("\n"):
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_text(text, encoding="utf-8")
+                print(f"restored {target} ({text.count(chr(10))} items)", flush=True)
+
+
+def snapshot() -> None:
+    """The per-item logs so far, gzipped under results/rag-real/logs/, without the prompt text."""
+    for key, folder in _folders().items():
+        for path in sorted(folder.glob("*.jsonl")):
+            target = RESULTS / "logs" / key / (path.name + ".gz")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+            text = "".join(json.dumps({k: v for k, v in r.items() if k not in _PRIVATE}) + "\n" for r in rows)
+            with gzip.GzipFile(target, "wb", mtime=0) as dst:
+                dst.write(text.encode("utf-8"))
+
+
+def choose(tune_dir: Path) -> dict[str, Any]:
+    """The rule: the candidate with the most items answered with the passage's answer (fair grader, conflict and
+    control items together) on the train split; ties to the earlier candidate of CANDIDATES."""
+    scores = {}
+    for method in ("rag-plain", *CANDIDATES):
+        records = _records(tune_dir / f"{method}.jsonl")
+        scores[method] = {"n": len(records), "passage_answer": sum(bool(r["context_fair"]) for r in records.values())}
+    incomplete = [m for m, s in scores.items() if s["n"] != 200]
+    if incomplete:
+        raise SystemExit(f"tuning incomplete for {incomplete}: {scores}")
+    winner = min(CANDIDATES, key=lambda m: (-scores[m]["passage_answer"], CANDIDATES.index(m)))
+    return {"winner": winner, "scores": scores, "rule": "results/rag-real/README.md"}
+
+
+def _rate(hits: int, n: int) -> dict[str, Any]:
+    low, high = wilson_interval(hits, n) or (0.0, 0.0)
+    return {"hits": hits, "n": n, "rate": 100 * hits / n if n else None, "ci": [100 * low, 100 * high]}
+
+
+def _scores(records: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    conflict = [r for r in records.values() if r["kind"] == "conflict"]
+    control = [r for r in records.values() if r["kind"] == "control"]
+    ranked = [r for r in records.values() if "ranked_first_is_evidence" in r]
+    out = {
+        f"{name} ({grader})": _rate(sum(bool(r[f"{field}_{suffix}"]) for r in rows), len(rows))
+        for grader, suffix in (("exact", "match"), ("fair", "fair"))
+        for name, rows, field in (
+            ("faithful", conflict, "context"),
+            ("memory", conflict, "memory"),
+            ("control accuracy", control, "context"),
+        )
+    }
+    if ranked:
+        out["ranker accuracy@1"] = _rate(sum(bool(r["ranked_first_is_evidence"]) for r in ranked), len(ranked))
+    out["seconds"] = sum(float(r.get("seconds") or 0.0) for r in records.values())
+    return out
+
+
+def _paired(a: dict[str, dict[str, Any]], b: dict[str, dict[str, Any]], kind: str, field: str) -> dict[str, Any]:
+    ids = sorted(i for i in set(a) & set(b) if a[i]["kind"] == kind)
+    wins = sum(bool(a[i][field]) and not b[i][field] for i in ids)
+    losses = sum(bool(b[i][field]) and not a[i][field] for i in ids)
+    return {
+        "n": len(ids),
+        "delta": 100 * (wins - losses) / len(ids) if ids else None,
+        "b": wins,
+        "c": losses,
+        "p_value": mcnemar_exact(wins, losses),
+    }
+
+
+def model_summary(model: str, winner: str, style: str) -> dict[str, Any] | None:
+    """Scores of every method of one model and answer style, and the target check against the best baseline."""
+    folder = EVALS / f"{model}-test" / "conflictqa"
+    suffix = SENTENCE if style == "sentence" else ""
+    methods = [f"{m.partition('@')[0]}{suffix}@{m.partition('@')[2]}".rstrip("@") for m in (winner,)]
+    methods += [m + suffix for m in BASELINES] + (["closed-book"] if not suffix else [])
+    logs = {m: _records(folder / f"{m}.jsonl") for m in methods}
+    if not logs[methods[0]] or not logs[f"rag-plain{suffix}"]:
+        return None
+    scores = {m: _scores(r) for m, r in logs.items() if r}
+    reference = methods[0]
+    baselines = [m + suffix for m in BASELINES if logs[m + suffix]]
+    best = max(baselines, key=lambda m: scores[m]["faithful (fair)"]["rate"] or 0.0)
+    paired = {
+        m: {
+            grader: _paired(logs[reference], logs[m], "conflict", f"context_{field}")
+            for grader, field in (("fair", "fair"), ("exact", "match"))
+        }
+        for m in baselines
+    }
+    control = {m: _paired(logs[reference], logs[m], "control", "context_fair") for m in baselines}
+    gain = paired[best]["fair"]
+    plain = f"rag-plain{suffix}"
+    control_drop = (scores[plain]["control accuracy (fair)"]["rate"] or 0) - (
+        scores[reference]["control accuracy (fair)"]["rate"] or 0
+    )
+    return {
+        "reference": reference,
+        "scores": scores,
+        "paired_conflict": paired,
+        "paired_control": control,
+        "best_baseline": best,
+        "target_met": bool(
+            gain["delta"] is not None and gain["delta"] >= 3 and gain["p_value"] < 0.05 and control_drop <= 2
+        ),
+        "time_ratio_vs_plain": scores[reference]["seconds"] / scores[plain]["seconds"]
+        if scores[plain]["seconds"]
+        else None,
+    }
+
+
+def _markdown(summary: dict[str, Any]) -> list[str]:
+    lines = [f"# NQ-Swap with retrieved distractors, test split: `{summary['winner']}` vs the baselines", ""]
+    for key, block in summary["runs"].items():
+        lines += [
+            f"## {key}",
+            "",
+            "| method | faithful fair | faithful exact | memory fair | control fair | ranker@1 |",
+            "|---|---|---|---|---|---|",
+        ]
+        for method, s in block["scores"].items():
+            cells = [
+                s.get(name)
+                for name in (
+                    "faithful (fair)",
+                    "faithful (exact)",
+                    "memory (fair)",
+                    "control accuracy (fair)",
+                    "ranker accuracy@1",
+                )
+            ]
+            shown = [
+                f"{c['rate']:.1f} [{c['ci'][0]:.1f}, {c['ci'][1]:.1f}] (n={c['n']})" if c and c["n"] else "—"
+                for c in cells
+            ]
+            lines.append(f"| {method} | " + " | ".join(shown) + " |")
+        lines += ["", f"Paired on conflict items (fair grader), `{block['reference']}` − baseline:", ""]
+        for method, p in block["paired_conflict"].items():
+            fair, exact = p["fair"], p["exact"]
+            lines.append(
+                f"- vs `{method}`: {fair['delta']:+.1f} (b/c {fair['b']}/{fair['c']}, p = {fair['p_value']:.3g});"
+                f" exact {exact['delta']:+.1f} (p = {exact['p_value']:.3g})"
+            )
+        lines += [
+            "",
+            f"Best baseline: `{block['best_baseline']}`; target met: **{block['target_met']}**; time vs "
+            f"plain: {block['time_ratio_vs_plain']:.2f}"
+            if block["time_ratio_vs_plain"]
+            else "",
+            "",
+        ]
+    return lines
+
+
+def summarise(winner: str) -> None:
+    summary: dict[str, Any] = {"winner": winner, "runs": {}}
+    for style in ("short", "sentence"):
+        for model in FINAL_MODELS:
+            block = model_summary(model, winner, style)
+            if block:
+                summary["runs"][f"{model}, {style} answers"] = block
+    snapshot()
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    (RESULTS / "summary.md").write_text("\n".join(_markdown(summary)) + "\n")
+    print("\n".join(_markdown(summary)), flush=True)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--data-dir", default="../shared/data/nqswap")
+    parser.add_argument("--summary-only", action="store_true", help="no decoding: tables from the folders as they are")
+    parser.add_argument("--snapshot", action="store_true", help="only copy the logs so far into results/rag-real/logs")
+    parser.add_argument("--models", default=",".join(FINAL_MODELS), help="final-run models, in order")
+    args = parser.parse_args()
+    if args.snapshot:
+        snapshot()
+        return 0
+    restore()
+    tune = EVALS / f"{TUNE_MODEL}-train"
+    if not args.summary_only:
+        _eval(TUNE_MODEL, "train", ["rag-plain", *CANDIDATES], tune, args.data_dir)
+    choice = choose(tune / "conflictqa")
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "choice.json").write_text(json.dumps(choice, indent=2) + "\n")
+    print("choice:", json.dumps(choice), flush=True)
+    winner = choice["winner"]
+    base, _, omega = winner.partition("@")
+    sentence_winner = f"{base}{SENTENCE}" + (f"@{omega}" if omega else "")
+    if not args.summary_only:
+        for style_methods in (
+            ["closed-book", *BASELINES, winner],
+            [*(m + SENTENCE for m in BASELINES), sentence_winner],
+        ):
+            for model in args.models.split(","):
+                _eval(model, "test", style_methods, EVALS / f"{model}-test", args.data_dir)
+                summarise(winner)
+    summarise(winner)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
