@@ -19,6 +19,7 @@ import importlib.util
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 INSTALL_HINT = "pip install --no-deps xllamacpp==2026.10.11549"
 
@@ -82,3 +83,48 @@ class LlamaCppDecode:
             del server
             gc.collect()  # the server's threads end with it, before the next method runs
         return elapsed, int(out["timings"]["predicted_n"])
+
+
+# -- the llama.cpp steering backend beside plain llama.cpp, in one process (issue #37) ---------------------------
+
+
+def plain_llamacpp_greedy(model: Any, prompts: Sequence[Sequence[int]], new_tokens: int) -> list[list[int]]:
+    """Plain llama.cpp greedy decoding of each prompt (one sequence per row, all rows in one ``llama_decode`` per
+    step, the argmax of each row's logits), EOS ignored: the baseline of the steering backend's speed and the
+    reference of its ω = 1 exactness.
+
+    Args:
+        model: A :class:`~selfanchor_chains.engine.llamacpp_model.LlamaCppModel`.
+        prompts: Token ids per row.
+        new_tokens: Tokens to decode per row.
+
+    Raises:
+        RuntimeError: Fewer free slots than rows.
+    """
+    import numpy as np
+
+    from ..engine.llamacpp_model import BatchEntry
+
+    slots = [model.acquire_slot() for _ in prompts]
+    try:
+        if any(slot is None for slot in slots):
+            raise RuntimeError(f"{len(prompts)} rows need as many free slots of the llama.cpp context")
+        seqs = [2 * int(slot) for slot in slots if slot is not None]
+        rows = [[int(t) for t in p] for p in prompts]
+        entries = [
+            BatchEntry(token, t, (seq,), t == len(row) - 1) for row, seq in zip(rows, seqs, strict=True)
+            for t, token in enumerate(row)
+        ]  # fmt: skip
+        out: list[list[int]] = [[] for _ in rows]
+        for _ in range(new_tokens):
+            logits = model.decode(entries)
+            entries = []
+            for k, (row, seq) in enumerate(zip(rows, seqs, strict=True)):
+                token = int(np.argmax(logits[k]))
+                out[k].append(token)
+                entries.append(BatchEntry(token, len(row) + len(out[k]) - 1, (seq,), True))
+        return out
+    finally:
+        for slot in slots:
+            if slot is not None:
+                model.release_slot(slot)

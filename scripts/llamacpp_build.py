@@ -1,0 +1,104 @@
+"""Build and install llama-cpp-python with position gaps allowed, for the llama.cpp steering backend.
+
+    python scripts/llamacpp_build.py            # into the running interpreter's environment (make setup runs it)
+    python scripts/llamacpp_build.py --force    # rebuild even if the gap-allowing build is installed
+
+Why a build of our own: the masked branch of steered decoding is a second llama.cpp sequence that holds the prompt
+minus the anchor tokens, each at its ORIGINAL position (anchors hidden, positions kept). Since mid-2025 llama.cpp's
+batch check rejects a sequence whose next position is not the last one plus one ("it is required that the sequence
+positions remain consecutive: Y = X + 1") and a batch whose positions for one sequence have a hole. The attention
+itself handles gaps (its mask compares cell positions; RoPE reads absolute positions), so the patch turns those
+two checks into "positions must increase" (what llama.cpp already allows for M-RoPE models). Nothing else changes:
+the same kernels, the same GGUF files. The build is version ``0.3.36+gaps`` (it satisfies ``==0.3.36``), and the
+engine checks for it (:func:`selfanchor_chains.engine.llamacpp_model.gaps_supported`).
+
+The build is portable: ``GGML_NATIVE=OFF`` compiles for AVX2/FMA/F16C CPUs (no AVX-512), so a machine that moves
+to another CPU of this decade keeps working; a native build could crash with an illegal instruction there.
+About 3 minutes on 2 idle cores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.metadata
+import os
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+from pathlib import Path
+
+VERSION = "0.3.36"
+LOCAL = "gaps"
+CMAKE_ARGS = " ".join(
+    [
+        "-DGGML_NATIVE=OFF",
+        "-DLLAVA_BUILD=OFF",
+        "-DLLAMA_BUILD_TESTS=OFF",
+        "-DLLAMA_BUILD_EXAMPLES=OFF",
+        "-DLLAMA_BUILD_TOOLS=OFF",
+    ]
+)
+
+# The two checks, as llama.cpp at llama-cpp-python 0.3.36 writes them; the build stops if they are not found.
+_CONSECUTIVE = "                if (seq_pos_min(s) != p0 + 1) {"
+_CONSECUTIVE_NEW = "                if (seq_pos_min(s) <= p0) { // selfanchor: forward gaps allowed (positions kept)"
+_CONTINUOUS = "            if (seq_pos_max(s) - seq_pos_min(s) + 1 > (int) seq_pos[s].size()) {"
+_CONTINUOUS_NEW = "            if (false) { // selfanchor: holes allowed inside a batch (hidden anchors)"
+
+
+def installed_version() -> str | None:
+    try:
+        return importlib.metadata.version("llama-cpp-python")
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def patch_source(root: Path) -> None:
+    """Relax the two position checks and mark the version; raises if the source is not the expected one."""
+    batch = root / "vendor" / "llama.cpp" / "src" / "llama-batch.cpp"
+    text = batch.read_text(encoding="utf-8")
+    for old, new in ((_CONSECUTIVE, _CONSECUTIVE_NEW), (_CONTINUOUS, _CONTINUOUS_NEW)):
+        if text.count(old) != 1:
+            raise SystemExit(f"llama-batch.cpp of llama-cpp-python {VERSION} does not hold the expected check {old!r}")
+        text = text.replace(old, new)
+    batch.write_text(text, encoding="utf-8")
+    init = root / "llama_cpp" / "__init__.py"
+    source = init.read_text(encoding="utf-8")
+    old_version = f'__version__ = "{VERSION}"'
+    if old_version not in source:
+        raise SystemExit(f"llama_cpp/__init__.py does not set {old_version}")
+    init.write_text(source.replace(old_version, f'__version__ = "{VERSION}+{LOCAL}"'), encoding="utf-8")
+
+
+def build(force: bool) -> int:
+    if installed_version() == f"{VERSION}+{LOCAL}" and not force:
+        print(f"llama-cpp-python {VERSION}+{LOCAL} is installed")
+        return 0
+    pip = [sys.executable, "-m", "pip"]
+    with tempfile.TemporaryDirectory(prefix="llamacpp-build-") as tmp:
+        subprocess.run(
+            [*pip, "download", "-q", "--no-deps", "--no-binary", ":all:", f"llama-cpp-python=={VERSION}", "-d", tmp],
+            check=True,
+        )
+        (sdist,) = Path(tmp).glob("llama_cpp_python-*.tar.gz")
+        with tarfile.open(sdist) as archive:
+            archive.extractall(tmp, filter="data")
+        root = Path(tmp) / f"llama_cpp_python-{VERSION}"
+        patch_source(root)
+        env = {**os.environ, "CMAKE_ARGS": CMAKE_ARGS, "CMAKE_BUILD_PARALLEL_LEVEL": str(os.cpu_count() or 2)}
+        start = time.perf_counter()
+        subprocess.run([*pip, "install", "-q", "--no-cache-dir", str(root)], check=True, env=env)
+        print(f"built and installed llama-cpp-python {VERSION}+{LOCAL} in {time.perf_counter() - start:.0f} s")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--force", action="store_true", help="rebuild even if the gap-allowing build is installed")
+    return build(parser.parse_args(argv).force)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
