@@ -20,6 +20,7 @@ About 3 minutes on 2 idle cores.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import importlib.metadata
 import os
 import subprocess
@@ -31,6 +32,8 @@ from pathlib import Path
 
 VERSION = "0.3.36"
 LOCAL = "gaps"
+# The sdist the patch was written against (PyPI's llama_cpp_python-0.3.36.tar.gz); another file is refused.
+SDIST_SHA256 = "832db0699007f1be95a7e41ef12e88926b02ba836461e36a36372db2760c1a2e"
 CMAKE_ARGS = " ".join(
     [
         "-DGGML_NATIVE=OFF",
@@ -83,6 +86,9 @@ def build(force: bool) -> int:
             check=True,
         )
         (sdist,) = Path(tmp).glob("llama_cpp_python-*.tar.gz")
+        digest = hashlib.sha256(sdist.read_bytes()).hexdigest()
+        if digest != SDIST_SHA256:
+            raise SystemExit(f"{sdist.name}: sha256 {digest} is not the pinned {SDIST_SHA256}; refusing to build it")
         with tarfile.open(sdist) as archive:
             archive.extractall(tmp, filter="data")
         root = Path(tmp) / f"llama_cpp_python-{VERSION}"
