@@ -11,12 +11,14 @@ __version__ = "0.1.0"
 
 if TYPE_CHECKING:
     from .langchain.chat_model import ChatSteeredHF
+    from .langchain.llamacpp_llm import SteeredLlamaCpp
     from .langchain.llm import SteeredHFLLM
     from .reasoning.chains import CoTChain, PlanAndSolveChain, SelfAnchorChain, SPAChain
 
 _LAZY = {
     "SteeredHFLLM": "langchain.llm",
     "ChatSteeredHF": "langchain.chat_model",
+    "SteeredLlamaCpp": "langchain.llamacpp_llm",
     "SelfAnchorChain": "reasoning.chains",
     "CoTChain": "reasoning.chains",
     "PlanAndSolveChain": "reasoning.chains",
@@ -30,6 +32,7 @@ __all__ = [
     "SPAChain",
     "SelfAnchorChain",
     "SteeredHFLLM",
+    "SteeredLlamaCpp",
     "__version__",
 ]
 
