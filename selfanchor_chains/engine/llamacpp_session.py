@@ -15,19 +15,18 @@ join: continuous batching. The logit arithmetic is the torch engine's (:mod:`.lo
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterator, Sequence
-from typing import Any, cast
+from typing import Any
 
 import numpy as np
 import torch
 
 from .llamacpp_branches import RowBranches, StepFeed
 from .llamacpp_model import INSTALL_HINT, BatchEntry, LlamaCppModel, LlamaCppUnavailableError, gaps_supported
-from .logits import LOGIT_BOUND, combine_logits, divergence_omegas, sampling_processors, steering_effect
-from .requests import DecodingInputError, DecodingStats, RowRequest, RowResult, SamplingConfig, TokenEvent
-from .rows import RowState, RowText
-from .session import DecodeSession
+from .logits import sampling_processors
+from .requests import DecodingStats, RowRequest, RowResult, SamplingConfig, TokenEvent
+from .row_controls import RowControls, choose_tokens, new_row_state, record_token, validate_rows
+from .rows import RowState
 
 __all__ = ["LlamaCppDecoder", "LlamaCppSession"]
 
@@ -93,7 +92,7 @@ class LlamaCppDecoder:
         return session.results()
 
 
-class LlamaCppSession:
+class LlamaCppSession(RowControls):
     """One batched decode on llama.cpp; iterate it to get a list of :class:`TokenEvent` per step.
 
     Between steps a caller may change a row's anchors (:meth:`set_anchors`) or ω (:meth:`set_omega`), cancel a row
@@ -137,9 +136,7 @@ class LlamaCppSession:
     # -- validation (the torch engine's rules and messages) -------------------------------------------------------
 
     def _validate(self, rows: Sequence[RowRequest], max_new_tokens: int, stop: Sequence[str]) -> None:
-        # DecodeSession._validate reads only ``_decoder.tokenizer`` and ``_decoder.context_length``, which this
-        # session's decoder has too: one set of rules and messages for both engines.
-        DecodeSession._validate(cast(DecodeSession, self), rows, max_new_tokens, stop)
+        validate_rows(rows, max_new_tokens, stop, self._decoder.tokenizer, self._decoder.context_length)
         hides = any(r.anchor_masking == "attention" and r.omega != 1 and r.anchor_spans for r in rows)
         if hides and not gaps_supported():
             raise LlamaCppUnavailableError(
@@ -147,26 +144,12 @@ class LlamaCppSession:
                 f"consecutive positions per sequence): {INSTALL_HINT}; or use anchor_masking='replace'"
             )
 
-    _check_spans = staticmethod(DecodeSession._check_spans)
-
     # -- public controls ------------------------------------------------------------------------------------------
 
     def _add(self, rows: Sequence[RowRequest]) -> list[int]:
         first = len(self._rows)
         for k, request in enumerate(rows):
-            self._rows.append(
-                RowState(
-                    request_index=first + k,
-                    prompt_len=len(request.prompt_ids),
-                    omega=float(request.omega),
-                    anchors=sorted((int(a), int(b)) for a, b in request.anchor_spans),
-                    text=RowText(self._decoder.tokenizer, self._stop),
-                    replace_anchors=request.anchor_masking == "replace",
-                    steer_below=request.steer_below,
-                    scale_by_probability=request.omega_scaling == "probability",
-                    scale_by_divergence=request.omega_scaling == "divergence",
-                )
-            )
+            self._rows.append(new_row_state(request, first + k, self._decoder.tokenizer, self._stop))
             self._requests.append(request)
             self._queue.append(first + k)
         return list(range(first, first + len(rows)))
@@ -197,48 +180,6 @@ class LlamaCppSession:
     def row_count(self) -> int:
         """Rows of the session so far: the index the next added row will get."""
         return len(self._rows)
-
-    def set_anchors(self, row: int, spans: Sequence[tuple[int, int]]) -> None:
-        """Replace a row's anchor spans (token indices over prompt + generated tokens) from the next step on."""
-        state = self._rows[row]
-        self._check_spans(row, spans, state.length)
-        state.pending_anchors = sorted((int(a), int(b)) for a, b in spans)
-
-    def set_omega(self, row: int, omega: float) -> None:
-        """Change a row's steering strength from the next step on."""
-        if not (math.isfinite(omega) and omega >= 0):
-            raise DecodingInputError(f"row {row}: omega must be a finite number >= 0, got {omega!r}")
-        self._rows[row].omega = float(omega)
-
-    def cancel(self, row: int) -> None:
-        """Stop decoding one row; the others go on."""
-        if self._rows[row].finish_reason is None:
-            self._rows[row].finish_reason = "cancelled"
-
-    def anchors(self, row: int) -> list[tuple[int, int]]:
-        state = self._rows[row]
-        return list(state.pending_anchors if state.pending_anchors is not None else state.anchors)
-
-    def generated_ids(self, row: int) -> list[int]:
-        return list(self._rows[row].generated)
-
-    def results(self) -> list[RowResult]:
-        return [self.result(i) for i in range(len(self._rows))]
-
-    def result(self, row: int) -> RowResult:
-        """What one row produced so far (final once its ``finish_reason`` is set)."""
-        r = self._rows[row]
-        return RowResult(
-            token_ids=list(r.generated),
-            text=r.text.text if self._decoder.tokenizer is not None else "",
-            finish_reason=r.finish_reason or "cancelled",
-            confidences=list(r.confidences),
-            omegas=list(r.omegas),
-            prompt_tokens=r.prompt_len,
-            flips=list(r.flips),
-            kls=list(r.kls),
-            original_tokens=list(r.original_tokens),
-        )
 
     # -- the loop ---------------------------------------------------------------------------------------------------
 
@@ -336,36 +277,12 @@ class LlamaCppSession:
     def _choose(
         self, logits_o: torch.Tensor, logits_m: torch.Tensor | None
     ) -> tuple[list[int], list[float], list[float], list[bool], list[float], list[int]]:
-        """Combine the branches and pick each active row's token (as :meth:`DecodeSession._choose` does)."""
-        log_o = torch.log_softmax(torch.nan_to_num(logits_o, nan=-LOGIT_BOUND).clamp(-LOGIT_BOUND, LOGIT_BOUND), -1)
-        top, originals = log_o.max(dim=-1)
-        confidences = top.exp()
+        """Combine the branches and pick each active row's token (:func:`~.row_controls.choose_tokens`)."""
         rows = [self._rows[i] for i in self._active]
-        omegas = [r.omega if r.steered else 1.0 for r in rows]
-        if logits_m is not None:  # steering only when unsure: a gated row leaves its confident tokens unsteered
-            conf = confidences.tolist()
-            omegas = [
-                1.0 if r.steer_below is not None and conf[k] >= r.steer_below else omegas[k] for k, r in enumerate(rows)
-            ]
-        if logits_m is None or all(w == 1.0 for w in omegas):
-            combined = combine_logits(logits_o, logits_o, torch.ones(len(omegas)))
-            flips, kls = [False] * len(omegas), [0.0] * len(omegas)
-        else:
-            omega = torch.tensor(omegas, dtype=torch.float32)
-            adaptive = [r.scale_by_divergence and w != 1.0 for r, w in zip(rows, omegas, strict=True)]
-            if any(adaptive):  # AdaCAD: each token's ω from how much the two branches disagree
-                omega = torch.where(torch.tensor(adaptive), divergence_omegas(omega, log_o, logits_m), omega)
-                omegas = omega.tolist()
-            scaled = [r.scale_by_probability for r in rows]
-            combined = combine_logits(logits_o, logits_m, omega, torch.tensor(scaled) if any(scaled) else None)
-            flips, kls = steering_effect(combined, log_o, originals)
-        self.last_logits, self.last_rows = combined, list(self._active)
-        if self.sampling.do_sample:
-            scores = self._processors(torch.empty(0, dtype=torch.long), combined)
-            tokens = torch.multinomial(torch.softmax(scores, dim=-1), 1, generator=self._generator).squeeze(-1)
-        else:
-            tokens = combined.argmax(dim=-1)
-        return tokens.tolist(), confidences.tolist(), omegas, flips, kls, originals.tolist()
+        no_ids = torch.empty(0, dtype=torch.long)  # the warpers ignore the input ids
+        choice = choose_tokens(logits_o, logits_m, rows, self.sampling, self._processors, self._generator, no_ids)
+        self.last_logits, self.last_rows = choice.combined, list(self._active)
+        return choice.tokens, choice.confidences, choice.omegas, choice.flips, choice.kls, choice.originals
 
     def _append(
         self,
@@ -377,30 +294,21 @@ class LlamaCppSession:
         originals: list[int],
     ) -> list[TokenEvent]:
         self.stats.decode_steps += 1
-        ctx = self._decoder.context_length
         events = []
-        steps = zip(self._active, tokens, confidences, omegas, flips, kls, originals, strict=True)
-        for i, token, conf, omega, flip, kl, original in steps:
-            row = self._rows[i]
-            if row.finish_reason is not None:  # cancelled between steps: its token is discarded
+        signals = zip(confidences, omegas, flips, kls, originals, strict=True)
+        for i, token, signal in zip(self._active, tokens, signals, strict=True):
+            event = record_token(
+                self._rows[i],
+                i,
+                token,
+                signal,
+                eos_token_ids=self._decoder.eos_token_ids,
+                max_new_tokens=self.max_new_tokens,
+                context_length=self._decoder.context_length,
+            )
+            if event is None:
                 continue
-            finish: str | None = None
-            if token in self._decoder.eos_token_ids:
-                finish, text = "eos", row.text.flush()
-            else:
-                row.generated.append(token)
+            if event.finish_reason != "eos":  # the token joined the row: both sequences decode it next step
                 self._branches[i].push(token)
-                text, hit_stop = row.text.push(row.generated)
-                if hit_stop:
-                    finish = "stop"
-                elif len(row.generated) >= self.max_new_tokens or (ctx is not None and row.length >= ctx):
-                    finish = "length"
-                    text += row.text.flush()
-            row.confidences.append(conf)
-            row.omegas.append(omega)
-            row.flips.append(flip)
-            row.kls.append(kl)
-            row.original_tokens.append(original)
-            row.finish_reason = finish
-            events.append(TokenEvent(i, token, len(row.confidences) - 1, text, conf, omega, finish, flip, kl, original))
+            events.append(event)
         return events

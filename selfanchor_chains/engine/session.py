@@ -9,7 +9,6 @@ shared prompt prefixes (:mod:`.prefix_cache`) and the logit arithmetic (:mod:`.l
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -18,22 +17,14 @@ import torch
 from .admission import ContinuousAdmission
 from .causal_lm import DecoderModel
 from .kv import cache_from_tensors, layer_tensors
-from .logits import LOGIT_BOUND, combine_logits, divergence_omegas, sampling_processors, steering_effect
+from .logits import sampling_processors
 from .masked_branch import MaskedBranchSync
 from .prefix_cache import common_prefix
-from .requests import (
-    OMEGA_SCALINGS,
-    DecodingInputError,
-    DecodingStats,
-    RowRequest,
-    RowResult,
-    SamplingConfig,
-    TokenEvent,
-)
-from .rows import RowState, RowText
+from .requests import DecodingStats, RowRequest, SamplingConfig, TokenEvent
+from .row_controls import RowControls, choose_tokens, new_row_state, record_token, validate_rows
 
 
-class DecodeSession(MaskedBranchSync, ContinuousAdmission):
+class DecodeSession(RowControls, MaskedBranchSync, ContinuousAdmission):
     """One batched decode; iterate it to get a list of :class:`TokenEvent` per step.
 
     Between steps a caller may change a row's anchors (:meth:`set_anchors`) or steering strength
@@ -57,20 +48,7 @@ class DecodeSession(MaskedBranchSync, ContinuousAdmission):
         self._stop = tuple(stop)
         self._waiting: list[RowRequest] = []  # rows added while decoding; they join at the next step
         self.stats = DecodingStats()
-        self._rows = [
-            RowState(
-                request_index=i,
-                prompt_len=len(r.prompt_ids),
-                omega=float(r.omega),
-                anchors=sorted((int(a), int(b)) for a, b in r.anchor_spans),
-                text=RowText(decoder.tokenizer, stop),
-                replace_anchors=r.anchor_masking == "replace",
-                steer_below=r.steer_below,
-                scale_by_probability=r.omega_scaling == "probability",
-                scale_by_divergence=r.omega_scaling == "divergence",
-            )
-            for i, r in enumerate(rows)
-        ]
+        self._rows = [new_row_state(r, i, decoder.tokenizer, stop) for i, r in enumerate(rows)]
         self._prompts = [list(map(int, r.prompt_ids)) for r in rows]
         self._processors = sampling_processors(sampling)  # the warpers ignore the input ids they are given
         self._generator: torch.Generator | None = None
@@ -93,58 +71,9 @@ class DecodeSession(MaskedBranchSync, ContinuousAdmission):
     # -- validation ------------------------------------------------------------------------------------------------
 
     def _validate(self, rows: Sequence[RowRequest], max_new_tokens: int, stop: Sequence[str]) -> None:
-        if not rows:
-            raise DecodingInputError("no rows to decode")
-        if max_new_tokens < 1:
-            raise DecodingInputError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
-        if stop and self._decoder.tokenizer is None:
-            raise DecodingInputError("stop strings need a tokenizer to decode text")
-        ctx = self._decoder.context_length
-        for i, row in enumerate(rows):
-            n = len(row.prompt_ids)
-            if n == 0:
-                raise DecodingInputError(f"row {i}: empty prompt")
-            if ctx is not None and n >= ctx:
-                raise DecodingInputError(f"row {i}: prompt of {n} tokens does not fit the model's context of {ctx}")
-            if not (isinstance(row.omega, (int, float)) and math.isfinite(row.omega) and row.omega >= 0):
-                raise DecodingInputError(f"row {i}: omega must be a finite number >= 0, got {row.omega!r}")
-            if row.anchor_masking not in ("attention", "replace"):
-                raise DecodingInputError(
-                    f"row {i}: anchor_masking must be 'attention' or 'replace', got {row.anchor_masking!r}"
-                )
-            if row.omega_scaling not in OMEGA_SCALINGS:
-                raise DecodingInputError(
-                    f"row {i}: omega_scaling must be one of {', '.join(OMEGA_SCALINGS)}, got {row.omega_scaling!r}"
-                )
-            gate = row.steer_below
-            if gate is not None and not (isinstance(gate, (int, float)) and 0 < gate <= 1):
-                raise DecodingInputError(f"row {i}: steer_below must be in (0, 1] or None, got {gate!r}")
-            self._check_spans(i, row.anchor_spans, n)
-
-    @staticmethod
-    def _check_spans(row: int, spans: Sequence[tuple[int, int]], length: int) -> None:
-        for span in spans:
-            if len(span) != 2:
-                raise DecodingInputError(f"row {row}: anchor span {span!r} is not a (start, end) pair")
-            start, end = span
-            if not (0 <= start < end <= length):
-                raise DecodingInputError(
-                    f"row {row}: anchor span {span!r} is empty or outside the row's {length} tokens"
-                )
+        validate_rows(rows, max_new_tokens, stop, self._decoder.tokenizer, self._decoder.context_length)
 
     # -- public controls -----------------------------------------------------------------------------------------
-
-    def set_anchors(self, row: int, spans: Sequence[tuple[int, int]]) -> None:
-        """Replace a row's anchor spans (token indices over prompt + generated tokens) from the next step on."""
-        state = self._rows[row]
-        self._check_spans(row, spans, state.length)
-        state.pending_anchors = sorted((int(a), int(b)) for a, b in spans)
-
-    def set_omega(self, row: int, omega: float) -> None:
-        """Change a row's steering strength from the next step on."""
-        if not (math.isfinite(omega) and omega >= 0):
-            raise DecodingInputError(f"row {row}: omega must be a finite number >= 0, got {omega!r}")
-        self._rows[row].omega = float(omega)
 
     def add_rows(self, rows: Sequence[RowRequest]) -> list[int]:
         """Add rows to a running session; they are prefilled and join the batch at the next step.
@@ -172,36 +101,6 @@ class DecodeSession(MaskedBranchSync, ContinuousAdmission):
     def waiting(self) -> int:
         """Rows added and not yet decoding."""
         return len(self._waiting)
-
-    def cancel(self, row: int) -> None:
-        """Stop decoding one row; the others go on."""
-        if self._rows[row].finish_reason is None:
-            self._rows[row].finish_reason = "cancelled"
-
-    def anchors(self, row: int) -> list[tuple[int, int]]:
-        state = self._rows[row]
-        return list(state.pending_anchors if state.pending_anchors is not None else state.anchors)
-
-    def generated_ids(self, row: int) -> list[int]:
-        return list(self._rows[row].generated)
-
-    def results(self) -> list[RowResult]:
-        return [self.result(i) for i in range(len(self._rows))]
-
-    def result(self, row: int) -> RowResult:
-        """What one row produced so far (final once its ``finish_reason`` is set)."""
-        r = self._rows[row]
-        return RowResult(
-            token_ids=list(r.generated),
-            text=r.text.text if self._decoder.tokenizer is not None else "",
-            finish_reason=r.finish_reason or "cancelled",
-            confidences=list(r.confidences),
-            omegas=list(r.omegas),
-            prompt_tokens=r.prompt_len,
-            flips=list(r.flips),
-            kls=list(r.kls),
-            original_tokens=list(r.original_tokens),
-        )
 
     @property
     def row_count(self) -> int:
@@ -314,47 +213,16 @@ class DecodeSession(MaskedBranchSync, ContinuousAdmission):
     def _choose(
         self, logits_o: torch.Tensor, logits_m: torch.Tensor | None
     ) -> tuple[list[int], list[float], list[float], list[bool], list[float]]:
-        """Combine the branches and pick each active row's token.
+        """Combine the branches and pick each active row's token (:func:`~.row_controls.choose_tokens`).
 
         Returns tokens, confidences, the ω applied to each token, whether steering changed the argmax, and
         KL(steered ‖ original).
         """
-        # Self-Anchor's confidence is the original branch's own certainty, not the steered one's.
-        # One log-softmax of the original branch serves the confidence, its argmax and the steering's KL.
-        log_o = torch.log_softmax(
-            torch.nan_to_num(logits_o.float(), nan=-LOGIT_BOUND).clamp(-LOGIT_BOUND, LOGIT_BOUND), dim=-1
-        )
-        top, originals = log_o.max(dim=-1)
-        confidences = top.exp()
-        omegas = [self._rows[i].omega if self._rows[i].steered else 1.0 for i in self._active]
-        if logits_m is not None:
-            # Steering only when unsure: a row with a gate leaves its confident tokens unsteered.
-            for k, i in enumerate(self._active):
-                gate = self._rows[i].steer_below
-                if gate is not None and float(confidences[k]) >= gate:
-                    omegas[k] = 1.0
-        if logits_m is None or all(w == 1.0 for w in omegas):
-            combined = combine_logits(logits_o, logits_o, torch.ones(len(omegas), device=logits_o.device))
-            flips, kls = [False] * len(omegas), [0.0] * len(omegas)
-        else:
-            omega = torch.tensor(omegas, dtype=torch.float32, device=logits_o.device)
-            adaptive = [self._rows[i].scale_by_divergence and omegas[k] != 1.0 for k, i in enumerate(self._active)]
-            if any(adaptive):  # AdaCAD: each token's ω from how much the two branches disagree
-                rows = torch.tensor(adaptive, device=logits_o.device)
-                omega = torch.where(rows, divergence_omegas(omega, log_o, logits_m), omega)
-                omegas = omega.tolist()
-            scaled = [self._rows[i].scale_by_probability for i in self._active]
-            by_probability = torch.tensor(scaled, device=logits_o.device) if any(scaled) else None
-            combined = combine_logits(logits_o, logits_m, omega, by_probability)
-            flips, kls = steering_effect(combined, log_o, originals)
-        self.last_logits, self.last_rows = combined, list(self._active)
-        if self.sampling.do_sample:
-            scores = self._processors(self._ids, combined.cpu())  # the seeded generator lives on the CPU
-            tokens = torch.multinomial(torch.softmax(scores, dim=-1), 1, generator=self._generator).squeeze(-1)
-        else:
-            tokens = combined.argmax(dim=-1)
-        self._originals = originals.tolist()
-        return tokens.tolist(), confidences.tolist(), omegas, flips, kls
+        rows = [self._rows[i] for i in self._active]
+        choice = choose_tokens(logits_o, logits_m, rows, self.sampling, self._processors, self._generator, self._ids)
+        self.last_logits, self.last_rows = choice.combined, list(self._active)
+        self._originals = choice.originals
+        return choice.tokens, choice.confidences, choice.omegas, choice.flips, choice.kls
 
     def _append(
         self,
@@ -369,31 +237,20 @@ class DecodeSession(MaskedBranchSync, ContinuousAdmission):
         self._ids = torch.cat([self._ids, column], dim=1)
         self._real = torch.cat([self._real, torch.ones_like(column, dtype=torch.bool)], dim=1)
         self._hidden = torch.cat([self._hidden, torch.zeros_like(column, dtype=torch.bool)], dim=1)
-        ctx = self._decoder.context_length
         events = []
-        steps = zip(self._active, tokens, confidences, omegas, flips, kls, self._originals, strict=True)
-        for i, token, conf, omega, flip, kl, original in steps:
-            row = self._rows[i]
-            if row.finish_reason is not None:  # cancelled between steps: its token is discarded
-                continue
-            finish: str | None = None
-            if token in self._decoder.eos_token_ids:
-                finish, text = "eos", row.text.flush()
-            else:
-                row.generated.append(token)
-                text, hit_stop = row.text.push(row.generated)
-                if hit_stop:
-                    finish = "stop"
-                elif len(row.generated) >= self.max_new_tokens or (ctx is not None and row.length >= ctx):
-                    finish = "length"
-                    text += row.text.flush()
-            row.confidences.append(conf)
-            row.omegas.append(omega)
-            row.flips.append(flip)
-            row.kls.append(kl)
-            row.original_tokens.append(original)
-            row.finish_reason = finish
-            events.append(TokenEvent(i, token, len(row.confidences) - 1, text, conf, omega, finish, flip, kl, original))
+        signals = zip(confidences, omegas, flips, kls, self._originals, strict=True)
+        for i, token, signal in zip(self._active, tokens, signals, strict=True):
+            event = record_token(
+                self._rows[i],
+                i,
+                token,
+                signal,
+                eos_token_ids=self._decoder.eos_token_ids,
+                max_new_tokens=self.max_new_tokens,
+                context_length=self._decoder.context_length,
+            )
+            if event is not None:
+                events.append(event)
         return events
 
     def _compact(self) -> None:
