@@ -16,6 +16,7 @@ from selfanchor_chains.eval.conflict_methods import ShortAnswerChain, make_confl
 from selfanchor_chains.eval.conflict_set import CONFLICT_METHODS, ConflictRecordError, check_record, grade_conflict
 from selfanchor_chains.eval.datasets import load_problems
 from selfanchor_chains.prompting.markup import parse_anchor_markup
+from tests.keyword_embeddings import KeywordEmbeddings
 
 FACTS = [
     CountryFact(code, name, {"capital": capital, "currency": currency, "continent": continent})
@@ -268,25 +269,12 @@ def test_conflict_methods_and_benchmarks_do_not_mix(tmp_path: Path, tiny_llm: An
         run_eval("gsm8k", "rag-plain", tiny_llm, tmp_path / "out", data_dir=data, progress=False)
 
 
-class _KeywordRanker:
-    """Embeddings in closed form: one axis per keyword, L2-normalised, so the ranking is known in advance."""
-
-    words = ("france", "spain", "egypt")
-
-    def _embed(self, text: str) -> list[float]:
-        counts = [float(text.lower().count(w)) for w in self.words]
-        norm = sum(c * c for c in counts) ** 0.5 or 1.0
-        return [c / norm for c in counts]
-
-    def embed_query(self, text: str) -> list[float]:
-        return self._embed(text)
-
-    def embed_documents(self, texts: list[str]) -> list[list[float]]:
-        return [self._embed(t) for t in texts]
+def _ranker() -> KeywordEmbeddings:
+    return KeywordEmbeddings(("france", "spain", "egypt"))
 
 
 def test_top1_anchors_only_the_passage_the_ranker_puts_first() -> None:
-    chain = ShortAnswerChain(llm=_FakeLLM(), method="rag-anchored-top1", ranker=_KeywordRanker())
+    chain = ShortAnswerChain(llm=_FakeLLM(), method="rag-anchored-top1", ranker=_ranker())
     spain_first = {**INPUT, "question": "What is the capital of Spain?"}
     assert chain.top_passages([INPUT, spain_first]) == [1, 0]
     clean, spans = parse_anchor_markup(chain.prompt(INPUT, top=1))
@@ -304,8 +292,8 @@ def test_top1_anchors_only_the_passage_the_ranker_puts_first() -> None:
 
 
 def test_top1_only_and_top1_last_place_the_ranked_passage() -> None:
-    only = ShortAnswerChain(llm=_FakeLLM(), method="rag-top1-only", ranker=_KeywordRanker())
-    last = ShortAnswerChain(llm=_FakeLLM(), method="rag-top1-last", ranker=_KeywordRanker())
+    only = ShortAnswerChain(llm=_FakeLLM(), method="rag-top1-only", ranker=_ranker())
+    last = ShortAnswerChain(llm=_FakeLLM(), method="rag-top1-last", ranker=_ranker())
     assert only.top_passages([INPUT]) == last.top_passages([INPUT]) == [1]
     clean_only, spans_only = parse_anchor_markup(only.prompt(INPUT, top=1))
     assert "[1] The capital of France is Lima." in clean_only and "Madrid" not in clean_only and spans_only == []

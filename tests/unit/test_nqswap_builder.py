@@ -8,6 +8,7 @@ import pytest
 
 from selfanchor_chains.bench.nqswap_builder import build_nqswap_set, nqswap_questions, plain_passage
 from selfanchor_chains.eval.conflict_set import check_record, grade_conflict
+from tests.keyword_embeddings import KeywordEmbeddings
 
 
 def _row(question: str, subject: str, value: str, swapped: str) -> dict[str, Any]:
@@ -74,21 +75,8 @@ def test_items_are_valid_conflict_records_with_retrieved_distractors() -> None:
 
 
 def test_dense_retrieval_and_bad_arguments() -> None:
-    class Axis:  # closed-form embeddings: one axis per keyword
-        words = ("river", "chess", "ski", "club")
-
-        def _embed(self, text: str) -> list[float]:
-            counts = [float(text.lower().count(w)) for w in self.words]
-            norm = sum(c * c for c in counts) ** 0.5 or 1.0
-            return [c / norm for c in counts]
-
-        def embed_query(self, text: str) -> list[float]:
-            return self._embed(text)
-
-        def embed_documents(self, texts: list[str]) -> list[list[float]]:
-            return [self._embed(t) for t in texts]
-
-    splits = build_nqswap_set(ROWS, splits={"test": (4, 0)}, k=2, seed=0, embeddings=Axis())
+    axes = KeywordEmbeddings(("river", "chess", "ski", "club"))
+    splits = build_nqswap_set(ROWS, splits={"test": (4, 0)}, k=2, seed=0, embeddings=axes)
     # cosine in closed form: "river club" is nearest "river band" (0.71 > chess club's 0.5); the others are
     # nearest "river club" (0.5 and 0.71; ski team shares no axis, so the tie goes to the first passage)
     nearest = {
