@@ -16,14 +16,11 @@ this CPU while it runs (its per-item seconds feed the cost ratio).
 from __future__ import annotations
 
 import argparse
-import gzip
 import json
-import os
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
+
+from study_logs import read_log, restore_logs, run_eval, snapshot_logs
 
 from selfanchor_chains.eval.stats import mcnemar_exact, wilson_interval
 
@@ -38,32 +35,8 @@ FINAL_BENCHES = ("humaneval", "mbpp")
 
 
 def _eval(model: str, benches: str, split: str, methods: list[str], out: Path) -> None:
-    command = [
-        str(Path(sys.executable).with_name("selfanchor")),
-        "eval",
-        benches,
-        "--split",
-        split,
-        "--model",
-        model,
-        "--batch",
-        "8",
-        "--continuous",
-        "--no-progress",
-        "--methods",
-        ",".join(methods),
-        "--out",
-        str(out),
-    ]
-    print("$", " ".join(command), flush=True)
-    subprocess.run(command, check=True, env={**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"})
-
-
-def _records(path: Path) -> dict[str, dict[str, Any]]:
-    if not path.is_file():
-        return {}
-    lines = (json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip())
-    return {str(r["id"]): r for r in lines}
+    run_eval([benches, "--split", split, "--model", model, "--batch", "8", "--continuous", "--no-progress",
+              "--methods", ",".join(methods), "--out", str(out)])  # fmt: skip
 
 
 def _folders() -> dict[str, Path]:
@@ -77,25 +50,12 @@ def _folders() -> dict[str, Path]:
 
 def restore() -> None:
     """Committed logs back into evals/code where a log is missing or shorter (a fresh checkout resumes)."""
-    for key, folder in _folders().items():
-        for packed in sorted((RESULTS / "logs" / key).glob("*.jsonl.gz")):
-            target = folder / packed.name.removesuffix(".gz")
-            with gzip.open(packed, "rt", encoding="utf-8") as fh:
-                text = fh.read()
-            if not target.is_file() or len(target.read_text(encoding="utf-8")) < len(text):
-                target.parent.mkdir(parents=True, exist_ok=True)
-                target.write_text(text, encoding="utf-8")
-                print(f"restored {target} ({text.count(chr(10))} items)", flush=True)
+    restore_logs(_folders(), RESULTS / "logs")
 
 
 def snapshot() -> None:
     """The per-item logs so far, gzipped under results/code/logs/ (to commit as the study goes)."""
-    for key, folder in _folders().items():
-        for path in sorted(folder.glob("*.jsonl")):
-            target = RESULTS / "logs" / key / (path.name + ".gz")
-            target.parent.mkdir(parents=True, exist_ok=True)
-            with path.open("rb") as src, gzip.GzipFile(target, "wb", mtime=0) as dst:  # same bytes, same gzip
-                shutil.copyfileobj(src, dst)
+    snapshot_logs(_folders(), RESULTS / "logs")
 
 
 def choose(tune_dir: Path) -> dict[str, Any]:
@@ -104,7 +64,7 @@ def choose(tune_dir: Path) -> dict[str, Any]:
     candidates = [m for group in TUNE_COMMANDS for m in group if m != "code-plain"]
     scores = {}
     for method in ["code-plain", *candidates]:
-        records = _records(tune_dir / "mbpp" / f"{method}.jsonl")
+        records = read_log(tune_dir / "mbpp" / f"{method}.jsonl")
         scores[method] = {"n": len(records), "passed": sum(bool(r["correct"]) for r in records.values())}
     incomplete = [m for m, s in scores.items() if s["n"] != 90]
     if incomplete:
@@ -122,7 +82,7 @@ def _summary_rows(out: Path, reference: str) -> list[dict[str, Any]]:
     rows = []
     pooled: dict[str, Any] = {"a": 0, "p": 0, "b": 0, "c": 0, "n": 0, "sec_a": 0.0, "sec_p": 0.0}
     for bench in FINAL_BENCHES:
-        anchored, plain = _records(out / bench / f"{reference}.jsonl"), _records(out / bench / "code-plain.jsonl")
+        anchored, plain = read_log(out / bench / f"{reference}.jsonl"), read_log(out / bench / "code-plain.jsonl")
         ids = sorted(set(anchored) & set(plain))
         if not ids:
             continue

@@ -15,13 +15,11 @@ passage; no passage text). One model job on the CPU at a time.
 from __future__ import annotations
 
 import argparse
-import gzip
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
+
+from study_logs import read_log, restore_logs, run_eval, snapshot_logs
 
 from selfanchor_chains.eval.stats import mcnemar_exact, wilson_interval
 
@@ -44,18 +42,8 @@ _PRIVATE = ("prompt", "question", "passages")
 
 
 def _eval(model: str, split: str, methods: list[str], out: Path, data_dir: str) -> None:
-    command = [str(Path(sys.executable).with_name("selfanchor")), "eval", "conflictqa", "--split", split]
-    command += ["--data-dir", data_dir, "--model", model, "--batch", "8", "--continuous", "--no-progress"]
-    command += ["--methods", ",".join(methods), "--out", str(out)]
-    print("$", " ".join(command), flush=True)
-    subprocess.run(command, check=True, env={**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"})
-
-
-def _records(path: Path) -> dict[str, dict[str, Any]]:
-    if not path.is_file():
-        return {}
-    lines = (json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip())
-    return {str(r["id"]): r for r in lines}
+    run_eval(["conflictqa", "--split", split, "--data-dir", data_dir, "--model", model, "--batch", "8",
+              "--continuous", "--no-progress", "--methods", ",".join(methods), "--out", str(out)])  # fmt: skip
 
 
 def _folders() -> dict[str, Path]:
@@ -67,27 +55,12 @@ def _folders() -> dict[str, Path]:
 
 def restore() -> None:
     """Committed logs back into evals/ where a log is missing or shorter (a fresh checkout resumes)."""
-    for key, folder in _folders().items():
-        for packed in sorted((RESULTS / "logs" / key).glob("*.jsonl.gz")):
-            target = folder / packed.name.removesuffix(".gz")
-            with gzip.open(packed, "rt", encoding="utf-8") as fh:
-                text = fh.read()
-            if not target.is_file() or target.read_text(encoding="utf-8").count("\n") < text.count("\n"):
-                target.parent.mkdir(parents=True, exist_ok=True)
-                target.write_text(text, encoding="utf-8")
-                print(f"restored {target} ({text.count(chr(10))} items)", flush=True)
+    restore_logs(_folders(), RESULTS / "logs")
 
 
 def snapshot() -> None:
     """The per-item logs so far, gzipped under results/rag-real/logs/, without the prompt text."""
-    for key, folder in _folders().items():
-        for path in sorted(folder.glob("*.jsonl")):
-            target = RESULTS / "logs" / key / (path.name + ".gz")
-            target.parent.mkdir(parents=True, exist_ok=True)
-            rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-            text = "".join(json.dumps({k: v for k, v in r.items() if k not in _PRIVATE}) + "\n" for r in rows)
-            with gzip.GzipFile(target, "wb", mtime=0) as dst:
-                dst.write(text.encode("utf-8"))
+    snapshot_logs(_folders(), RESULTS / "logs", drop=_PRIVATE)
 
 
 def choose(tune_dir: Path) -> dict[str, Any]:
@@ -95,7 +68,7 @@ def choose(tune_dir: Path) -> dict[str, Any]:
     control items together) on the train split; ties to the earlier candidate of CANDIDATES."""
     scores = {}
     for method in ("rag-plain", *CANDIDATES):
-        records = _records(tune_dir / f"{method}.jsonl")
+        records = read_log(tune_dir / f"{method}.jsonl")
         scores[method] = {"n": len(records), "passage_answer": sum(bool(r["context_fair"]) for r in records.values())}
     incomplete = [m for m, s in scores.items() if s["n"] != 200]
     if incomplete:
@@ -147,7 +120,7 @@ def model_summary(model: str, winner: str, style: str) -> dict[str, Any] | None:
     suffix = SENTENCE if style == "sentence" else ""
     methods = [f"{m.partition('@')[0]}{suffix}@{m.partition('@')[2]}".rstrip("@") for m in (winner,)]
     methods += [m + suffix for m in BASELINES] + (["closed-book"] if not suffix else [])
-    logs = {m: _records(folder / f"{m}.jsonl") for m in methods}
+    logs = {m: read_log(folder / f"{m}.jsonl") for m in methods}
     if not logs[methods[0]] or not logs[f"rag-plain{suffix}"]:
         return None
     scores = {m: _scores(r) for m, r in logs.items() if r}
