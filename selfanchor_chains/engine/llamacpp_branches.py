@@ -53,6 +53,11 @@ class RowBranches:
     orig_done: int = 0
     masked_done: int = 0
     resync: int = field(default=0)  # masked tokens fed beyond the newest one in the latest step (stats)
+    # The first hidden token (None: none), kept with ``hidden`` so no decode step scans the row for it.
+    first_hidden: int | None = field(default=None, init=False)
+
+    def __post_init__(self) -> None:
+        self.first_hidden = next((t for t, h in enumerate(self.hidden) if h), None)
 
     @property
     def original_seq(self) -> int:
@@ -74,12 +79,10 @@ class RowBranches:
             hidden[start:end] = [True] * (end - start)
         changed = next((t for t, (a, b) in enumerate(zip(hidden, self.hidden, strict=True)) if a != b), None)
         self.hidden = hidden
+        self.first_hidden = next((t for t, h in enumerate(hidden) if h), None)
         if changed is not None and changed < self.masked_done:
             model.seq_rm(self.masked_seq, changed, -1)
             self.masked_done = changed
-
-    def _first_hidden(self) -> int:
-        return next((t for t, h in enumerate(self.hidden) if h), len(self.tokens))
 
     def plan(self, steer: bool, model: LlamaCppModel) -> StepFeed:
         """This row's entries of the next batch: the original sequence's new tokens, and when ``steer`` the masked
@@ -89,7 +92,7 @@ class RowBranches:
         if not steer:
             entries = [BatchEntry(self.tokens[t], t, (o_seq,), t == n - 1) for t in range(o_from, n)]
             return StepFeed(entries, 0, None)
-        first_hidden = self._first_hidden()
+        first_hidden = len(self.tokens) if self.first_hidden is None else self.first_hidden
         # Where the masked sequence lags inside the part it shares with the original, it takes the original's cells.
         share_to = min(first_hidden, o_from)
         if self.masked_done < share_to:

@@ -25,7 +25,7 @@ from .llamacpp_branches import RowBranches, StepFeed
 from .llamacpp_model import INSTALL_HINT, BatchEntry, LlamaCppModel, LlamaCppUnavailableError, gaps_supported
 from .logits import sampling_processors
 from .requests import DecodingStats, RowRequest, RowResult, SamplingConfig, TokenEvent
-from .row_controls import RowControls, choose_tokens, new_row_state, record_token, validate_rows
+from .row_controls import RowControls, TokenChoice, choose_tokens, new_row_state, validate_rows
 from .rows import RowState
 
 __all__ = ["LlamaCppDecoder", "LlamaCppSession"]
@@ -203,7 +203,7 @@ class LlamaCppSession(RowControls):
                 # 3. One llama_decode: every active row's new tokens, both branches.
                 logits_o, logits_m = self._step()
                 # 4. Combine, choose, append: the torch engine's arithmetic.
-                yield self._append(*self._choose(logits_o, logits_m))
+                yield self._append(self._choose(logits_o, logits_m))
         finally:
             self._release_all()
 
@@ -274,41 +274,18 @@ class LlamaCppSession(RowControls):
         logits_o = torch.from_numpy(np.stack(originals))
         return logits_o, (torch.from_numpy(np.stack(maskeds)) if steering else None)
 
-    def _choose(
-        self, logits_o: torch.Tensor, logits_m: torch.Tensor | None
-    ) -> tuple[list[int], list[float], list[float], list[bool], list[float], list[int]]:
+    def _choose(self, logits_o: torch.Tensor, logits_m: torch.Tensor | None) -> TokenChoice:
         """Combine the branches and pick each active row's token (:func:`~.row_controls.choose_tokens`)."""
         rows = [self._rows[i] for i in self._active]
         no_ids = torch.empty(0, dtype=torch.long)  # the warpers ignore the input ids
         choice = choose_tokens(logits_o, logits_m, rows, self.sampling, self._processors, self._generator, no_ids)
         self.last_logits, self.last_rows = choice.combined, list(self._active)
-        return choice.tokens, choice.confidences, choice.omegas, choice.flips, choice.kls, choice.originals
+        return choice
 
-    def _append(
-        self,
-        tokens: list[int],
-        confidences: list[float],
-        omegas: list[float],
-        flips: list[bool],
-        kls: list[float],
-        originals: list[int],
-    ) -> list[TokenEvent]:
+    def _append(self, choice: TokenChoice) -> list[TokenEvent]:
         self.stats.decode_steps += 1
-        events = []
-        signals = zip(confidences, omegas, flips, kls, originals, strict=True)
-        for i, token, signal in zip(self._active, tokens, signals, strict=True):
-            event = record_token(
-                self._rows[i],
-                i,
-                token,
-                signal,
-                eos_token_ids=self._decoder.eos_token_ids,
-                max_new_tokens=self.max_new_tokens,
-                context_length=self._decoder.context_length,
-            )
-            if event is None:
-                continue
-            if event.finish_reason != "eos":  # the token joined the row: both sequences decode it next step
-                self._branches[i].push(token)
-            events.append(event)
+        events = self._record_step(choice)
+        for event in events:
+            if event.finish_reason != "eos":  # the token joined its row: both sequences decode it next step
+                self._branches[event.row].push(event.token_id)
         return events

@@ -204,10 +204,31 @@ def record_token(
 
 
 class RowControls:
-    """The caller's controls between steps and the rows' results, over ``self._rows`` (a session's row states)."""
+    """The caller's controls between steps, the rows' results, and recording each step's tokens, over a session's
+    row states (``self._rows``) and its active rows in batch order (``self._active``)."""
 
     _rows: list[RowState]
-    _decoder: Any  # its ``tokenizer`` (None: no text)
+    _active: list[int]
+    _decoder: Any  # its ``tokenizer`` (None: no text), ``eos_token_ids`` and ``context_length``
+    max_new_tokens: int
+
+    def _record_step(self, choice: TokenChoice) -> list[TokenEvent]:
+        """Append each active row's chosen token (:func:`record_token`); the events of the rows still decoding."""
+        events = []
+        signals = zip(choice.confidences, choice.omegas, choice.flips, choice.kls, choice.originals, strict=True)
+        for i, token, signal in zip(self._active, choice.tokens, signals, strict=True):
+            event = record_token(
+                self._rows[i],
+                i,
+                token,
+                signal,
+                eos_token_ids=self._decoder.eos_token_ids,
+                max_new_tokens=self.max_new_tokens,
+                context_length=self._decoder.context_length,
+            )
+            if event is not None:
+                events.append(event)
+        return events
 
     def set_anchors(self, row: int, spans: Sequence[tuple[int, int]]) -> None:
         """Replace a row's anchor spans (token indices over prompt + generated tokens) from the next step on."""

@@ -21,7 +21,7 @@ from .logits import sampling_processors
 from .masked_branch import MaskedBranchSync
 from .prefix_cache import common_prefix
 from .requests import DecodingStats, RowRequest, SamplingConfig, TokenEvent
-from .row_controls import RowControls, choose_tokens, new_row_state, record_token, validate_rows
+from .row_controls import RowControls, TokenChoice, choose_tokens, new_row_state, validate_rows
 
 
 class DecodeSession(RowControls, MaskedBranchSync, ContinuousAdmission):
@@ -64,7 +64,6 @@ class DecodeSession(RowControls, MaskedBranchSync, ContinuousAdmission):
         self._mask_cache: Any = None
         self._fused = False
         self._cached = 0  # columns held by the original rows' cache
-        self._originals: list[int] = []  # the original branch's argmax per active row, latest step
         self.last_logits: torch.Tensor | None = None  # combined logits of the latest step, rows in batch order
         self.last_rows: list[int] = []  # request indices of those rows
 
@@ -119,9 +118,9 @@ class DecodeSession(RowControls, MaskedBranchSync, ContinuousAdmission):
         logits_o, logits_m = self._prefill()
         while True:
             # 2. Combine the branches and choose each active row's next token.
-            tokens, confidences, omegas, flips, kls = self._choose(logits_o, logits_m)
+            choice = self._choose(logits_o, logits_m)
             # 3. Append the tokens; detokenise, check EOS, stop strings and length.
-            events = self._append(tokens, confidences, omegas, flips, kls)
+            events = self._append(choice)
             yield events
             # 4. Drop rows that finished (or were cancelled while the caller held the events).
             self._compact()
@@ -210,48 +209,20 @@ class DecodeSession(RowControls, MaskedBranchSync, ContinuousAdmission):
         self._cached = width
         return logits, None
 
-    def _choose(
-        self, logits_o: torch.Tensor, logits_m: torch.Tensor | None
-    ) -> tuple[list[int], list[float], list[float], list[bool], list[float]]:
-        """Combine the branches and pick each active row's token (:func:`~.row_controls.choose_tokens`).
-
-        Returns tokens, confidences, the ω applied to each token, whether steering changed the argmax, and
-        KL(steered ‖ original).
-        """
+    def _choose(self, logits_o: torch.Tensor, logits_m: torch.Tensor | None) -> TokenChoice:
+        """Combine the branches and pick each active row's token (:func:`~.row_controls.choose_tokens`)."""
         rows = [self._rows[i] for i in self._active]
         choice = choose_tokens(logits_o, logits_m, rows, self.sampling, self._processors, self._generator, self._ids)
         self.last_logits, self.last_rows = choice.combined, list(self._active)
-        self._originals = choice.originals
-        return choice.tokens, choice.confidences, choice.omegas, choice.flips, choice.kls
+        return choice
 
-    def _append(
-        self,
-        tokens: list[int],
-        confidences: list[float],
-        omegas: list[float],
-        flips: list[bool],
-        kls: list[float],
-    ) -> list[TokenEvent]:
+    def _append(self, choice: TokenChoice) -> list[TokenEvent]:
         self.stats.decode_steps += 1
-        column = torch.tensor(tokens, dtype=torch.long).unsqueeze(-1)
+        column = torch.tensor(choice.tokens, dtype=torch.long).unsqueeze(-1)
         self._ids = torch.cat([self._ids, column], dim=1)
         self._real = torch.cat([self._real, torch.ones_like(column, dtype=torch.bool)], dim=1)
         self._hidden = torch.cat([self._hidden, torch.zeros_like(column, dtype=torch.bool)], dim=1)
-        events = []
-        signals = zip(confidences, omegas, flips, kls, self._originals, strict=True)
-        for i, token, signal in zip(self._active, tokens, signals, strict=True):
-            event = record_token(
-                self._rows[i],
-                i,
-                token,
-                signal,
-                eos_token_ids=self._decoder.eos_token_ids,
-                max_new_tokens=self.max_new_tokens,
-                context_length=self._decoder.context_length,
-            )
-            if event is not None:
-                events.append(event)
-        return events
+        return self._record_step(choice)
 
     def _compact(self) -> None:
         keep = [k for k, i in enumerate(self._active) if self._rows[i].finish_reason is None]
