@@ -28,7 +28,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..answers.mentions import content_tokens, fold, mentions
-from ..eval.conflict_set import CONFLICT_BENCH
 
 __all__ = ["NQSwapQuestion", "build_nqswap_set", "nqswap_questions", "plain_passage"]
 
@@ -215,7 +214,3 @@ def build_nqswap_set(
 def read_jsonl(text: str) -> list[dict[str, Any]]:
     """NQ-Swap's ``merged.jsonl`` text as rows."""
     return [json.loads(line) for line in text.splitlines() if line.strip()]
-
-
-BENCH_FOLDER = CONFLICT_BENCH
-"""The folder under the data directory the records go to (the conflict eval reads ``conflictqa/<split>.jsonl``)."""

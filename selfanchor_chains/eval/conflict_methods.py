@@ -44,7 +44,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal
 
 from .conflict_set import CONFLICT_METHODS, SENTENCE_SUFFIX
 from .fingerprints import method_fingerprint
@@ -171,7 +171,7 @@ class ShortAnswerChain(OnePromptChain):
     omega: float = 1.0
     max_new_tokens: int = SHORT_ANSWER_TOKENS
     ranker: Any = None
-    answer_style: str = "short"
+    answer_style: Literal["short", "sentence"] = "short"  # checked when the chain is built
 
     def prompt(self, inputs: dict[str, Any], specials: Sequence[str] = (), top: int | None = None) -> str:
         """The prompt with anchor markup for one input.
@@ -186,8 +186,6 @@ class ShortAnswerChain(OnePromptChain):
                 ``rag-anchored-top1``.
         """
         template, anchored = _STYLE[self.method]
-        if self.answer_style not in ("short", "sentence"):
-            raise ValueError(f"answer_style must be 'short' or 'sentence', got {self.answer_style!r}")
         short = _SHORT if self.answer_style == "short" else _SENTENCE
         question = _untrusted(str(inputs.get("question") or ""), specials)
         if not question:
@@ -302,7 +300,7 @@ def make_conflict_chain(method: str, llm: Any, *, max_new_tokens: int = SHORT_AN
     from ..langchain.llm import SteeredHFLLM
 
     base, omega = parse_conflict_method(method)
-    style = "sentence" if base.endswith(SENTENCE_SUFFIX) else "short"
+    style: Literal["short", "sentence"] = "sentence" if base.endswith(SENTENCE_SUFFIX) else "short"
     base = base.removesuffix(SENTENCE_SUFFIX)
     if not isinstance(llm, SteeredHFLLM):
         raise TypeError(f"conflictqa methods need a SteeredHFLLM, got {type(llm).__name__}")
