@@ -70,7 +70,9 @@ def code_table() -> str:
                 f"| {model} | {r['bench']} | {r['n']} | {r['anchored']:.1f} | {r['plain']:.1f} | {r['delta']:+.1f}"
                 f" | {r['b']} / {r['c']} | {r['p_value']:.3f} |"
             )
-    return f"Anchored method: `{summary['reference']}`.\n\n" + "\n".join(lines)
+    interim = [model for model, complete in (summary.get("complete") or {}).items() if not complete]
+    note = f" Interim for {', '.join(interim)}: the run is not finished (n so far)." if interim else ""
+    return f"Anchored method: `{summary['reference']}`.{note}\n\n" + "\n".join(lines)
 
 
 TABLES: dict[str, Callable[[], str]] = {"reasoning": reasoning_table, "conflict": conflict_table, "code": code_table}
