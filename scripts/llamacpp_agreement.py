@@ -5,8 +5,8 @@
         --log evals/llamacpp/agreement-qwen2.5-coder-0.5b-f16.jsonl \
         --json results/llamacpp/agreement-qwen2.5-coder-0.5b-f16.json
 
-The registry model's GGUF is re-encoded by llama.cpp itself (``llama_model_quantize``) to float16 or float32
-(``--gguf-type native`` keeps the shipped quantisation); the torch engine loads the very same file, dequantised to
+The registry model's GGUF is re-encoded by llama.cpp itself (``llama_model_quantize``) to float16, float32 or
+Q8_0 (``--gguf-type native`` keeps the shipped quantisation); the torch engine loads the very same file, dequantised to
 float32, so both engines hold the same weights. Each engine solves the items with ``SelfAnchorChain`` (the solve
 default: plan/reason steps, Self-Anchor's ω schedule, greedy) through ``--batch`` continuously refilled slots; llama.cpp
 keeps its default float16 KV cache (what a user gets). Per item the log holds both answers and whether the whole
@@ -23,10 +23,11 @@ from typing import Any
 
 from llamacpp_speed import cpu_model
 
-GGUF_TYPES = ("f16", "f32", "native")
+# llama.cpp file types a GGUF can be re-encoded to ("native": the shipped file as it is).
+GGUF_TYPES = {"f16": "LLAMA_FTYPE_MOSTLY_F16", "f32": "LLAMA_FTYPE_ALL_F32", "q8_0": "LLAMA_FTYPE_MOSTLY_Q8_0"}
 
 
-def float_gguf(source: Path, gguf_type: str, folder: Path) -> Path:
+def reencode_gguf(source: Path, gguf_type: str, folder: Path) -> Path:
     """``source`` re-encoded by llama.cpp to ``gguf_type`` under ``folder`` (reused when already there)."""
     import llama_cpp
 
@@ -38,7 +39,7 @@ def float_gguf(source: Path, gguf_type: str, folder: Path) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     partial = dest.with_suffix(".partial")
     params = llama_cpp.llama_model_quantize_default_params()
-    params.ftype = llama_cpp.LLAMA_FTYPE_MOSTLY_F16 if gguf_type == "f16" else llama_cpp.LLAMA_FTYPE_ALL_F32
+    params.ftype = getattr(llama_cpp, GGUF_TYPES[gguf_type])
     params.allow_requantize = True
     params.nthread = 2
     if llama_cpp.llama_model_quantize(str(source).encode(), str(partial).encode(), params) != 0:
@@ -105,7 +106,7 @@ def summarise(problems: list[Any], done: dict[str, dict[str, Any]]) -> dict[str,
 def main() -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--model", default="qwen2.5-coder-0.5b", help="registry name")
-    parser.add_argument("--gguf-type", choices=GGUF_TYPES, default="f16")
+    parser.add_argument("--gguf-type", choices=[*GGUF_TYPES, "native"], default="f16")
     parser.add_argument("--items", type=int, default=100, help="the first N items of the split")
     parser.add_argument("--split", default="train", help="a GSM8K training pool")
     parser.add_argument("--data-dir", default=None)
@@ -130,7 +131,7 @@ def main() -> int:
     problems = load_problems("gsm8k", data_dir=args.data_dir, split=args.split, limit=args.items)
     args.log.parent.mkdir(parents=True, exist_ok=True)
     done = read_log(args.log)
-    gguf = float_gguf(resolve_gguf(args.model), args.gguf_type, args.gguf_dir)
+    gguf = reencode_gguf(resolve_gguf(args.model), args.gguf_type, args.gguf_dir)
     tokenizer = load_gguf_tokenizer(gguf)
     model_id = f"{args.model}@{args.gguf_type}"
 
