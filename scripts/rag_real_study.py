@@ -35,6 +35,13 @@ CANDIDATES = (  # in the rule's tie order: top-1, then all passages, then adapti
     "rag-adaptive",
     "rag-adaptive@2",
 )
+# Rule 2 (written in session 20 before any test result was read): the anchored twins of the deciding baselines.
+CANDIDATES_2 = (
+    "rag-anchored-top1-only@1.5",
+    "rag-anchored-top1-only@2",
+    "rag-anchored-top1-last@1.5",
+    "rag-anchored-top1-last@2",
+)
 BASELINES = ("rag-plain", "rag-instructed", "rag-top1-only", "rag-top1-last")
 SENTENCE = "-sentence"
 # Dropped from the keys of the committed logs: the prompt repeats the passages (NQ text stays out of the repository).
@@ -63,18 +70,24 @@ def snapshot() -> None:
     snapshot_logs(_folders(), RESULTS / "logs", drop=_PRIVATE)
 
 
-def choose(tune_dir: Path) -> dict[str, Any]:
+def choose(tune_dir: Path, candidates: tuple[str, ...] = CANDIDATES, reference: str = "rag-plain") -> dict[str, Any]:
     """The rule: the candidate with the most items answered with the passage's answer (fair grader, conflict and
-    control items together) on the train split; ties to the earlier candidate of CANDIDATES."""
+    control items together) on the train split; ties to the earlier candidate of ``candidates``."""
     scores = {}
-    for method in ("rag-plain", *CANDIDATES):
+    for method in (reference, *candidates):
         records = read_log(tune_dir / f"{method}.jsonl")
         scores[method] = {"n": len(records), "passage_answer": sum(bool(r["context_fair"]) for r in records.values())}
     incomplete = [m for m, s in scores.items() if s["n"] != 200]
     if incomplete:
         raise SystemExit(f"tuning incomplete for {incomplete}: {scores}")
-    winner = min(CANDIDATES, key=lambda m: (-scores[m]["passage_answer"], CANDIDATES.index(m)))
+    winner = min(candidates, key=lambda m: (-scores[m]["passage_answer"], candidates.index(m)))
     return {"winner": winner, "scores": scores, "rule": "results/rag-real/README.md"}
+
+
+def sentence_twin(method: str) -> str:
+    """``rag-anchored-top1@2`` -> ``rag-anchored-top1-sentence@2``."""
+    base, _, omega = method.partition("@")
+    return f"{base}{SENTENCE}" + (f"@{omega}" if omega else "")
 
 
 def _rate(hits: int, n: int) -> dict[str, Any]:
@@ -114,11 +127,14 @@ def _paired(a: dict[str, dict[str, Any]], b: dict[str, dict[str, Any]], kind: st
     }
 
 
-def model_summary(model: str, winner: str, style: str) -> dict[str, Any] | None:
-    """Scores of every method of one model and answer style, and the target check against the best baseline."""
+def model_summary(
+    model: str, winner: str, style: str, others: tuple[str, ...] = (), alpha: float = 0.05
+) -> dict[str, Any] | None:
+    """Scores of every method of one model and answer style, and the target check of ``winner`` against the best
+    baseline at level ``alpha`` (``others``: further methods whose scores the table shows)."""
     folder = EVALS / f"{model}-test" / "conflictqa"
     suffix = SENTENCE if style == "sentence" else ""
-    methods = [f"{m.partition('@')[0]}{suffix}@{m.partition('@')[2]}".rstrip("@") for m in (winner,)]
+    methods = [sentence_twin(m) if suffix else m for m in (winner, *others)]
     methods += [m + suffix for m in BASELINES] + (["closed-book"] if not suffix else [])
     logs = {m: read_log(folder / f"{m}.jsonl") for m in methods}
     if not logs[methods[0]] or not logs[f"rag-plain{suffix}"]:
@@ -146,8 +162,9 @@ def model_summary(model: str, winner: str, style: str) -> dict[str, Any] | None:
         "paired_conflict": paired,
         "paired_control": control,
         "best_baseline": best,
+        "alpha": alpha,
         "target_met": bool(
-            gain["delta"] is not None and gain["delta"] >= 3 and gain["p_value"] < 0.05 and control_drop <= 2
+            gain["delta"] is not None and gain["delta"] >= 3 and gain["p_value"] < alpha and control_drop <= 2
         ),
         "time_ratio_vs_plain": scores[reference]["seconds"] / scores[plain]["seconds"]
         if scores[plain]["seconds"]
@@ -156,7 +173,8 @@ def model_summary(model: str, winner: str, style: str) -> dict[str, Any] | None:
 
 
 def _markdown(summary: dict[str, Any]) -> list[str]:
-    lines = [f"# NQ-Swap with retrieved distractors, test split: `{summary['winner']}` vs the baselines", ""]
+    winners = " and ".join(f"`{w}`" for w in (summary["winner"], summary.get("winner_2")) if w)
+    lines = [f"# NQ-Swap with retrieved distractors, test split: {winners} vs the baselines", ""]
     for key, block in summary["runs"].items():
         lines += [
             f"## {key}",
@@ -189,7 +207,8 @@ def _markdown(summary: dict[str, Any]) -> list[str]:
             )
         lines += [
             "",
-            f"Best baseline: `{block['best_baseline']}`; target met: **{block['target_met']}**; time vs "
+            f"Best baseline: `{block['best_baseline']}`; target (+3, p < {block['alpha']}, control ≥ plain − 2) met: "
+            f"**{block['target_met']}**; time vs "
             f"plain: {block['time_ratio_vs_plain']:.2f}"
             if block["time_ratio_vs_plain"]
             else "",
@@ -198,13 +217,16 @@ def _markdown(summary: dict[str, Any]) -> list[str]:
     return lines
 
 
-def summarise(winner: str) -> None:
-    summary: dict[str, Any] = {"winner": winner, "runs": {}}
+def summarise(winner: str, winner_2: str | None = None) -> None:
+    summary: dict[str, Any] = {"winner": winner, "winner_2": winner_2, "runs": {}}
     for style in ("short", "sentence"):
         for model in FINAL_MODELS:
-            block = model_summary(model, winner, style)
-            if block:
-                summary["runs"][f"{model}, {style} answers"] = block
+            for rule, reference, other in (("rule 1", winner, winner_2), ("rule 2", winner_2, winner)):
+                # Two pre-registered anchored methods: each is held to p < 0.025 (Bonferroni; rule 2, item 4).
+                alpha = 0.025 if winner_2 else 0.05
+                block = model_summary(model, reference, style, (other,) if other else (), alpha) if reference else None
+                if block:
+                    summary["runs"][f"{model}, {style} answers, {rule}: {block['reference']}"] = block
     snapshot()
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
@@ -231,17 +253,28 @@ def main() -> int:
     (RESULTS / "choice.json").write_text(json.dumps(choice, indent=2) + "\n")
     print("choice:", json.dumps(choice), flush=True)
     winner = choice["winner"]
-    base, _, omega = winner.partition("@")
-    sentence_winner = f"{base}{SENTENCE}" + (f"@{omega}" if omega else "")
+    if not args.summary_only:
+        _eval(TUNE_MODEL, "train", list(CANDIDATES_2), tune, args.data_dir)
+    try:
+        choice_2 = choose(tune / "conflictqa", CANDIDATES_2)
+    except SystemExit as unfinished:  # --summary-only before rule 2's tuning is done: rule 1's tables alone
+        if not args.summary_only:
+            raise
+        print(unfinished, flush=True)
+        summarise(winner)
+        return 0
+    (RESULTS / "choice-2.json").write_text(json.dumps(choice_2, indent=2) + "\n")
+    print("choice 2:", json.dumps(choice_2), flush=True)
+    winner_2 = choice_2["winner"]
     if not args.summary_only:
         for style_methods in (
-            ["closed-book", *BASELINES, winner],
-            [*(m + SENTENCE for m in BASELINES), sentence_winner],
+            ["closed-book", *BASELINES, winner, winner_2],
+            [*(m + SENTENCE for m in BASELINES), sentence_twin(winner), sentence_twin(winner_2)],
         ):
             for model in args.models.split(","):
                 _eval(model, "test", style_methods, EVALS / f"{model}-test", args.data_dir)
-                summarise(winner)
-    summarise(winner)
+                summarise(winner, winner_2)
+    summarise(winner, winner_2)
     return 0
 
 

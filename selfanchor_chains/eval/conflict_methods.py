@@ -25,10 +25,17 @@ passages (the model sees the same text) and in ω:
   the recall of all passages and the emphasis of position);
 - ``rag-adaptive``: every passage anchored with AdaCAD's adaptive strength (Wang et al. 2024):
   ``ω_t = 1 + (ω−1)·JSD(p_orig ‖ p_masked)/ln 2`` per token, so a token steers only as far as the passages change
-  the model's mind; ω = :data:`ADAPTIVE_OMEGA` = 1 + ln 2, AdaCAD's own weight, unless ``@ω`` sets the cap.
+  the model's mind; ω = :data:`ADAPTIVE_OMEGA` = 1 + ln 2, AdaCAD's own weight, unless ``@ω`` sets the cap;
+- ``rag-anchored-top1-only``: only the passage the ranker puts first, anchored (context-aware decoding on the
+  retrieved passage, as CAD was evaluated: the masked branch sees the question alone, so ω > 1 pushes away from
+  what the model would answer from memory);
+- ``rag-anchored-top1-last``: all passages, the one ranked first placed last and anchored (the recall of all
+  passages, the emphasis of position and of steering; and the masked branch has to recompute only the question
+  after the anchored passage, so it costs about what plain RAG costs).
 
-Every ranked method (``rag-anchored-top1``, ``rag-top1-only``, ``rag-top1-last``) reports which passage the
-ranker put first (``ranked_first``), so a report can show the ranker's accuracy@1 beside the methods.
+Every ranked method (``rag-anchored-top1``, ``rag-top1-only``, ``rag-top1-last`` and their anchored twins) reports
+which passage the ranker put first (``ranked_first``), so a report can show the ranker's accuracy@1 beside the
+methods.
 
 Each direct-answer RAG method has a ``-sentence`` twin (``rag-plain-sentence``, ``rag-anchored-top1-sentence@2``
 …): the same prompt asking for one short sentence instead of a few words, at most :data:`SENTENCE_ANSWER_TOKENS`
@@ -98,10 +105,29 @@ _STYLE = {
     "rag-top1-only": (_PLAIN, "none"),
     "rag-top1-last": (_PLAIN, "none"),
     "rag-adaptive": (_PLAIN, "all"),
+    "rag-anchored-top1-only": (_PLAIN, "top"),
+    "rag-anchored-top1-last": (_PLAIN, "top"),
 }
-_WITH_OMEGA: tuple[str, ...] = ("rag-anchored", "rag-anchored-oracle", "rag-anchored-top1", "rag-adaptive")
+_WITH_OMEGA: tuple[str, ...] = (
+    "rag-anchored",
+    "rag-anchored-oracle",
+    "rag-anchored-top1",
+    "rag-adaptive",
+    "rag-anchored-top1-only",
+    "rag-anchored-top1-last",
+)
 _WITH_OMEGA += tuple(name + SENTENCE_SUFFIX for name in _WITH_OMEGA)
-_RANKED = ("rag-anchored-top1", "rag-top1-only", "rag-top1-last")  # methods that need the ranker's first passage
+# Methods that need the ranker's first passage; the last four keep only it, or move it last.
+_RANKED = (
+    "rag-anchored-top1",
+    "rag-top1-only",
+    "rag-top1-last",
+    "rag-anchored-top1-only",
+    "rag-anchored-top1-last",
+)
+_ONLY_TOP = ("rag-top1-only", "rag-anchored-top1-only")
+_TOP_LAST = ("rag-top1-last", "rag-anchored-top1-last")
+_NEW_VARIANTS = ("rag-top1-only", "rag-top1-last", "rag-adaptive", "rag-anchored-top1-only", "rag-anchored-top1-last")
 
 
 def parse_conflict_method(name: str) -> tuple[str, float | None]:
@@ -179,7 +205,7 @@ class ShortAnswerChain(OnePromptChain):
         Args:
             inputs: ``{"question", "passages", "evidence_index"}``.
             specials: Control-token strings to remove from the (untrusted) question and passages.
-            top: For ``rag-anchored-top1``: the index of the passage ranked first (:meth:`top_passages`).
+            top: For the ranked methods: the index of the passage ranked first (:meth:`top_passages`).
 
         Raises:
             ValueError: Missing question or passages, an evidence index out of range, or no ``top`` for
@@ -202,10 +228,11 @@ class ShortAnswerChain(OnePromptChain):
             raise ValueError(f"{self.method} needs the index of the top-ranked passage, got {top!r}")
         if self.method in _RANKED and not (isinstance(top, int) and 0 <= top < len(passages)):
             raise ValueError(f"{self.method} needs the index of the top-ranked passage, got {top!r}")
-        if self.method == "rag-top1-only":
+        if self.method in _ONLY_TOP:
             passages, top = [passages[top]], 0  # type: ignore[index]
-        elif self.method == "rag-top1-last":
+        elif self.method in _TOP_LAST:
             passages = [p for i, p in enumerate(passages) if i != top] + [passages[top]]  # type: ignore[index]
+            top = len(passages) - 1
         chosen = {"evidence": evidence, "top": top}.get(anchored)
         flags = [anchored == "all" or i == chosen for i in range(len(passages))]
         if self.method == "rag-instructed":
@@ -258,7 +285,7 @@ class ShortAnswerChain(OnePromptChain):
             output["answer"] = short_answer(text) if self.answer_style == "short" else " ".join(text.split())
             if top is not None:
                 output["ranked_first"] = top
-                if self.method == "rag-anchored-top1":
+                if _STYLE[self.method][1] == "top":  # the index in the item's own order, before any reordering
                     output["anchored_passage"] = top
             outputs.append(output)
         return outputs
@@ -337,7 +364,7 @@ def conflict_fingerprint(chain: Any) -> str:
         }
         if chain.method in _RANKED:
             payload["ranker"] = type(chain.ranker).__name__ if chain.ranker is not None else "MiniLMEmbeddings"
-        if chain.method in ("rag-top1-only", "rag-top1-last", "rag-adaptive"):  # new methods: their own hashes
+        if chain.method in _NEW_VARIANTS:  # methods added later: their own hashes
             payload["variant"] = chain.method
         if chain.answer_style != "short":  # (absent for short answers: earlier runs keep their hashes)
             payload["answer_style"] = chain.answer_style

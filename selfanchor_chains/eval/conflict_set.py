@@ -66,6 +66,8 @@ CONFLICT_METHODS: tuple[str, ...] = (
     "rag-top1-only",
     "rag-top1-last",
     "rag-adaptive",
+    "rag-anchored-top1-only",
+    "rag-anchored-top1-last",
 )
 SENTENCE_SUFFIX = "-sentence"
 """A direct-answer RAG method's name with this suffix answers in one sentence instead of a few words (issue #34)."""

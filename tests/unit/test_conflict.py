@@ -12,7 +12,12 @@ import pytest
 from selfanchor_chains.answers import extract_answer, is_correct, short_answer
 from selfanchor_chains.answers.mentions import mentions
 from selfanchor_chains.bench.conflict_builder import CountryFact, build_conflict_set, country_facts, write_conflict_set
-from selfanchor_chains.eval.conflict_methods import ShortAnswerChain, make_conflict_chain, parse_conflict_method
+from selfanchor_chains.eval.conflict_methods import (
+    ShortAnswerChain,
+    conflict_fingerprint,
+    make_conflict_chain,
+    parse_conflict_method,
+)
 from selfanchor_chains.eval.conflict_set import CONFLICT_METHODS, ConflictRecordError, check_record, grade_conflict
 from selfanchor_chains.eval.datasets import load_problems
 from selfanchor_chains.prompting.markup import parse_anchor_markup
@@ -153,6 +158,19 @@ class _Tok:
 
 class _FakeLLM:
     tokenizer = _Tok()
+
+
+class _AnsweringLLM(_FakeLLM):
+    """Answers "Lima" to every prompt and records the steering it was asked for."""
+
+    def __init__(self) -> None:
+        self.calls: list[dict[str, Any]] = []
+
+    def generate(self, prompts: list[str], *, omega: float, omega_scaling: str, max_new_tokens: int) -> Any:
+        from langchain_core.outputs import Generation, LLMResult
+
+        self.calls.append({"omega": omega, "omega_scaling": omega_scaling})
+        return LLMResult(generations=[[Generation(text="Lima", generation_info={})] for _ in prompts])
 
 
 INPUT = {
@@ -304,6 +322,33 @@ def test_top1_only_and_top1_last_place_the_ranked_passage() -> None:
         only.prompt(INPUT)
 
 
+def test_anchored_top1_only_and_top1_last_anchor_the_ranked_passage_where_the_baselines_put_it() -> None:
+    for base in ("rag-top1-only", "rag-top1-last"):
+        plain = ShortAnswerChain(llm=_FakeLLM(), method=base, ranker=_ranker())
+        anchored = ShortAnswerChain(llm=_FakeLLM(), method=base.replace("rag-", "rag-anchored-"), ranker=_ranker())
+        for top in (0, 1, 2):
+            clean, spans = parse_anchor_markup(anchored.prompt(INPUT, top=top))
+            # The same text as the unsteered baseline; only the ranked passage is anchored, wherever it now stands.
+            assert clean == parse_anchor_markup(plain.prompt(INPUT, top=top))[0]
+            assert [clean[a:b] for a, b in spans] == [INPUT["passages"][top]]
+            if base == "rag-top1-last":
+                assert clean.rstrip().endswith(INPUT["question"]) and clean.index(INPUT["passages"][top]) > max(
+                    clean.index(p) for i, p in enumerate(INPUT["passages"]) if i != top
+                )
+        with pytest.raises(ValueError, match="top-ranked"):
+            anchored.prompt(INPUT)
+        # Separate fingerprints: results of one never resume into another's folder.
+        assert conflict_fingerprint(anchored) != conflict_fingerprint(plain)
+    # The reported anchored passage is the index in the item's own order, as for rag-anchored-top1; the LLM is
+    # asked for the steered decode with the chain's ω.
+    only = ShortAnswerChain(llm=_AnsweringLLM(), method="rag-anchored-top1-only", omega=2.0, ranker=_ranker())
+    output = only.decode_batch([INPUT])[0]
+    assert output["ranked_first"] == output["anchored_passage"] == 1
+    assert output["answer"] == "Lima" and only.llm.calls == [{"omega": 2.0, "omega_scaling": "constant"}]
+    assert parse_conflict_method("rag-anchored-top1-last@2") == ("rag-anchored-top1-last", 2.0)
+    assert parse_conflict_method("rag-anchored-top1-only-sentence@2") == ("rag-anchored-top1-only-sentence", 2.0)
+
+
 def test_adaptive_method_anchors_every_passage_with_adacad_strength() -> None:
     import math
 
@@ -354,7 +399,7 @@ def test_report_shows_ranker_accuracy_and_both_graders() -> None:
 
 
 def test_sentence_variants_ask_for_a_sentence_and_keep_the_anchoring(tiny_llm: Any) -> None:
-    from selfanchor_chains.eval.conflict_methods import SENTENCE_ANSWER_TOKENS, conflict_fingerprint
+    from selfanchor_chains.eval.conflict_methods import SENTENCE_ANSWER_TOKENS
 
     short = make_conflict_chain("rag-anchored@2", tiny_llm, max_new_tokens=512)
     sentence = make_conflict_chain("rag-anchored-sentence@2", tiny_llm, max_new_tokens=512)
