@@ -53,7 +53,7 @@ import math
 from collections.abc import Sequence
 from typing import Any, Literal
 
-from .conflict_set import CONFLICT_METHODS, SENTENCE_SUFFIX
+from .conflict_set import CONFLICT_METHODS, CONFLICT_METHODS_WITH_OMEGA, SENTENCE_SUFFIX
 from .fingerprints import method_fingerprint
 from .prompt_chains import OnePromptChain, generation_output
 
@@ -108,15 +108,7 @@ _STYLE = {
     "rag-anchored-top1-only": (_PLAIN, "top"),
     "rag-anchored-top1-last": (_PLAIN, "top"),
 }
-_WITH_OMEGA: tuple[str, ...] = (
-    "rag-anchored",
-    "rag-anchored-oracle",
-    "rag-anchored-top1",
-    "rag-adaptive",
-    "rag-anchored-top1-only",
-    "rag-anchored-top1-last",
-)
-_WITH_OMEGA += tuple(name + SENTENCE_SUFFIX for name in _WITH_OMEGA)
+_WITH_OMEGA = CONFLICT_METHODS_WITH_OMEGA
 # Methods that need the ranker's first passage; the last four keep only it, or move it last.
 _RANKED = (
     "rag-anchored-top1",

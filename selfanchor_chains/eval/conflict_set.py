@@ -42,6 +42,7 @@ from ..answers.mentions import best_containment, fold, mentions
 __all__ = [
     "CONFLICT_BENCH",
     "CONFLICT_METHODS",
+    "CONFLICT_METHODS_WITH_OMEGA",
     "KINDS",
     "RELATIONS",
     "SENTENCE_SUFFIX",
@@ -75,6 +76,16 @@ CONFLICT_METHODS += tuple(
     name + SENTENCE_SUFFIX for name in CONFLICT_METHODS if name.startswith("rag-") and name != "rag-self-anchor"
 )
 """Method names of ``selfanchor eval conflictqa`` (built by :mod:`selfanchor_chains.eval.conflict_methods`)."""
+CONFLICT_METHODS_WITH_OMEGA: tuple[str, ...] = (
+    "rag-anchored",
+    "rag-anchored-oracle",
+    "rag-anchored-top1",
+    "rag-adaptive",
+    "rag-anchored-top1-only",
+    "rag-anchored-top1-last",
+)
+CONFLICT_METHODS_WITH_OMEGA += tuple(name + SENTENCE_SUFFIX for name in CONFLICT_METHODS_WITH_OMEGA)
+"""The conflictqa methods that take ``@ω`` (the steered ones)."""
 
 KINDS = ("conflict", "control")
 RELATIONS = ("capital", "currency", "continent")

@@ -10,7 +10,7 @@ from typing import Any
 from ..reasoning.methods import METHODS
 from .code_methods import CODE_METHODS, make_code_chain
 from .conflict_methods import make_conflict_chain
-from .conflict_set import CONFLICT_METHODS, SENTENCE_SUFFIX
+from .conflict_set import CONFLICT_METHODS, CONFLICT_METHODS_WITH_OMEGA
 from .datasets import ALL_BENCHMARKS, BBH_TASKS, CODE_BENCHMARKS
 from .fingerprints import STUDY_OPTION_DEFAULTS, is_language_model, method_fingerprint
 
@@ -32,15 +32,7 @@ METHOD_NAMES = METHODS
 
 CONFLICT_METHOD_NAMES = CONFLICT_METHODS
 CODE_METHOD_NAMES = CODE_METHODS
-_WITH_OMEGA: tuple[str, ...] = (
-    "rag-anchored",
-    "rag-anchored-oracle",
-    "rag-anchored-top1",
-    "rag-adaptive",
-    "code-anchored",
-    "code-spa",
-)
-_WITH_OMEGA += tuple(f"{name}{SENTENCE_SUFFIX}" for name in _WITH_OMEGA if name.startswith("rag-"))
+_WITH_OMEGA: tuple[str, ...] = (*CONFLICT_METHODS_WITH_OMEGA, "code-anchored", "code-spa")
 
 ChainFactory = Callable[[str, str], Any]
 

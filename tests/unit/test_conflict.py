@@ -347,6 +347,11 @@ def test_anchored_top1_only_and_top1_last_anchor_the_ranked_passage_where_the_ba
     assert output["answer"] == "Lima" and only.llm.calls == [{"omega": 2.0, "omega_scaling": "constant"}]
     assert parse_conflict_method("rag-anchored-top1-last@2") == ("rag-anchored-top1-last", 2.0)
     assert parse_conflict_method("rag-anchored-top1-only-sentence@2") == ("rag-anchored-top1-only-sentence", 2.0)
+    # `selfanchor eval --methods` takes them with ω too (one list of the steered methods for both parsers).
+    from selfanchor_chains.eval.method_specs import parse_methods
+
+    names = "rag-anchored-top1-only@1.5,rag-anchored-top1-last-sentence@2"
+    assert [m.name for m in parse_methods(names)] == names.split(",")
 
 
 def test_adaptive_method_anchors_every_passage_with_adacad_strength() -> None:
