@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -150,18 +152,13 @@ def main() -> int:
         llama_model.close()
 
     summary = {"model": args.model, "gguf_type": args.gguf_type, "split": args.split, "cpu": cpu_model()}
-    summary |= {"command": "python scripts/llamacpp_agreement.py " + " ".join(_argv_of(args))}
+    summary |= {"command": shlex.join(["python", *sys.argv])}
     summary |= summarise(problems, done)
     print(json.dumps(summary, indent=2))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(summary, indent=2) + "\n")
     return 0
-
-
-def _argv_of(args: argparse.Namespace) -> list[str]:
-    return [f"--model {args.model}", f"--gguf-type {args.gguf_type}", f"--items {args.items}", f"--split {args.split}",
-            f"--batch {args.batch}", f"--log {args.log}"]  # fmt: skip
 
 
 if __name__ == "__main__":

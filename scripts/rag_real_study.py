@@ -70,11 +70,11 @@ def snapshot() -> None:
     snapshot_logs(_folders(), RESULTS / "logs", drop=_PRIVATE)
 
 
-def choose(tune_dir: Path, candidates: tuple[str, ...] = CANDIDATES, reference: str = "rag-plain") -> dict[str, Any]:
+def choose(tune_dir: Path, candidates: tuple[str, ...] = CANDIDATES) -> dict[str, Any]:
     """The rule: the candidate with the most items answered with the passage's answer (fair grader, conflict and
     control items together) on the train split; ties to the earlier candidate of ``candidates``."""
     scores = {}
-    for method in (reference, *candidates):
+    for method in ("rag-plain", *candidates):
         records = read_log(tune_dir / f"{method}.jsonl")
         scores[method] = {"n": len(records), "passage_answer": sum(bool(r["context_fair"]) for r in records.values())}
     incomplete = [m for m, s in scores.items() if s["n"] != 200]
@@ -219,11 +219,11 @@ def _markdown(summary: dict[str, Any]) -> list[str]:
 
 def summarise(winner: str, winner_2: str | None = None) -> None:
     summary: dict[str, Any] = {"winner": winner, "winner_2": winner_2, "runs": {}}
+    # Two pre-registered anchored methods: each is held to p < 0.025 (Bonferroni; rule 2, item 4).
+    alpha = 0.025 if winner_2 else 0.05
     for style in ("short", "sentence"):
         for model in FINAL_MODELS:
             for rule, reference, other in (("rule 1", winner, winner_2), ("rule 2", winner_2, winner)):
-                # Two pre-registered anchored methods: each is held to p < 0.025 (Bonferroni; rule 2, item 4).
-                alpha = 0.025 if winner_2 else 0.05
                 block = model_summary(model, reference, style, (other,) if other else (), alpha) if reference else None
                 if block:
                     summary["runs"][f"{model}, {style} answers, {rule}: {block['reference']}"] = block

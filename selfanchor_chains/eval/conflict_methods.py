@@ -108,7 +108,6 @@ _STYLE = {
     "rag-anchored-top1-only": (_PLAIN, "top"),
     "rag-anchored-top1-last": (_PLAIN, "top"),
 }
-_WITH_OMEGA = CONFLICT_METHODS_WITH_OMEGA
 # Methods that need the ranker's first passage; the last four keep only it, or move it last.
 _RANKED = (
     "rag-anchored-top1",
@@ -133,8 +132,8 @@ def parse_conflict_method(name: str) -> tuple[str, float | None]:
         raise ValueError(f"unknown conflictqa method {name!r}; choose from {', '.join(CONFLICT_METHODS)}")
     if not sep:
         return base, None
-    if base not in _WITH_OMEGA:
-        raise ValueError(f"{base} takes no ω (only {', '.join(_WITH_OMEGA)} do), got {name!r}")
+    if base not in CONFLICT_METHODS_WITH_OMEGA:
+        raise ValueError(f"{base} takes no ω (only {', '.join(CONFLICT_METHODS_WITH_OMEGA)} do), got {name!r}")
     try:
         omega = float(value)
     except ValueError:
@@ -216,8 +215,6 @@ class ShortAnswerChain(OnePromptChain):
         evidence = inputs.get("evidence_index")
         if anchored == "evidence" and not (isinstance(evidence, int) and 0 <= evidence < len(passages)):
             raise ValueError(f"{self.method} needs a valid evidence_index, got {evidence!r}")
-        if anchored == "top" and not (isinstance(top, int) and 0 <= top < len(passages)):
-            raise ValueError(f"{self.method} needs the index of the top-ranked passage, got {top!r}")
         if self.method in _RANKED and not (isinstance(top, int) and 0 <= top < len(passages)):
             raise ValueError(f"{self.method} needs the index of the top-ranked passage, got {top!r}")
         if self.method in _ONLY_TOP:
