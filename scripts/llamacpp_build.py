@@ -14,7 +14,9 @@ engine checks for it (:func:`selfanchor_chains.engine.llamacpp_model.gaps_suppor
 
 The build is portable: ``GGML_NATIVE=OFF`` compiles for AVX2/FMA/F16C CPUs (no AVX-512), so a machine that moves
 to another CPU of this decade keeps working; a native build could crash with an illegal instruction there.
-About 3 minutes on 2 idle cores.
+It leaves out llama.cpp's ``common`` library (JSON, chat templates, an HTTP client: the tools' helpers), which
+llama-cpp-python's CMakeLists forces on but the Python package never loads; libllama and libggml come out the same.
+About 110 s on 2 idle cores (250 s with ``common``).
 """
 
 from __future__ import annotations
@@ -44,6 +46,10 @@ CMAKE_ARGS = " ".join(
     ]
 )
 
+# llama-cpp-python's CMakeLists forces llama.cpp's `common` on; only llama.cpp's own tools and mtmd use it.
+_COMMON = 'set(LLAMA_BUILD_COMMON ON CACHE BOOL "Build llama.cpp common library" FORCE)'
+_COMMON_NEW = 'set(LLAMA_BUILD_COMMON OFF CACHE BOOL "Build llama.cpp common library" FORCE)  # selfanchor: unused'
+
 # The two checks, as llama.cpp at llama-cpp-python 0.3.36 writes them; the build stops if they are not found.
 _CONSECUTIVE = "                if (seq_pos_min(s) != p0 + 1) {"
 _CONSECUTIVE_NEW = "                if (seq_pos_min(s) <= p0) { // selfanchor: forward gaps allowed (positions kept)"
@@ -59,7 +65,12 @@ def installed_version() -> str | None:
 
 
 def patch_source(root: Path) -> None:
-    """Relax the two position checks and mark the version; raises if the source is not the expected one."""
+    """Relax the two position checks, skip `common`, mark the version; raises if the source is not the expected one."""
+    cmake = root / "CMakeLists.txt"
+    lists = cmake.read_text(encoding="utf-8")
+    if lists.count(_COMMON) != 1:
+        raise SystemExit(f"CMakeLists.txt of llama-cpp-python {VERSION} does not force {_COMMON!r}")
+    cmake.write_text(lists.replace(_COMMON, _COMMON_NEW), encoding="utf-8")
     batch = root / "vendor" / "llama.cpp" / "src" / "llama-batch.cpp"
     text = batch.read_text(encoding="utf-8")
     for old, new in ((_CONSECUTIVE, _CONSECUTIVE_NEW), (_CONTINUOUS, _CONTINUOUS_NEW)):
