@@ -12,6 +12,7 @@ from typing_extensions import Self
 
 from ..engine.llamacpp_model import LlamaCppModel
 from ..engine.llamacpp_session import LlamaCppDecoder
+from ..models.gguf_parse import gguf_parsed_once
 from .llm import SteeredHFLLM
 from .params import PositiveInt
 from .runtime import SteeredRuntime, _lock_for
@@ -59,7 +60,8 @@ def load_gguf_tokenizer(path: Path) -> Any:
     batches; the prompts' anchor spans are found through its character offsets."""
     from transformers import AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
+    with gguf_parsed_once():  # transformers would parse the file twice
+        tokenizer = AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
     if tokenizer.pad_token is None and tokenizer.eos_token is not None:
         tokenizer.pad_token = tokenizer.eos_token
     tokenizer.padding_side = "left"

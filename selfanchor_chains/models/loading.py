@@ -16,6 +16,7 @@ if TYPE_CHECKING:
 from .cache import _MARKER, _atomic_dir, converted_model_dir, resolve_gguf
 from .cpu_linear import use_row_friendly_linears
 from .dtypes import DEFAULT_DTYPE
+from .gguf_parse import gguf_parsed_once
 from .noise import quiet_loading
 from .quantization import (
     AUTO_QUANTIZATION,
@@ -46,10 +47,11 @@ def _load_from_gguf(gguf: Path, dtype: str) -> tuple[PreTrainedModel, PreTrained
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    model = AutoModelForCausalLM.from_pretrained(
-        str(gguf.parent), gguf_file=gguf.name, dtype=getattr(torch, dtype), **_gguf_load_kwargs()
-    )
-    tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+    with gguf_parsed_once():  # transformers would parse the file three times
+        model = AutoModelForCausalLM.from_pretrained(
+            str(gguf.parent), gguf_file=gguf.name, dtype=getattr(torch, dtype), **_gguf_load_kwargs()
+        )
+        tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
     return model, tokenizer
 
 
