@@ -29,6 +29,7 @@ import argparse
 import hashlib
 import importlib.metadata
 import os
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -132,7 +133,9 @@ def build(force: bool, wheel_only: bool = False) -> int:
             )
             (built,) = partial.glob("*.whl")
             WHEEL_DIR.mkdir(parents=True, exist_ok=True)
-            built.replace(WHEEL_DIR / built.name)
+            staged = WHEEL_DIR / f"{built.name}.partial"  # copied first: the temporary folder may be another disk
+            shutil.copyfile(built, staged)
+            staged.replace(WHEEL_DIR / built.name)
             print(f"built {built.name} in {time.perf_counter() - start:.0f} s")
             return 0
         subprocess.run([*pip, "install", "-q", "--no-cache-dir", str(root)], check=True, env=env)
