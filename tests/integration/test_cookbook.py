@@ -86,9 +86,14 @@ def _run(recipe: Path) -> tuple[subprocess.CompletedProcess[str], float]:
 
 
 @pytest.fixture(scope="module")
-def runs() -> dict[str, tuple[subprocess.CompletedProcess[str], float]]:
-    """Every runnable recipe's finished process and wall time, keyed by file name."""
-    runnable = [r for r in RECIPES if "--fast" in (text := r.read_text(encoding="utf-8")) and not _missing(text)]
+def runs(request: pytest.FixtureRequest) -> dict[str, tuple[subprocess.CompletedProcess[str], float]]:
+    """The finished process and wall time of every selected, runnable recipe, keyed by file name."""
+    selected: set[Path] = set()  # what -k / node ids left of this module's parametrised tests
+    for item in request.session.items:
+        callspec = getattr(item, "callspec", None)
+        if getattr(item, "module", None) is request.module and callspec is not None and "recipe" in callspec.params:
+            selected.add(callspec.params["recipe"])
+    runnable = [r for r in RECIPES if r in selected and "--fast" in (t := r.read_text("utf-8")) and not _missing(t)]
     with ThreadPoolExecutor(SIDE_BY_SIDE) as pool:
         return dict(zip([r.name for r in runnable], pool.map(_run, runnable), strict=True))
 
