@@ -75,7 +75,36 @@ def code_table() -> str:
     return f"Anchored method: `{summary['reference']}`.{note}\n\n" + "\n".join(lines)
 
 
-TABLES: dict[str, Callable[[], str]] = {"reasoning": reasoning_table, "conflict": conflict_table, "code": code_table}
+def rag_real_table() -> str:
+    """Real questions, imperfect ranker (results/rag-real/summary.json): each rule's winner against the best of the
+    RAG baselines, fair grader, paired on the conflict items."""
+    summary = _load("results/rag-real/summary.json")
+    if not summary or not summary.get("runs"):
+        return "*The real-question run has no results yet (see results/rag-real/README.md).*"
+    lines = [
+        "| run: model, answers, rule: anchored method | faithful | best baseline | faithful | Δ | b / c | p"
+        " | control: anchored / plain | target met |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for run, block in summary["runs"].items():
+        scores, ref, best = block["scores"], block["reference"], block["best_baseline"]
+        pair = block["paired_conflict"][best]["fair"]
+        control = [scores[m]["control accuracy (fair)"]["rate"] for m in (ref, "rag-plain")]
+        lines.append(
+            f"| {run} | {scores[ref]['faithful (fair)']['rate']:.1f}"
+            f" (n={scores[ref]['faithful (fair)']['n']}) | `{best}` | {scores[best]['faithful (fair)']['rate']:.1f}"
+            f" | {pair['delta']:+.1f} | {pair['b']} / {pair['c']} | {pair['p_value']:.3f}"
+            f" | {' / '.join('–' if c is None else f'{c:.1f}' for c in control)} | {block['target_met']} |"
+        )
+    return "Passage answers on conflict items, % (fair grader); Δ paired, exact McNemar p.\n\n" + "\n".join(lines)
+
+
+TABLES: dict[str, Callable[[], str]] = {
+    "reasoning": reasoning_table,
+    "conflict": conflict_table,
+    "rag-real": rag_real_table,
+    "code": code_table,
+}
 
 
 def on_page_markdown(markdown: str, **kwargs: Any) -> str:
