@@ -1,0 +1,105 @@
+"""Issue #34's written decision rule as ``scripts/rag_real_study.py`` applies it (the best baseline, the paired gain,
+the control condition, the tables), on synthetic per-item logs: no model, no data."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+SCRIPTS = Path(__file__).resolve().parents[2] / "scripts"
+MODEL = "m"
+WINNER = "rag-anchored-top1@2"
+
+
+@pytest.fixture
+def study(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> ModuleType:
+    monkeypatch.syspath_prepend(str(SCRIPTS))  # the script imports its sibling study_logs.py
+    spec = importlib.util.spec_from_file_location("rag_real_study_under_test", SCRIPTS / "rag_real_study.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    monkeypatch.setattr(module, "EVALS", tmp_path)
+    return module
+
+
+def _write(folder: Path, method: str, conflict_right: int, control_right: int, n_conflict: int = 100) -> None:
+    """A log whose first ``conflict_right`` conflict items and first ``control_right`` of 20 control items carry the
+    passage's answer (both graders agree)."""
+    rows = []
+    for i in range(n_conflict):
+        right = i < conflict_right
+        rows.append({"id": f"c{i}", "kind": "conflict", "context_match": right, "context_fair": right,
+                     "memory_match": False, "memory_fair": False, "seconds": 1.0})  # fmt: skip
+    for i in range(20):
+        right = i < control_right
+        rows.append({"id": f"k{i}", "kind": "control", "context_match": right, "context_fair": right,
+                     "memory_match": False, "memory_fair": False, "seconds": 1.0})  # fmt: skip
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"{method}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+
+def _logs(tmp_path: Path, winner: tuple[int, int], **baselines: tuple[int, int]) -> None:
+    folder = tmp_path / f"{MODEL}-test" / "conflictqa"
+    _write(folder, WINNER, *winner)
+    for name, (conflict, control) in baselines.items():
+        _write(folder, name.replace("_", "-"), conflict, control)
+
+
+def test_the_winner_is_compared_with_the_best_baseline_not_plain_rag(study: ModuleType, tmp_path: Path) -> None:
+    _logs(
+        tmp_path, (60, 15), rag_plain=(40, 15), rag_instructed=(30, 15), rag_top1_only=(58, 15), rag_top1_last=(20, 15)
+    )
+    block = study.model_summary(MODEL, WINNER, "short")
+    assert block["best_baseline"] == "rag-top1-only"
+    gain = block["paired_conflict"]["rag-top1-only"]["fair"]
+    # items 58 and 59 are the winner's alone: b = 2, c = 0 over 100 paired conflict items
+    assert (gain["n"], gain["b"], gain["c"], gain["delta"]) == (100, 2, 0, 2.0)
+    assert block["paired_conflict"]["rag-plain"]["fair"]["delta"] == 20.0
+    assert block["target_met"] is False  # +20 over plain RAG does not count: +2 over the best baseline
+
+
+def test_the_target_needs_three_points_significance_and_control(study: ModuleType, tmp_path: Path) -> None:
+    _logs(
+        tmp_path, (70, 15), rag_plain=(40, 15), rag_instructed=(30, 15), rag_top1_only=(50, 15), rag_top1_last=(20, 15)
+    )
+    block = study.model_summary(MODEL, WINNER, "short", alpha=0.025)
+    assert block["paired_conflict"]["rag-top1-only"]["fair"]["delta"] == 20.0
+    assert block["target_met"] is True
+    # the same gain with control 3 of 20 items (15 points) below plain RAG's: more than the 2 points allowed
+    _logs(
+        tmp_path, (70, 12), rag_plain=(40, 15), rag_instructed=(30, 15), rag_top1_only=(50, 15), rag_top1_last=(20, 15)
+    )
+    block = study.model_summary(MODEL, WINNER, "short", alpha=0.025)
+    assert block["target_met"] is False
+    assert block["paired_control"]["rag-plain"]["delta"] == -15.0
+
+
+def test_a_gain_that_is_not_significant_does_not_meet_the_target(study: ModuleType, tmp_path: Path) -> None:
+    # +4 points from b/c = 4/0 is p = 0.125: not below 0.025
+    _logs(
+        tmp_path, (54, 15), rag_plain=(40, 15), rag_instructed=(30, 15), rag_top1_only=(50, 15), rag_top1_last=(20, 15)
+    )
+    block = study.model_summary(MODEL, WINNER, "short", alpha=0.025)
+    assert block["paired_conflict"]["rag-top1-only"]["fair"]["p_value"] == pytest.approx(0.125)
+    assert block["target_met"] is False
+
+
+def test_the_table_shows_control_pairs_and_no_time_ratio(study: ModuleType, tmp_path: Path) -> None:
+    _logs(
+        tmp_path, (60, 15), rag_plain=(40, 14), rag_instructed=(30, 15), rag_top1_only=(58, 16), rag_top1_last=(20, 15)
+    )
+    block = study.model_summary(MODEL, WINNER, "short")
+    text = "\n".join(study._markdown({"winner": WINNER, "runs": {"m, short answers": block}}))
+    assert "Paired on control items (fair grader), `rag-anchored-top1@2` − baseline:" in text
+    assert "- vs `rag-plain`: +5.0 (b/c 1/0, p = 1)" in text
+    assert "- vs `rag-top1-only`: -5.0 (b/c 0/1, p = 1)" in text
+    assert "time" not in text and "time_ratio_vs_plain" not in block
+
+
+def test_no_summary_before_the_winner_and_plain_rag_have_items(study: ModuleType, tmp_path: Path) -> None:
+    _write(tmp_path / f"{MODEL}-test" / "conflictqa", "rag-plain", 40, 15)
+    assert study.model_summary(MODEL, WINNER, "short") is None
