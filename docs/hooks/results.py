@@ -15,6 +15,10 @@ def _pct(value: float | None) -> str:
     return "–" if value is None else f"{100 * value:.1f}"
 
 
+def _rate(percent: float | None) -> str:
+    return "–" if percent is None else f"{percent:.1f}"
+
+
 def _load(relative: str) -> dict[str, Any] | None:
     path = ROOT / relative
     return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
@@ -89,12 +93,13 @@ def rag_real_table() -> str:
     for run, block in summary["runs"].items():
         scores, ref, best = block["scores"], block["reference"], block["best_baseline"]
         pair = block["paired_conflict"][best]["fair"]
-        control = [scores[m]["control accuracy (fair)"]["rate"] for m in (ref, "rag-plain")]
+        plain = next(m for m in scores if m.startswith("rag-plain"))  # rag-plain, or its -sentence twin
+        control = [scores[m]["control accuracy (fair)"]["rate"] for m in (ref, plain)]
+        delta = "–" if pair["delta"] is None else f"{pair['delta']:+.1f}"
         lines.append(
-            f"| {run} | {scores[ref]['faithful (fair)']['rate']:.1f}"
-            f" (n={scores[ref]['faithful (fair)']['n']}) | `{best}` | {scores[best]['faithful (fair)']['rate']:.1f}"
-            f" | {pair['delta']:+.1f} | {pair['b']} / {pair['c']} | {pair['p_value']:.3f}"
-            f" | {' / '.join('–' if c is None else f'{c:.1f}' for c in control)} | {block['target_met']} |"
+            f"| {run} | {_rate(scores[ref]['faithful (fair)']['rate'])} (n={scores[ref]['faithful (fair)']['n']})"
+            f" | `{best}` | {_rate(scores[best]['faithful (fair)']['rate'])} | {delta} | {pair['b']} / {pair['c']}"
+            f" | {pair['p_value']:.3f} | {' / '.join(_rate(c) for c in control)} | {block['target_met']} |"
         )
     return "Passage answers on conflict items, % (fair grader); Δ paired, exact McNemar p.\n\n" + "\n".join(lines)
 
