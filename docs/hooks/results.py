@@ -96,10 +96,15 @@ def rag_real_table() -> str:
         plain = next(m for m in scores if m.startswith("rag-plain"))  # rag-plain, or its -sentence twin
         control = [scores[m]["control accuracy (fair)"]["rate"] for m in (ref, plain)]
         delta = "–" if pair["delta"] is None else f"{pair['delta']:+.1f}"
+        # every method's 300 conflict and 100 control items decoded, or the row is interim and decides nothing
+        complete = all(
+            s["faithful (fair)"]["n"] >= 300 and s["control accuracy (fair)"]["n"] >= 100 for s in scores.values()
+        )
+        verdict = block["target_met"] if complete else "interim (run in progress)"
         lines.append(
             f"| {run} | {_rate(scores[ref]['faithful (fair)']['rate'])} (n={scores[ref]['faithful (fair)']['n']})"
             f" | `{best}` | {_rate(scores[best]['faithful (fair)']['rate'])} | {delta} | {pair['b']} / {pair['c']}"
-            f" | {pair['p_value']:.3f} | {' / '.join(_rate(c) for c in control)} | {block['target_met']} |"
+            f" | {pair['p_value']:.3f} | {' / '.join(_rate(c) for c in control)} | {verdict} |"
         )
     return "Passage answers on conflict items, % (fair grader); Δ paired, exact McNemar p.\n\n" + "\n".join(lines)
 
