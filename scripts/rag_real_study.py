@@ -110,7 +110,6 @@ def _scores(records: dict[str, dict[str, Any]]) -> dict[str, Any]:
     }
     if ranked:
         out["ranker accuracy@1"] = _rate(sum(bool(r["ranked_first_is_evidence"]) for r in ranked), len(ranked))
-    out["seconds"] = sum(float(r.get("seconds") or 0.0) for r in records.values())
     return out
 
 

@@ -10,11 +10,8 @@ MODEL=${1:-qwen2.5-coder-0.5b}
 export HF_HUB_OFFLINE=1
 S=${SELFANCHOR:-.venv/bin/selfanchor}
 OUT="evals/conflictqa-deciding-$MODEL"
-mkdir -p "$OUT/conflictqa"
-for packed in "results/conflictqa/$MODEL"/*.jsonl.gz; do
-  target="$OUT/conflictqa/$(basename "$packed" .gz)"
-  [ -s "$target" ] || gunzip -c "$packed" > "$target"
-done
+PYTHONPATH=scripts ${PYTHON:-.venv/bin/python} -c "import sys; from pathlib import Path; from study_logs import restore_logs
+restore_logs({sys.argv[1]: Path(sys.argv[2])}, Path('results/conflictqa'))" "$MODEL" "$OUT/conflictqa"
 $S eval conflictqa --methods rag-top1-only,rag-top1-last --limit 450 --model "$MODEL" --dtype bfloat16 \
   --data-dir evals/data --batch 8 --max-new-tokens 256 --no-progress --out "$OUT"
 $S report "$OUT" --reference rag-anchored-top1

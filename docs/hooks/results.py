@@ -15,10 +15,6 @@ def _pct(value: float | None) -> str:
     return "–" if value is None else f"{100 * value:.1f}"
 
 
-def _rate(percent: float | None) -> str:
-    return "–" if percent is None else f"{percent:.1f}"
-
-
 def _load(relative: str) -> dict[str, Any] | None:
     path = ROOT / relative
     return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
@@ -90,11 +86,15 @@ def rag_real_table() -> str:
         " | control: anchored / plain | target met |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
+
+    def share(cell: dict[str, Any]) -> str:  # a study rate cell: hits of n
+        return _pct(cell["hits"] / cell["n"] if cell["n"] else None)
+
     for run, block in summary["runs"].items():
         scores, ref, best = block["scores"], block["reference"], block["best_baseline"]
         pair = block["paired_conflict"][best]["fair"]
         plain = next(m for m in scores if m.startswith("rag-plain"))  # rag-plain, or its -sentence twin
-        control = [scores[m]["control accuracy (fair)"]["rate"] for m in (ref, plain)]
+        control = [scores[m]["control accuracy (fair)"] for m in (ref, plain)]
         delta = "–" if pair["delta"] is None else f"{pair['delta']:+.1f}"
         # every method's 300 conflict and 100 control items decoded, or the row is interim and decides nothing
         complete = all(
@@ -102,9 +102,9 @@ def rag_real_table() -> str:
         )
         verdict = block["target_met"] if complete else "interim (run in progress)"
         lines.append(
-            f"| {run} | {_rate(scores[ref]['faithful (fair)']['rate'])} (n={scores[ref]['faithful (fair)']['n']})"
-            f" | `{best}` | {_rate(scores[best]['faithful (fair)']['rate'])} | {delta} | {pair['b']} / {pair['c']}"
-            f" | {pair['p_value']:.3f} | {' / '.join(_rate(c) for c in control)} | {verdict} |"
+            f"| {run} | {share(scores[ref]['faithful (fair)'])} (n={scores[ref]['faithful (fair)']['n']})"
+            f" | `{best}` | {share(scores[best]['faithful (fair)'])} | {delta} | {pair['b']} / {pair['c']}"
+            f" | {pair['p_value']:.3f} | {' / '.join(share(c) for c in control)} | {verdict} |"
         )
     return "Passage answers on conflict items, % (fair grader); Δ paired, exact McNemar p.\n\n" + "\n".join(lines)
 
