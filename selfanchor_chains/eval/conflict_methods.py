@@ -53,6 +53,14 @@ import math
 from collections.abc import Sequence
 from typing import Any, Literal
 
+from ..prompting.markup import escape_anchor_markup
+from ..prompting.rag_prompts import (
+    ANSWER_INSTRUCTIONS,
+    ANSWER_TOKENS,
+    PASSAGES_TEMPLATE,
+    format_numbered_passages,
+    untrusted_text,
+)
 from .conflict_set import CONFLICT_METHODS, CONFLICT_METHODS_WITH_OMEGA, SENTENCE_SUFFIX
 from .fingerprints import method_fingerprint
 from .prompt_chains import OnePromptChain, generation_output
@@ -76,18 +84,18 @@ ANCHORED_OMEGA = 1.5
 """ω of ``rag-anchored`` and ``rag-anchored-oracle``, chosen on the train split by ``scripts/choose_conflict_omega.py``
 (Qwen2.5-Coder-0.5B, grid 1.5 / 2 / 3; see ``results/conflictqa/README.md``)."""
 
-SHORT_ANSWER_TOKENS = 24
+SHORT_ANSWER_TOKENS = ANSWER_TOKENS["short"]
 """Token budget of the direct-answer methods (a name or a short phrase)."""
 
-SENTENCE_ANSWER_TOKENS = 64
+SENTENCE_ANSWER_TOKENS = ANSWER_TOKENS["sentence"]
 """Token budget of the ``-sentence`` variants (one sentence, as users' RAG answers are)."""
 
 SELF_ANCHOR_TOKENS = 256
 """Token budget cap of ``rag-self-anchor`` (plan and reasoning steps, then the answer)."""
 
-_SHORT = "Reply with the answer only (a name or a few words), no explanation and no code."
-_SENTENCE = "Reply in one short sentence, no code."
-_PLAIN = "Answer the question using the passages below. {short}\n\nPassages:\n{passages}\n\nQuestion: {question}"
+_SHORT = ANSWER_INSTRUCTIONS["short"]
+_SENTENCE = ANSWER_INSTRUCTIONS["sentence"]
+_PLAIN = PASSAGES_TEMPLATE
 _INSTRUCTED = (
     "Instruction: read the given information and answer the corresponding question. Answer only from the given "
     "information, even if it contradicts what you know. {short}\n\nBob said:\n{passages}\n\nQuestion: {question}"
@@ -143,30 +151,6 @@ def parse_conflict_method(name: str) -> tuple[str, float | None]:
     return base, omega
 
 
-def _untrusted(text: str, specials: Sequence[str]) -> str:
-    """Untrusted text with the tokenizer's control-token strings removed and whitespace collapsed."""
-    for token in specials:
-        text = text.replace(token, " ")
-    return " ".join(text.split())
-
-
-def _format_passages(passages: Sequence[str], anchored: Sequence[bool], specials: Sequence[str]) -> str:
-    from ..prompting.markup import anchor
-
-    lines = []
-    for number, (text, steer) in enumerate(zip(passages, anchored, strict=True), start=1):
-        clean = _untrusted(text, specials)
-        lines.append(f"[{number}] {anchor(clean) if steer else _escape(clean)}")
-    return "\n".join(lines)
-
-
-def _escape(text: str) -> str:
-    """Untrusted text outside anchors: escaped the same way, so markup in it stays text."""
-    from ..prompting.markup import escape_anchor_markup
-
-    return escape_anchor_markup(text)
-
-
 class ShortAnswerChain(OnePromptChain):
     """A direct-answer RAG prompt over given passages, decoded in one batched call.
 
@@ -204,12 +188,12 @@ class ShortAnswerChain(OnePromptChain):
         """
         template, anchored = _STYLE[self.method]
         short = _SHORT if self.answer_style == "short" else _SENTENCE
-        question = _untrusted(str(inputs.get("question") or ""), specials)
+        question = untrusted_text(str(inputs.get("question") or ""), specials)
         if not question:
             raise ValueError("conflictqa input lacks a question")
         passages = [str(p) for p in inputs.get("passages") or []]
         if self.method == "closed-book":
-            return template.format(short=short, question=_escape(question))
+            return template.format(short=short, question=escape_anchor_markup(question))
         if not passages:
             raise ValueError(f"{self.method} needs passages; the input has none")
         evidence = inputs.get("evidence_index")
@@ -227,7 +211,9 @@ class ShortAnswerChain(OnePromptChain):
         if self.method == "rag-instructed":
             question = question.rstrip(" ?") + " in Bob's opinion?"
         return template.format(
-            short=short, passages=_format_passages(passages, flags, specials), question=_escape(question)
+            short=short,
+            passages=format_numbered_passages(passages, flags, specials),
+            question=escape_anchor_markup(question),
         )
 
     def top_passages(self, inputs: Sequence[dict[str, Any]]) -> list[int | None]:
