@@ -168,6 +168,53 @@ def model_summary(
     }
 
 
+# Rule 3 (written in session 23 before the 1.5B run was complete): the side-by-side cost over plain RAG at batch 8,
+# measured before the rule (cost-qwen2.5-coder-0.5b-session22.json), and the issue's cost target.
+COST_OVER_PLAIN = {"rag-anchored-top1@2": 1.477, "rag-anchored-top1-only@2": 0.316}
+COST_TARGET = 1.3
+WORSE_ALPHA = 0.05
+
+
+def worse_than_plain(model: str, method: str, style: str = "short") -> list[str] | None:
+    """Rule 3, item 1: where ``method`` is worse than plain RAG on ``model`` (a lower rate, exact McNemar p < 0.05,
+    conflict passage answers or control accuracy, fair grader); None while either log lacks a test item."""
+    folder = EVALS / f"{model}-test" / "conflictqa"
+    suffix = SENTENCE if style == "sentence" else ""
+    mine = read_log(folder / f"{sentence_twin(method) if suffix else method}.jsonl")
+    plain = read_log(folder / f"rag-plain{suffix}.jsonl")
+    if len(mine) < 400 or len(plain) < 400:  # the test split: 300 conflict + 100 control items
+        return None
+    worse = []
+    for kind in ("conflict", "control"):
+        pair = _paired(mine, plain, kind, "context_fair")
+        if pair["c"] > pair["b"] and pair["p_value"] < WORSE_ALPHA:
+            worse.append(
+                f"{model} {style} {kind}: {pair['delta']:+.1f} (b/c {pair['b']}/{pair['c']}, p = {pair['p_value']:.3g})"
+            )
+    return worse
+
+
+def shipped_default(winners: tuple[str, ...], models: tuple[str, ...] = FINAL_MODELS) -> dict[str, Any]:
+    """Rule 3: the anchored winners worse than plain RAG nowhere are eligible; of several, the one within the cost
+    target; none: plain RAG. ``decided`` is false until every model's short-answer run is complete; a complete
+    sentence-answer run can only take a winner out."""
+    short = {w: [worse_than_plain(m, w) for m in models] for w in winners}
+    sentence = {w: [worse_than_plain(m, w, "sentence") for m in models] for w in winners}
+    decided = all(found is not None for checks in short.values() for found in checks)
+    worse = {w: [line for found in (*short[w], *sentence[w]) if found for line in found] for w in winners}
+    eligible = [w for w in winners if not worse[w]]
+    within = [w for w in eligible if COST_OVER_PLAIN.get(w, float("inf")) <= COST_TARGET]
+    choice = (within or eligible or ["rag-plain"])[0]
+    return {
+        "decided": decided,
+        "default": choice if decided else None,
+        "eligible": eligible,
+        "worse": worse,
+        "cost_over_plain": {w: COST_OVER_PLAIN.get(w) for w in winners},
+        "rule": "results/rag-real/README.md, rule 3",
+    }
+
+
 def _markdown(summary: dict[str, Any]) -> list[str]:
     winners = " and ".join(f"`{w}`" for w in (summary["winner"], summary.get("winner_2")) if w)
     lines = [f"# NQ-Swap with retrieved distractors, test split: {winners} vs the baselines", ""]
@@ -213,6 +260,18 @@ def _markdown(summary: dict[str, Any]) -> list[str]:
             f"**{block['target_met']}**",
             "",
         ]
+    default = summary.get("default")
+    if default:
+        verdict = f"`{default['default']}`" if default["decided"] else "not decided yet (a model's run is incomplete)"
+        lines += [
+            "## The shipped default (rule 3)",
+            "",
+            f"Default: {verdict}. Eligible (worse than plain RAG on no complete run): "
+            + (", ".join(f"`{w}`" for w in default["eligible"]) or "none")
+            + ".",
+        ]
+        lines += [f"- `{w}` worse than plain RAG: {'; '.join(found)}" for w, found in default["worse"].items() if found]
+        lines.append("")
     return lines
 
 
@@ -226,6 +285,8 @@ def summarise(winner: str, winner_2: str | None = None) -> None:
                 block = model_summary(model, reference, style, (other,) if other else (), alpha) if reference else None
                 if block:
                     summary["runs"][f"{model}, {style} answers, {rule}: {block['reference']}"] = block
+    if winner_2:
+        summary["default"] = shipped_default((winner, winner_2))
     snapshot()
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")

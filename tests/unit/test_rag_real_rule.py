@@ -103,3 +103,58 @@ def test_the_table_shows_control_pairs_and_no_time_ratio(study: ModuleType, tmp_
 def test_no_summary_before_the_winner_and_plain_rag_have_items(study: ModuleType, tmp_path: Path) -> None:
     _write(tmp_path / f"{MODEL}-test" / "conflictqa", "rag-plain", 40, 15)
     assert study.model_summary(MODEL, WINNER, "short") is None
+
+
+# -- rule 3: the shipped default -----------------------------------------------------------------------------------
+
+WINNER_2 = "rag-anchored-top1-only@2"
+MODELS = ("m1", "m2")
+
+
+def _test_split(tmp_path: Path, model: str, method: str, conflict_right: int, control_right: int) -> None:
+    """A complete test-split log (300 conflict + 100 control items), the first items right."""
+    rows = [
+        {"id": f"{kind}-{i}", "kind": kind, "context_fair": i < right}
+        for kind, n, right in (("conflict", 300, conflict_right), ("control", 100, control_right))
+        for i in range(n)
+    ]
+    folder = tmp_path / f"{model}-test" / "conflictqa"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"{method}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+
+def _three(tmp_path: Path, model: str, plain: tuple[int, int], one: tuple[int, int], two: tuple[int, int]) -> None:
+    for method, (conflict, control) in (("rag-plain", plain), (WINNER, one), (WINNER_2, two)):
+        _test_split(tmp_path, model, method, conflict, control)
+
+
+def test_rule_3_of_two_eligible_winners_ships_the_one_within_the_cost_target(study: ModuleType, tmp_path: Path) -> None:
+    for model in MODELS:
+        _three(tmp_path, model, plain=(100, 50), one=(140, 55), two=(130, 50))
+    default = study.shipped_default((WINNER, WINNER_2), MODELS)
+    assert default["decided"] and default["eligible"] == [WINNER, WINNER_2]
+    assert default["default"] == WINNER_2  # 0.32x plain RAG's time; rule 1's winner costs 1.48x
+
+
+def test_rule_3_a_winner_significantly_worse_anywhere_is_out(study: ModuleType, tmp_path: Path) -> None:
+    _three(tmp_path, "m1", plain=(100, 50), one=(140, 55), two=(130, 50))
+    _three(tmp_path, "m2", plain=(100, 50), one=(140, 55), two=(130, 38))  # control 12 of 100 below: b/c 0/12
+    default = study.shipped_default((WINNER, WINNER_2), MODELS)
+    assert default["default"] == WINNER and default["eligible"] == [WINNER]
+    assert default["worse"][WINNER_2] == ["m2 short control: -12.0 (b/c 0/12, p = 0.000488)"]
+    # a lower rate that is not significant keeps a winner in (5 of 100: b/c 0/5, p = 0.0625)
+    _three(tmp_path, "m2", plain=(100, 50), one=(140, 55), two=(130, 45))
+    assert study.shipped_default((WINNER, WINNER_2), MODELS)["default"] == WINNER_2
+
+
+def test_rule_3_plain_rag_when_every_winner_is_worse_and_no_decision_before_the_runs_end(
+    study: ModuleType, tmp_path: Path
+) -> None:
+    _three(tmp_path, "m1", plain=(100, 50), one=(80, 50), two=(100, 30))
+    _three(tmp_path, "m2", plain=(100, 50), one=(140, 55), two=(130, 50))
+    default = study.shipped_default((WINNER, WINNER_2), MODELS)
+    assert default["default"] == "rag-plain" and default["eligible"] == []
+    _test_split(tmp_path, "m2", WINNER_2, 130, 0)
+    (tmp_path / "m2-test" / "conflictqa" / f"{WINNER_2}.jsonl").write_text("")  # m2's run not started
+    undecided = study.shipped_default((WINNER, WINNER_2), MODELS)
+    assert undecided["decided"] is False and undecided["default"] is None
