@@ -300,7 +300,13 @@ def main() -> int:
     parser.add_argument("--summary-only", action="store_true", help="no decoding: tables from the folders as they are")
     parser.add_argument("--snapshot", action="store_true", help="only copy the logs so far into results/rag-real/logs")
     parser.add_argument("--models", default=",".join(FINAL_MODELS), help="final-run models, in order")
+    parser.add_argument(
+        "--styles", default="short,sentence", help="answer styles of the final run, in order (short, sentence)"
+    )
     args = parser.parse_args()
+    styles = args.styles.split(",")
+    if unknown := set(styles) - {"short", "sentence"}:
+        parser.error(f"unknown --styles {sorted(unknown)}; choose from short, sentence")
     if args.snapshot:
         snapshot()
         return 0
@@ -327,10 +333,11 @@ def main() -> int:
     print("choice 2:", json.dumps(choice_2), flush=True)
     winner_2 = choice_2["winner"]
     if not args.summary_only:
-        for style_methods in (
-            ["closed-book", *BASELINES, winner, winner_2],
-            [*(m + SENTENCE for m in BASELINES), sentence_twin(winner), sentence_twin(winner_2)],
-        ):
+        final_methods = {
+            "short": ["closed-book", *BASELINES, winner, winner_2],
+            "sentence": [*(m + SENTENCE for m in BASELINES), sentence_twin(winner), sentence_twin(winner_2)],
+        }
+        for style_methods in (final_methods[style] for style in styles):
             for model in args.models.split(","):
                 _eval(model, "test", style_methods, EVALS / f"{model}-test", args.data_dir)
                 summarise(winner, winner_2)
