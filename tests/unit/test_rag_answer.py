@@ -65,6 +65,13 @@ def test_batch_equals_invoke_and_strings_are_questions(tiny_llm: Any) -> None:
     assert one["answer"] is None or isinstance(one["answer"], str)
 
 
+def test_async_is_the_same_chain(tiny_llm: Any) -> None:
+    import asyncio
+
+    chain = rag_answer_chain(_retriever(), tiny_llm, recipe="anchored-top1-only", max_new_tokens=5)
+    assert asyncio.run(chain.ainvoke(QUESTION))["text"] == chain.invoke(QUESTION)["text"]
+
+
 def test_anchoring_at_omega_one_is_plain_rag(tiny_llm: Any) -> None:
     plain = rag_answer_chain(_retriever(), tiny_llm, recipe="plain", max_new_tokens=6).invoke(QUESTION)
     anchored = rag_answer_chain(_retriever(), tiny_llm, recipe="anchored-top1", omega=1.0, max_new_tokens=6)
