@@ -120,6 +120,7 @@ def rag_answer_chain(
     # Plain decoding where nothing is anchored: ω would change nothing but the cost of a second branch.
     steer = float(omega) if anchor_first else 1.0
     decode = llm.bind(omega=steer, max_new_tokens=max_new_tokens or ANSWER_TOKENS[answer_style])
+    specials = special_token_strings(llm.tokenizer)  # retrieved text and questions never carry control tokens
 
     def kept(inputs: dict[str, Any]) -> list[Any]:
         docs = list(inputs["context"] or [])
@@ -130,7 +131,6 @@ def rag_answer_chain(
     def prompt(inputs: dict[str, Any]) -> str:
         texts = _texts(inputs["context"])
         flags = [anchor_first and index == 0 for index in range(len(texts))]
-        specials = special_token_strings(llm.tokenizer)  # retrieved text and questions never carry control tokens
         return passages_prompt(inputs["question"], texts, flags, answer_style=answer_style, specials=specials)
 
     def output(inputs: dict[str, Any]) -> dict[str, Any]:
