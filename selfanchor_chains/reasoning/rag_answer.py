@@ -44,9 +44,9 @@ RAG_RECIPES: dict[str, tuple[bool, bool]] = {
 DEFAULT_RAG_RECIPE = "anchored-top1-only"
 """The recipe :func:`rag_answer_chain` uses unless told, chosen by the NQ-Swap study's rule 3 (written before its
 1.5B run was complete; ``results/rag-real/README.md``): of the two anchored winners, both worse than plain RAG on
-neither model, the one within the cost target — the retriever's first passage alone, anchored (0.32× plain RAG's
-time). It beats plain RAG on conflicting passages (0.5B +11.0 points, p = 0.001; 1.5B +6.0, p = 0.08) but not
-significantly the same passage unanchored (``top1-only``: +1.3 and +3.7 points, p ≥ 0.1)."""
+neither model, the one within the cost target — the retriever's first passage alone, anchored (0.32× and 0.30×
+plain RAG's time at 0.5B and 1.5B). It beats plain RAG on conflicting passages (0.5B +11.0 points, p = 0.001; 1.5B
++6.0, p = 0.08) but not significantly the same passage unanchored (``top1-only``: +1.3 and +3.7 points, p ≥ 0.1)."""
 
 DEFAULT_RAG_OMEGA = 2.0
 """ω of the anchored recipes: both anchored winners of the NQ-Swap study were chosen at ω = 2 on its train split."""
