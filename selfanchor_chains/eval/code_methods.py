@@ -20,7 +20,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from typing import Any
+
+from pydantic import field_validator
 
 from .prompt_chains import OnePromptChain, generation_output
 
@@ -36,8 +39,8 @@ __all__ = [
 
 CODE_METHODS = ("code-plain", "code-anchored", "code-spa")
 CODE_ANCHORED_OMEGA = 1.5
-"""ω of ``code-anchored`` (provisional: to be replaced by the value the rule in ``results/code/README.md`` picks on
-MBPP's train / validation splits)."""
+"""ω of ``code-anchored``: the value the rule in ``results/code/README.md`` picked on MBPP's validation split
+(Qwen2.5-Coder-0.5B; 37 passed of 90 vs 34 plain, within noise)."""
 CODE_MAX_NEW_TOKENS = 512
 """Token budget of a solution (HumanEval's and MBPP's reference solutions are far shorter)."""
 
@@ -96,6 +99,34 @@ class CodeChain(OnePromptChain):
     method: str = "code-plain"
     omega: float = CODE_ANCHORED_OMEGA
     max_new_tokens: int = CODE_MAX_NEW_TOKENS
+
+    @field_validator("method")
+    @classmethod
+    def _known_method(cls, value: str) -> str:
+        if value not in CODE_METHODS:
+            raise ValueError(f"unknown code method {value!r}; choose from {', '.join(CODE_METHODS)}")
+        return value
+
+    @field_validator("omega")
+    @classmethod
+    def _omega_at_least_one(cls, value: float) -> float:
+        if not (math.isfinite(value) and value >= 1.0):
+            raise ValueError(f"omega must be a finite number >= 1 (1 = plain decoding), got {value!r}")
+        return value
+
+    @field_validator("max_new_tokens")
+    @classmethod
+    def _positive_budget(cls, value: int) -> int:
+        if value < 1:
+            raise ValueError(f"max_new_tokens must be >= 1, got {value!r}")
+        return value
+
+    def input_error(self, item: dict[str, Any]) -> Exception | None:
+        try:
+            self.prompt(item)
+        except (TypeError, ValueError) as error:
+            return error
+        return None
 
     def user_message(self, inputs: dict[str, Any]) -> str:
         """The user turn with anchor markup (the task escaped, and anchored for ``code-anchored``).

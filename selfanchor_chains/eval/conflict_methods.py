@@ -216,6 +216,13 @@ class ShortAnswerChain(OnePromptChain):
             question=escape_anchor_markup(question),
         )
 
+    def input_error(self, item: dict[str, Any]) -> Exception | None:
+        try:  # any in-range index stands in for the ranker's choice: it only checks the fields
+            self.prompt(item, top=0 if self.method in _RANKED else None)
+        except (TypeError, ValueError) as error:
+            return error
+        return None
+
     def top_passages(self, inputs: Sequence[dict[str, Any]]) -> list[int | None]:
         """For the ranked methods, the index of each input's passage most similar to its question (else None).
 

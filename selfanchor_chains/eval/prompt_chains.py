@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from langchain_core.runnables import RunnableConfig, RunnableSerializable
+from langchain_core.runnables.config import run_in_executor
 from pydantic import ConfigDict
 
 __all__ = ["OnePromptChain", "generation_output"]
@@ -13,7 +14,12 @@ __all__ = ["OnePromptChain", "generation_output"]
 
 class OnePromptChain(RunnableSerializable[dict[str, Any], dict[str, Any]]):
     """Base of the chains that turn each input into one prompt and decode a batch in one call (continuous batching
-    in the LLM); subclasses implement :meth:`decode_batch`, which checks every input before any decoding."""
+    in the LLM); subclasses implement :meth:`decode_batch`, which checks every input before any decoding, and
+    :meth:`input_error`, which checks one input without decoding.
+
+    ``batch`` opens one chain run per input (callbacks and tracing see each) and decodes them all in one call; with
+    ``return_exceptions=True`` a bad input gets its exception in its place and the others are decoded.
+    """
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
 
@@ -28,7 +34,35 @@ class OnePromptChain(RunnableSerializable[dict[str, Any], dict[str, Any]]):
         return_exceptions: bool = False,
         **kwargs: Any,
     ) -> list[dict[str, Any]]:
-        return self.decode_batch(inputs) if inputs else []
+        def decode(items: list[dict[str, Any]]) -> list[dict[str, Any] | Exception]:
+            if not return_exceptions:
+                return list(self.decode_batch(items))  # the first bad input raises, before any decoding
+            errors = [self.input_error(item) for item in items]
+            good = [item for item, error in zip(items, errors, strict=True) if error is None]
+            decoded = iter(self.decode_batch(good) if good else [])
+            return [next(decoded) if error is None else error for error in errors]
+
+        return self._batch_with_config(decode, list(inputs), config, return_exceptions=return_exceptions)
+
+    async def ainvoke(
+        self, input: dict[str, Any], config: RunnableConfig | None = None, **kwargs: Any
+    ) -> dict[str, Any]:
+        return (await self.abatch([input], config))[0]
+
+    async def abatch(
+        self,
+        inputs: list[dict[str, Any]],
+        config: RunnableConfig | list[RunnableConfig] | None = None,
+        *,
+        return_exceptions: bool = False,
+        **kwargs: Any,
+    ) -> list[dict[str, Any]]:
+        # The sync core in a worker thread: one decoding call for the whole batch, the event loop left free.
+        return await run_in_executor(None, self.batch, inputs, config, return_exceptions=return_exceptions)
+
+    def input_error(self, item: dict[str, Any]) -> Exception | None:
+        """The error one input would raise in :meth:`decode_batch` (a bad field), or None; decodes nothing."""
+        return None
 
     def decode_batch(self, inputs: list[dict[str, Any]]) -> list[dict[str, Any]]:
         raise NotImplementedError

@@ -7,9 +7,10 @@ import json
 from pathlib import Path
 
 import pytest
+from langchain_core.callbacks import BaseCallbackHandler
 
 from selfanchor_chains.answers.code import extract_code, grade_code, humaneval_program, mbpp_program
-from selfanchor_chains.eval.code_methods import code_fingerprint, make_code_chain, parse_code_method
+from selfanchor_chains.eval.code_methods import CodeChain, code_fingerprint, make_code_chain, parse_code_method
 from selfanchor_chains.eval.datasets import load_problems
 from selfanchor_chains.eval.method_specs import _check_bench_methods, parse_methods
 from selfanchor_chains.langchain.llm import SteeredHFLLM
@@ -170,6 +171,47 @@ def test_the_chain_decodes_with_its_omega_and_stops_at_the_closing_fence(llm: St
     out_spa = spa.invoke(item)
     assert out_spa["omega"] == 3.0
     assert code_fingerprint(spa) not in (code_fingerprint(anchored), code_fingerprint(plain))
+
+
+def test_the_chain_checks_its_settings_when_built(llm: SteeredHFLLM) -> None:
+    for bad, message in [
+        ({"method": "code-magic"}, "unknown code method"),
+        ({"method": "code-anchored", "omega": 0.5}, ">= 1"),
+        ({"method": "code-anchored", "omega": float("nan")}, "finite"),
+        ({"max_new_tokens": 0}, "max_new_tokens must be >= 1"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            CodeChain(llm=llm, **bad)
+
+
+class _ChainRuns(BaseCallbackHandler):
+    def __init__(self) -> None:
+        self.started, self.ended, self.failed = 0, 0, 0
+
+    def on_chain_start(self, *args: object, **kwargs: object) -> None:
+        self.started += 1
+
+    def on_chain_end(self, *args: object, **kwargs: object) -> None:
+        self.ended += 1
+
+    def on_chain_error(self, *args: object, **kwargs: object) -> None:
+        self.failed += 1
+
+
+async def test_batch_opens_a_run_per_input_and_returns_a_bad_inputs_error_in_its_place(llm: SteeredHFLLM) -> None:
+    chain = make_code_chain("code-anchored@2", llm, max_new_tokens=4)
+    good = {"bench": "mbpp", "question": MBPP["question"], "test_list": MBPP["test_list"]}
+    bad = {"bench": "mbpp", "question": "no tests"}
+    runs = _ChainRuns()
+    first, error, last = chain.batch([good, bad, good], {"callbacks": [runs]}, return_exceptions=True)
+    assert isinstance(error, ValueError) and "needs its test_list" in str(error)
+    assert first == last and first["omega"] == 2.0  # greedy: the same input decodes to the same code
+    assert (runs.started, runs.ended, runs.failed) == (3, 2, 1)
+    with pytest.raises(ValueError, match="needs its test_list"):
+        chain.batch([good, bad])  # without return_exceptions the bad input raises before any decoding
+    assert await chain.ainvoke(good) == first
+    (async_error,) = await chain.abatch([bad], return_exceptions=True)
+    assert isinstance(async_error, ValueError) and "needs its test_list" in str(async_error)
 
 
 def test_method_specs_keep_code_methods_on_code_benchmarks() -> None:

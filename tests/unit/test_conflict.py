@@ -354,6 +354,18 @@ def test_anchored_top1_only_and_top1_last_anchor_the_ranked_passage_where_the_ba
     assert [m.name for m in parse_methods(names)] == names.split(",")
 
 
+def test_batch_returns_a_bad_inputs_error_in_its_place_and_ranks_and_decodes_the_others() -> None:
+    chain = ShortAnswerChain(llm=_AnsweringLLM(), method="rag-anchored-top1-only", omega=2.0, ranker=_ranker())
+    no_passages = {"question": "What is the capital of France?", "passages": []}
+    first, error = chain.batch([INPUT, no_passages], return_exceptions=True)
+    assert first["answer"] == "Lima" and first["ranked_first"] == 1
+    assert isinstance(error, ValueError) and "needs passages" in str(error)
+    assert len(chain.llm.calls) == 1  # one decoding call, for the good input only
+    with pytest.raises(ValueError, match="needs passages"):
+        chain.batch([INPUT, no_passages])
+    assert len(chain.llm.calls) == 1  # without return_exceptions nothing was decoded
+
+
 def test_adaptive_method_anchors_every_passage_with_adacad_strength() -> None:
     import math
 
