@@ -224,6 +224,10 @@ def test_bad_inputs_and_method_names() -> None:
         parse_conflict_method("cot")
     with pytest.raises(TypeError, match="SteeredHFLLM"):
         make_conflict_chain("rag-plain", _FakeLLM())
+    with pytest.raises(ValueError, match="not a direct-answer method"):
+        ShortAnswerChain(llm=_FakeLLM(), method="rag-self-anchor")
+    with pytest.raises(ValueError, match=">= 1"):
+        ShortAnswerChain(llm=_FakeLLM(), method="rag-anchored", omega=0.5)
 
 
 # -- the runner and the report on a tiny random model -------------------------------------------------------------
