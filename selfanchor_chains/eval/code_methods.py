@@ -20,10 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 from typing import Any
-
-from pydantic import field_validator
 
 from .prompt_chains import OnePromptChain, generation_output
 
@@ -95,31 +92,12 @@ class CodeChain(OnePromptChain):
         max_new_tokens: Decoding budget.
     """
 
+    methods = CODE_METHODS
+
     llm: Any
     method: str = "code-plain"
     omega: float = CODE_ANCHORED_OMEGA
     max_new_tokens: int = CODE_MAX_NEW_TOKENS
-
-    @field_validator("method")
-    @classmethod
-    def _known_method(cls, value: str) -> str:
-        if value not in CODE_METHODS:
-            raise ValueError(f"unknown code method {value!r}; choose from {', '.join(CODE_METHODS)}")
-        return value
-
-    @field_validator("omega")
-    @classmethod
-    def _omega_at_least_one(cls, value: float) -> float:
-        if not (math.isfinite(value) and value >= 1.0):
-            raise ValueError(f"omega must be a finite number >= 1 (1 = plain decoding), got {value!r}")
-        return value
-
-    @field_validator("max_new_tokens")
-    @classmethod
-    def _positive_budget(cls, value: int) -> int:
-        if value < 1:
-            raise ValueError(f"max_new_tokens must be >= 1, got {value!r}")
-        return value
 
     def input_error(self, item: dict[str, Any]) -> Exception | None:
         try:

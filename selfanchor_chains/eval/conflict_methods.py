@@ -53,8 +53,6 @@ import math
 from collections.abc import Sequence
 from typing import Any, Literal
 
-from pydantic import field_validator
-
 from ..prompting.markup import escape_anchor_markup
 from ..prompting.rag_prompts import (
     ANSWER_INSTRUCTIONS,
@@ -169,26 +167,14 @@ class ShortAnswerChain(OnePromptChain):
             ``"sentence"`` (one sentence; the whole reply is the answer, graded by what it states).
     """
 
+    methods = tuple(_STYLE)
+
     llm: Any
     method: str = "rag-plain"
     omega: float = 1.0
     max_new_tokens: int = SHORT_ANSWER_TOKENS
     ranker: Any = None
     answer_style: Literal["short", "sentence"] = "short"  # checked when the chain is built
-
-    @field_validator("method")
-    @classmethod
-    def _direct_answer_method(cls, value: str) -> str:
-        if value not in _STYLE:
-            raise ValueError(f"{value!r} is not a direct-answer method; choose from {', '.join(_STYLE)}")
-        return value
-
-    @field_validator("omega")
-    @classmethod
-    def _omega_at_least_one(cls, value: float) -> float:
-        if not (math.isfinite(value) and value >= 1.0):
-            raise ValueError(f"omega must be a finite number >= 1 (1 = no steering), got {value!r}")
-        return value
 
     def prompt(self, inputs: dict[str, Any], specials: Sequence[str] = (), top: int | None = None) -> str:
         """The prompt with anchor markup for one input.

@@ -3,11 +3,12 @@ call of the steered LLM, and the output fields read from each generation."""
 
 from __future__ import annotations
 
-from typing import Any
+import math
+from typing import Any, ClassVar
 
 from langchain_core.runnables import RunnableConfig, RunnableSerializable
 from langchain_core.runnables.config import run_in_executor
-from pydantic import ConfigDict
+from pydantic import ConfigDict, field_validator
 
 __all__ = ["OnePromptChain", "generation_output"]
 
@@ -22,6 +23,36 @@ class OnePromptChain(RunnableSerializable[dict[str, Any], dict[str, Any]]):
     """
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    methods: ClassVar[tuple[str, ...]] = ()
+    """The method names a subclass decodes."""
+
+    llm: Any
+    method: str
+    omega: float = 1.0
+    """Steering strength; 1 is no steering."""
+    max_new_tokens: int
+
+    @field_validator("method")
+    @classmethod
+    def _known_method(cls, value: str) -> str:
+        if value not in cls.methods:
+            raise ValueError(f"unknown method {value!r} for {cls.__name__}; choose from {', '.join(cls.methods)}")
+        return value
+
+    @field_validator("omega")
+    @classmethod
+    def _omega_at_least_one(cls, value: float) -> float:
+        if not (math.isfinite(value) and value >= 1.0):
+            raise ValueError(f"omega must be a finite number >= 1 (1 = no steering), got {value!r}")
+        return value
+
+    @field_validator("max_new_tokens")
+    @classmethod
+    def _positive_budget(cls, value: int) -> int:
+        if value < 1:
+            raise ValueError(f"max_new_tokens must be >= 1, got {value!r}")
+        return value
 
     def invoke(self, input: dict[str, Any], config: RunnableConfig | None = None, **kwargs: Any) -> dict[str, Any]:
         return self.batch([input], config)[0]

@@ -175,7 +175,7 @@ def test_the_chain_decodes_with_its_omega_and_stops_at_the_closing_fence(llm: St
 
 def test_the_chain_checks_its_settings_when_built(llm: SteeredHFLLM) -> None:
     for bad, message in [
-        ({"method": "code-magic"}, "unknown code method"),
+        ({"method": "code-magic"}, "unknown method 'code-magic' for CodeChain"),
         ({"method": "code-anchored", "omega": 0.5}, ">= 1"),
         ({"method": "code-anchored", "omega": float("nan")}, "finite"),
         ({"max_new_tokens": 0}, "max_new_tokens must be >= 1"),

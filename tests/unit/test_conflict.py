@@ -224,7 +224,7 @@ def test_bad_inputs_and_method_names() -> None:
         parse_conflict_method("cot")
     with pytest.raises(TypeError, match="SteeredHFLLM"):
         make_conflict_chain("rag-plain", _FakeLLM())
-    with pytest.raises(ValueError, match="not a direct-answer method"):
+    with pytest.raises(ValueError, match="unknown method 'rag-self-anchor' for ShortAnswerChain"):
         ShortAnswerChain(llm=_FakeLLM(), method="rag-self-anchor")
     with pytest.raises(ValueError, match=">= 1"):
         ShortAnswerChain(llm=_FakeLLM(), method="rag-anchored", omega=0.5)
