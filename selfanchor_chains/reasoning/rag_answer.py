@@ -19,6 +19,7 @@ The default is the one the study's rule 3 chose (:data:`DEFAULT_RAG_RECIPE`).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any, Literal
 
@@ -113,8 +114,8 @@ def rag_answer_chain(
         raise ValueError(f"unknown recipe {recipe!r}; choose from {', '.join(RAG_RECIPES)}")
     if answer_style not in ANSWER_INSTRUCTIONS:
         raise ValueError(f"answer_style must be one of {', '.join(ANSWER_INSTRUCTIONS)}, got {answer_style!r}")
-    if isinstance(omega, bool) or not isinstance(omega, int | float) or not omega >= 1.0:
-        raise ValueError(f"omega must be a number >= 1, got {omega!r}")
+    if isinstance(omega, bool) or not isinstance(omega, int | float) or not (math.isfinite(omega) and omega >= 1.0):
+        raise ValueError(f"omega must be a finite number >= 1, got {omega!r}")
     if max_new_tokens is not None and (isinstance(max_new_tokens, bool) or max_new_tokens < 1):
         raise ValueError(f"max_new_tokens must be a positive number of tokens, got {max_new_tokens!r}")
     if not isinstance(llm, SteeredHFLLM):

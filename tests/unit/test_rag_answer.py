@@ -89,6 +89,7 @@ def test_bad_arguments_fail_before_decoding(tiny_llm: Any) -> None:
     for kwargs, error, message in (
         ({"recipe": "anchored-all"}, ValueError, "unknown recipe"),
         ({"omega": 0.5}, ValueError, "omega"),
+        ({"omega": float("inf")}, ValueError, "finite"),
         ({"answer_style": "essay"}, ValueError, "answer_style"),
         ({"max_new_tokens": 0}, ValueError, "max_new_tokens"),
     ):
