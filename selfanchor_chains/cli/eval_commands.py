@@ -87,7 +87,7 @@ def add_eval_commands(subparsers: Any) -> None:
         help="registry name, local path or hub id (default: $SELFANCHOR_MODEL, else the solve default)",
     )
     add_weights_arguments(ev)
-    ev.add_argument("--limit", type=_non_negative, default=None, help="at most N problems per benchmark")
+    ev.add_argument("--limit", type=_positive, default=None, help="at most N problems per benchmark")
     ev.add_argument("--data-dir", default=None, help="benchmark data folder (default: $SELFANCHOR_DATA_DIR, ...)")
     ev.add_argument("--split", default="dev")
     ev.add_argument("--out", default=None, help="output folder (default: evals/<model>-<dtype>)")

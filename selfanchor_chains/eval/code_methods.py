@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from typing import Any
 
 from .prompt_chains import OnePromptChain, generation_output
@@ -59,7 +60,7 @@ def parse_code_method(name: str) -> tuple[str, float | None]:
     """``"code-anchored@2"`` → ``("code-anchored", 2.0)``; ``"code-plain"`` → ``("code-plain", None)``.
 
     Raises:
-        ValueError: Unknown method, an ω on ``code-plain``, or an ω that is not a number ≥ 1.
+        ValueError: Unknown method, an ω on ``code-plain``, or an ω that is not a finite number ≥ 1.
     """
     base, sep, value = name.partition("@")
     if base not in CODE_METHODS:
@@ -72,8 +73,8 @@ def parse_code_method(name: str) -> tuple[str, float | None]:
         omega = float(value)
     except ValueError:
         raise ValueError(f"bad ω in {name!r}: expected a number, e.g. code-anchored@2") from None
-    if not omega >= 1.0:
-        raise ValueError(f"ω must be >= 1 in {name!r}")
+    if not (math.isfinite(omega) and omega >= 1.0):
+        raise ValueError(f"ω must be a finite number >= 1 in {name!r}")
     return base, omega
 
 

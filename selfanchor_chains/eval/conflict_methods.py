@@ -133,7 +133,7 @@ def parse_conflict_method(name: str) -> tuple[str, float | None]:
     """``"rag-anchored@2.5"`` → ``("rag-anchored", 2.5)``; ``"rag-plain"`` → ``("rag-plain", None)``.
 
     Raises:
-        ValueError: Unknown method, an ω on a method without steering, or an ω that is not a number ≥ 1.
+        ValueError: Unknown method, an ω on a method without steering, or an ω that is not a finite number ≥ 1.
     """
     base, sep, value = name.partition("@")
     if base not in CONFLICT_METHODS:
@@ -146,8 +146,8 @@ def parse_conflict_method(name: str) -> tuple[str, float | None]:
         omega = float(value)
     except ValueError:
         raise ValueError(f"bad ω in {name!r}: expected a number, e.g. rag-anchored@2.5") from None
-    if not omega >= 1.0:
-        raise ValueError(f"ω must be >= 1 in {name!r}")
+    if not (math.isfinite(omega) and omega >= 1.0):
+        raise ValueError(f"ω must be a finite number >= 1 in {name!r}")
     return base, omega
 
 

@@ -8,8 +8,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..reasoning.methods import METHODS
-from .code_methods import CODE_METHODS, make_code_chain
-from .conflict_methods import make_conflict_chain
+from .code_methods import CODE_METHODS, make_code_chain, parse_code_method
+from .conflict_methods import make_conflict_chain, parse_conflict_method
 from .conflict_set import CONFLICT_METHODS, CONFLICT_METHODS_WITH_OMEGA
 from .datasets import ALL_BENCHMARKS, BBH_TASKS, CODE_BENCHMARKS
 from .fingerprints import STUDY_OPTION_DEFAULTS, is_language_model, method_fingerprint
@@ -69,7 +69,7 @@ def parse_methods(
         The specs, in the given order.
 
     Raises:
-        ValueError: Unknown or repeated method, a bad cap, or no method at all.
+        ValueError: Unknown or repeated method, a bad cap or ω (not a finite number ≥ 1), or no method at all.
     """
     items = spec.split(",") if isinstance(spec, str) else list(spec)
     out: list[MethodSpec] = []
@@ -93,6 +93,10 @@ def parse_methods(
         base, at, _ = parsed.name.partition("@")
         if known is not None and not (parsed.name in known or (at and base in known and base in _WITH_OMEGA)):
             raise ValueError(f"unknown method {parsed.name!r}; choose from {', '.join(known)}")
+        if at and base in CODE_METHODS:
+            parse_code_method(parsed.name)  # a bad ω fails here, before a model is loaded
+        elif at and base in CONFLICT_METHODS:
+            parse_conflict_method(parsed.name)
         if any(m.name == parsed.name for m in out):
             raise ValueError(f"method {parsed.name!r} given twice")
         out.append(parsed)

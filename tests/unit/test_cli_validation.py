@@ -30,6 +30,11 @@ def no_model_loading(monkeypatch: pytest.MonkeyPatch) -> None:
         (["generate", "x", "--omega", "-1"], "finite number"),
         (["generate", "x", "--temperature", "-1"], "finite number"),
         (["generate", "x", "--top-p", "0"], "finite number"),
+        (["eval", "mbpp", "--methods", "code-anchored@0.5"], "finite number >= 1"),
+        (["eval", "mbpp", "--methods", "code-anchored@inf"], "finite number >= 1"),
+        (["eval", "conflictqa", "--methods", "rag-anchored-top1-only@inf"], "finite number >= 1"),
+        (["eval", "conflictqa", "--methods", "rag-adaptive@nan"], "finite number >= 1"),
+        (["eval", "mbpp", "--methods", "code-plain", "--limit", "0"], "must be >= 1"),
     ],
 )
 @pytest.mark.usefixtures("no_model_loading")

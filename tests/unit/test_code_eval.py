@@ -114,6 +114,8 @@ def test_parse_code_method() -> None:
         ("code-plain@2", "takes no ω"),
         ("code-anchored@x", "bad ω"),
         ("code-anchored@0.5", ">= 1"),
+        ("code-anchored@inf", "finite number >= 1"),
+        ("code-spa@nan", "finite number >= 1"),
         ("code", "unknown"),
     ]:
         with pytest.raises(ValueError, match=message):

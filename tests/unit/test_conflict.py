@@ -217,7 +217,8 @@ def test_bad_inputs_and_method_names() -> None:
         _prompt("rag-anchored-oracle", {**INPUT, "evidence_index": 5})
     assert parse_conflict_method("rag-anchored@2.5") == ("rag-anchored", 2.5)
     assert parse_conflict_method("rag-plain") == ("rag-plain", None)
-    for bad, message in (("rag-plain@2", "takes no"), ("rag-anchored@x", "bad"), ("rag-anchored@0.5", ">= 1")):
+    bad_names = (("rag-plain@2", "takes no"), ("rag-anchored@x", "bad"), ("rag-anchored@0.5", ">= 1"))
+    for bad, message in (*bad_names, ("rag-anchored@inf", "finite")):
         with pytest.raises(ValueError, match=message):
             parse_conflict_method(bad)
     with pytest.raises(ValueError, match="unknown"):
