@@ -1,6 +1,6 @@
 """Issue #34's study on real questions, resumable end to end: choose the anchored method on NQ-Swap's train split by
 the rule in results/rag-real/README.md, run it and every baseline on the test split for both models (short answers,
-then sentence answers), and summarise.
+then the sentence-answer twins of rule 4), and summarise.
 
     nohup python scripts/rag_real_study.py >> evals/rag-real/study.log 2>&1 &     # run or resume everything
     python scripts/rag_real_study.py --summary-only                                 # tables from what is there
@@ -43,6 +43,9 @@ CANDIDATES_2 = (
     "rag-anchored-top1-last@2",
 )
 BASELINES = ("rag-plain", "rag-instructed", "rag-top1-only", "rag-top1-last")
+# Rule 4 (session 26, before any sentence-answer result was read): the sentence twins of plain RAG and of the best
+# baseline of both models' short answers only (CPU time); the other two baselines' twins are not run.
+SENTENCE_BASELINES = ("rag-plain", "rag-top1-only")
 SENTENCE = "-sentence"
 # Dropped from the keys of the committed logs: the prompt repeats the passages (NQ text stays out of the repository).
 _PRIVATE = ("prompt", "question", "passages")
@@ -134,13 +137,14 @@ def model_summary(
     folder = EVALS / f"{model}-test" / "conflictqa"
     suffix = SENTENCE if style == "sentence" else ""
     methods = [sentence_twin(m) if suffix else m for m in (winner, *others)]
-    methods += [m + suffix for m in BASELINES] + (["closed-book"] if not suffix else [])
+    compared = SENTENCE_BASELINES if suffix else BASELINES
+    methods += [m + suffix for m in compared] + (["closed-book"] if not suffix else [])
     logs = {m: read_log(folder / f"{m}.jsonl") for m in methods}
     if not logs[methods[0]] or not logs[f"rag-plain{suffix}"]:
         return None
     scores = {m: _scores(r) for m, r in logs.items() if r}
     reference = methods[0]
-    baselines = [m + suffix for m in BASELINES if logs[m + suffix]]
+    baselines = [m + suffix for m in compared if logs[m + suffix]]
     best = max(baselines, key=lambda m: scores[m]["faithful (fair)"]["rate"] or 0.0)
     paired = {
         m: {
@@ -192,6 +196,11 @@ def worse_than_plain(model: str, method: str, style: str = "short") -> list[str]
                 f"{model} {style} {kind}: {pair['delta']:+.1f} (b/c {pair['b']}/{pair['c']}, p = {pair['p_value']:.3g})"
             )
     return worse
+
+
+def needs_stage_2(default: str, models: tuple[str, ...] | list[str] = FINAL_MODELS) -> bool:
+    """Rule 4, item 2: stage 1's sentence answers took the default out (worse than plain RAG on some model)."""
+    return any(worse_than_plain(model, default, "sentence") for model in models)
 
 
 def shipped_default(winners: tuple[str, ...], models: tuple[str, ...] = FINAL_MODELS) -> dict[str, Any]:
@@ -333,13 +342,18 @@ def main() -> int:
     print("choice 2:", json.dumps(choice_2), flush=True)
     winner_2 = choice_2["winner"]
     if not args.summary_only:
+        models = args.models.split(",")
         final_methods = {
             "short": ["closed-book", *BASELINES, winner, winner_2],
-            "sentence": [*(m + SENTENCE for m in BASELINES), sentence_twin(winner), sentence_twin(winner_2)],
+            "sentence": [*(m + SENTENCE for m in SENTENCE_BASELINES), sentence_twin(winner_2)],  # rule 4, stage 1
         }
-        for style_methods in (final_methods[style] for style in styles):
-            for model in args.models.split(","):
-                _eval(model, "test", style_methods, EVALS / f"{model}-test", args.data_dir)
+        for style in styles:
+            for model in models:
+                _eval(model, "test", final_methods[style], EVALS / f"{model}-test", args.data_dir)
+                summarise(winner, winner_2)
+        if "sentence" in styles and needs_stage_2(winner_2, models):
+            for model in models:  # rule 4, stage 2: is rule 1's winner still eligible in sentence answers?
+                _eval(model, "test", [sentence_twin(winner)], EVALS / f"{model}-test", args.data_dir)
                 summarise(winner, winner_2)
     summarise(winner, winner_2)
     return 0

@@ -158,3 +158,37 @@ def test_rule_3_plain_rag_when_every_winner_is_worse_and_no_decision_before_the_
     (tmp_path / "m2-test" / "conflictqa" / f"{WINNER_2}.jsonl").write_text("")  # m2's run not started
     undecided = study.shipped_default((WINNER, WINNER_2), MODELS)
     assert undecided["decided"] is False and undecided["default"] is None
+
+
+# -- rule 4: the sentence twins, staged ----------------------------------------------------------------------------
+
+
+def test_rule_4_sentence_answers_are_compared_with_plain_and_top1_only_alone(study: ModuleType, tmp_path: Path) -> None:
+    folder = tmp_path / f"{MODEL}-test" / "conflictqa"
+    _write(folder, "rag-anchored-top1-only-sentence@2", 60, 15)
+    _write(folder, "rag-plain-sentence", 40, 15)
+    _write(folder, "rag-top1-only-sentence", 50, 15)
+    # twins decoded before rule 4 (a few items, one scoring far above the rest) are neither shown nor compared
+    _write(folder, "rag-instructed-sentence", 30, 15, n_conflict=32)
+    _write(folder, "rag-top1-last-sentence", 32, 15, n_conflict=32)
+    block = study.model_summary(MODEL, WINNER_2, "sentence", (WINNER,), alpha=0.025)
+    assert block["reference"] == "rag-anchored-top1-only-sentence@2"
+    assert set(block["paired_conflict"]) == {"rag-plain-sentence", "rag-top1-only-sentence"}
+    assert set(block["scores"]) == {"rag-anchored-top1-only-sentence@2", "rag-plain-sentence", "rag-top1-only-sentence"}
+    assert block["best_baseline"] == "rag-top1-only-sentence"
+    assert block["paired_conflict"]["rag-top1-only-sentence"]["fair"]["delta"] == 10.0
+
+
+def test_rule_4_stage_2_runs_only_when_stage_1_takes_the_default_out(study: ModuleType, tmp_path: Path) -> None:
+    for model in MODELS:
+        _test_split(tmp_path, model, "rag-plain-sentence", 100, 50)
+        _test_split(tmp_path, model, "rag-anchored-top1-only-sentence@2", 130, 50)
+    assert study.needs_stage_2(WINNER_2, MODELS) is False
+    _test_split(tmp_path, "m2", "rag-anchored-top1-only-sentence@2", 130, 38)  # control b/c 0/12 on m2
+    assert study.needs_stage_2(WINNER_2, MODELS) is True
+    # and rule 3 then takes the default out, leaving rule 1's winner (its short answers worse nowhere)
+    for model in MODELS:
+        _three(tmp_path, model, plain=(100, 50), one=(140, 55), two=(130, 50))
+    default = study.shipped_default((WINNER, WINNER_2), MODELS)
+    assert default["default"] == WINNER
+    assert default["worse"][WINNER_2] == ["m2 sentence control: -12.0 (b/c 0/12, p = 0.000488)"]
