@@ -7,7 +7,9 @@ kernel allows it, it also runs in new network, PID and mount namespaces (``unsha
 network at all; when the program's init dies, the kernel kills every process it left; ``/tmp``, ``/var/tmp`` and
 ``/dev/shm`` are fresh read-only tmpfs but for its own 16 MiB work folder) under the ``nobody`` user (it can write
 nothing else, and the process limit applies to it alone). On timeout the whole process group is killed; the folder
-is always removed. :func:`isolation` says which of these this machine gives.
+is always removed. :func:`isolation` says which of these this machine gives. Without the namespaces (not root, or
+a kernel that refuses them) the program has the network, and a process it moves into a session of its own
+(``os.setsid``) can outlive the group kill: run hostile code as root, or inside a container.
 
 The program's verdict is read from its exit status only: 0 passes; anything else (an ``AssertionError``, a crash,
 a limit, a timeout) fails, with an error kind for the logs.
