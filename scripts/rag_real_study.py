@@ -288,9 +288,13 @@ def summarise(winner: str, winner_2: str | None = None) -> None:
     summary: dict[str, Any] = {"winner": winner, "winner_2": winner_2, "runs": {}}
     # Two pre-registered anchored methods: each is held to p < 0.025 (Bonferroni; rule 2, item 4).
     alpha = 0.025 if winner_2 else 0.05
+    # Rule 4: rule 1's winner answers in sentences only in stage 2 (items decoded before rule 4 are not reported).
+    stage_2 = winner_2 is None or needs_stage_2(winner_2)
     for style in ("short", "sentence"):
         for model in FINAL_MODELS:
             for rule, reference, other in (("rule 1", winner, winner_2), ("rule 2", winner_2, winner)):
+                if style == "sentence" and not stage_2:
+                    reference, other = (None, None) if rule == "rule 1" else (reference, None)
                 block = model_summary(model, reference, style, (other,) if other else (), alpha) if reference else None
                 if block:
                     summary["runs"][f"{model}, {style} answers, {rule}: {block['reference']}"] = block

@@ -111,10 +111,13 @@ WINNER_2 = "rag-anchored-top1-only@2"
 MODELS = ("m1", "m2")
 
 
+NO_MEMORY = {"memory_match": False, "memory_fair": False}
+
+
 def _test_split(tmp_path: Path, model: str, method: str, conflict_right: int, control_right: int) -> None:
     """A complete test-split log (300 conflict + 100 control items), the first items right."""
     rows = [
-        {"id": f"{kind}-{i}", "kind": kind, "context_fair": i < right}
+        {"id": f"{kind}-{i}", "kind": kind, "context_fair": i < right, "context_match": i < right, **NO_MEMORY}
         for kind, n, right in (("conflict", 300, conflict_right), ("control", 100, control_right))
         for i in range(n)
     ]
@@ -192,3 +195,27 @@ def test_rule_4_stage_2_runs_only_when_stage_1_takes_the_default_out(study: Modu
     default = study.shipped_default((WINNER, WINNER_2), MODELS)
     assert default["default"] == WINNER
     assert default["worse"][WINNER_2] == ["m2 sentence control: -12.0 (b/c 0/12, p = 0.000488)"]
+
+
+def test_rule_4_the_summary_leaves_out_rule_1s_sentence_twin_without_stage_2(
+    study: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(study, "FINAL_MODELS", MODELS)
+    monkeypatch.setattr(study, "RESULTS", tmp_path / "results")
+    monkeypatch.setattr(study, "snapshot", lambda: None)
+    for model in MODELS:
+        _three(tmp_path, model, plain=(100, 50), one=(140, 55), two=(130, 50))
+        for method, (conflict, control) in (
+            ("rag-plain", (100, 50)),
+            ("rag-top1-only", (120, 50)),
+            (WINNER_2, (130, 50)),
+        ):
+            _test_split(tmp_path, model, study.sentence_twin(method), conflict, control)
+        _write(tmp_path / f"{model}-test" / "conflictqa", "rag-anchored-top1-sentence@2", 30, 15, n_conflict=32)
+    study.summarise(WINNER, WINNER_2)
+    summary = json.loads((tmp_path / "results" / "summary.json").read_text())
+    sentence = {run: block for run, block in summary["runs"].items() if "sentence" in run}
+    assert sorted(sentence) == [f"{m}, sentence answers, rule 2: rag-anchored-top1-only-sentence@2" for m in MODELS]
+    for block in sentence.values():
+        assert "rag-anchored-top1-sentence@2" not in block["scores"]
+        assert block["best_baseline"] == "rag-top1-only-sentence"
