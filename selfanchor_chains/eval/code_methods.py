@@ -20,10 +20,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 from typing import Any
 
-from .prompt_chains import OnePromptChain, generation_output
+from .prompt_chains import OnePromptChain, generation_output, method_omega
 
 __all__ = [
     "CODE_ANCHORED_OMEGA",
@@ -62,20 +61,14 @@ def parse_code_method(name: str) -> tuple[str, float | None]:
     Raises:
         ValueError: Unknown method, an ω on ``code-plain``, or an ω that is not a finite number ≥ 1.
     """
-    base, sep, value = name.partition("@")
+    base, sep, _ = name.partition("@")
     if base not in CODE_METHODS:
         raise ValueError(f"unknown code method {name!r}; choose from {', '.join(CODE_METHODS)}")
     if not sep:
         return base, None
     if base == "code-plain":
         raise ValueError(f"{base} takes no ω (only code-anchored and code-spa do), got {name!r}")
-    try:
-        omega = float(value)
-    except ValueError:
-        raise ValueError(f"bad ω in {name!r}: expected a number, e.g. code-anchored@2") from None
-    if not (math.isfinite(omega) and omega >= 1.0):
-        raise ValueError(f"ω must be a finite number >= 1 in {name!r}")
-    return base, omega
+    return base, method_omega(name, example="code-anchored@2")
 
 
 class CodeChain(OnePromptChain):

@@ -63,7 +63,7 @@ from ..prompting.rag_prompts import (
 )
 from .conflict_set import CONFLICT_METHODS, CONFLICT_METHODS_WITH_OMEGA, SENTENCE_SUFFIX
 from .fingerprints import method_fingerprint
-from .prompt_chains import OnePromptChain, generation_output
+from .prompt_chains import OnePromptChain, generation_output, method_omega
 
 __all__ = [
     "ADAPTIVE_OMEGA",
@@ -135,20 +135,14 @@ def parse_conflict_method(name: str) -> tuple[str, float | None]:
     Raises:
         ValueError: Unknown method, an ω on a method without steering, or an ω that is not a finite number ≥ 1.
     """
-    base, sep, value = name.partition("@")
+    base, sep, _ = name.partition("@")
     if base not in CONFLICT_METHODS:
         raise ValueError(f"unknown conflictqa method {name!r}; choose from {', '.join(CONFLICT_METHODS)}")
     if not sep:
         return base, None
     if base not in CONFLICT_METHODS_WITH_OMEGA:
         raise ValueError(f"{base} takes no ω (only {', '.join(CONFLICT_METHODS_WITH_OMEGA)} do), got {name!r}")
-    try:
-        omega = float(value)
-    except ValueError:
-        raise ValueError(f"bad ω in {name!r}: expected a number, e.g. rag-anchored@2.5") from None
-    if not (math.isfinite(omega) and omega >= 1.0):
-        raise ValueError(f"ω must be a finite number >= 1 in {name!r}")
-    return base, omega
+    return base, method_omega(name, example="rag-anchored@2.5")
 
 
 class ShortAnswerChain(OnePromptChain):

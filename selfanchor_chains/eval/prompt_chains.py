@@ -10,7 +10,22 @@ from langchain_core.runnables import RunnableConfig, RunnableSerializable
 from langchain_core.runnables.config import run_in_executor
 from pydantic import ConfigDict, field_validator
 
-__all__ = ["OnePromptChain", "generation_output"]
+__all__ = ["OnePromptChain", "generation_output", "method_omega"]
+
+
+def method_omega(name: str, example: str) -> float:
+    """ω of a method name ``base@ω`` (``"code-anchored@2"`` → 2.0), a finite number ≥ 1.
+
+    Raises:
+        ValueError: What follows ``@`` is not a number (``example`` shows one that is), or not finite and ≥ 1.
+    """
+    try:
+        omega = float(name.partition("@")[2])
+    except ValueError:
+        raise ValueError(f"bad ω in {name!r}: expected a number, e.g. {example}") from None
+    if not (math.isfinite(omega) and omega >= 1.0):
+        raise ValueError(f"ω must be a finite number >= 1 in {name!r}")
+    return omega
 
 
 class OnePromptChain(RunnableSerializable[dict[str, Any], dict[str, Any]]):
